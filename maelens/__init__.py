@@ -1,0 +1,32 @@
+"""maelens: pretrain, load and dissect masked autoencoders (MAE).
+
+Public API: :func:`create_model`, :func:`load_model`, :func:`load_checkpoint`, :class:`MaelensError`;
+analyses live in :mod:`maelens.analysis`, datasets in :mod:`maelens.data`, the trainer in
+:mod:`maelens.train`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import CheckpointError, ConfigError, DataError, MaelensError
+from .models import MaskedAutoencoderViT, ModelConfig, create_model
+
+__version__ = "0.1.0"
+
+_LAZY = {"load_model": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint"}
+
+
+def __getattr__(name: str) -> Any:
+    # Checkpoint I/O pulls in safetensors/json readers; import it only when asked for.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'maelens' has no attribute {name!r}")
+
+
+__all__ = [
+    "CheckpointError", "ConfigError", "DataError", "MaelensError", "MaskedAutoencoderViT", "ModelConfig",
+    "__version__", "create_model", "load_checkpoint", "load_model", "save_checkpoint",
+]

@@ -1,0 +1,118 @@
+"""Encoder feature extraction over a dataset, cached to ``.npz`` so later steps don't re-run the model.
+
+Pooling of the encoder output (IPOL sec. 6 uses the encoder output directly; MAE's linear probe
+uses the mean of patch tokens or the CLS token): ``mean`` of visible patch tokens, ``cls``,
+``flatten`` (all visible patch tokens concatenated), ``tokens`` (kept as (N, K, D) for the
+attentive probe and per-sample distribution fits).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+from ..io import save_npz
+from ..models.mae import MaskedAutoencoderViT
+
+POOLS = ("mean", "cls", "flatten", "tokens")
+
+
+@dataclass
+class FeatureSet:
+    """Features of N images: ``features`` (N, F) or (N, K, D) for ``tokens``; ``labels`` (N,) int64
+    (-1 where unknown); ``ids`` (N,) image identifiers; ``settings`` how they were extracted."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.features.shape[1:]))
+
+    def flat(self) -> np.ndarray:
+        """(N, F) view whatever the pooling."""
+        return self.features.reshape(len(self), -1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically to ``.npz`` (plain arrays; settings as a JSON string, nothing pickled)."""
+        return save_npz(path, features=self.features, labels=self.labels, ids=self.ids.astype(str),
+                        settings=np.array(json.dumps(self.settings)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureSet":
+        """Read a file written by :meth:`save` (or any .npz with ``features`` and optional ``labels``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: feature file not found")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "features" not in data:
+                    raise DataError(f"{path}: no 'features' array (found: {', '.join(data.files)})")
+                feats = data["features"]
+                n = feats.shape[0]
+                labels = data["labels"].astype(np.int64) if "labels" in data else np.full(n, -1, np.int64)
+                ids = data["ids"] if "ids" in data else np.arange(n).astype(str)
+                settings = json.loads(str(data["settings"])) if "settings" in data else {}
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"{path}: not a readable .npz feature file ({err.__class__.__name__}: {err})") from err
+        if feats.ndim < 2 or labels.shape != (n,) or ids.shape != (n,):
+            raise DataError(f"{path}: expected features (N, F) with labels and ids of length N, "
+                            f"got features {feats.shape}, labels {labels.shape}, ids {ids.shape}")
+        return cls(features=feats.astype(np.float32, copy=False), labels=labels, ids=ids, settings=settings)
+
+
+def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
+    """(B, 1+K, D) encoder output (CLS first) -> pooled features."""
+    if pool == "mean":
+        return tokens[:, 1:].mean(dim=1)
+    if pool == "cls":
+        return tokens[:, 0]
+    if pool == "flatten":
+        return tokens[:, 1:].flatten(1)
+    if pool == "tokens":
+        return tokens[:, 1:]
+    raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+
+
+@torch.no_grad()
+def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_ratio: float = 0.0,
+                     masking: str = "random", pool: str = "mean", apply_norm: bool = True,
+                     batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
+                     num_workers: int = 0, quiet: bool = False) -> FeatureSet:
+    """Run the encoder over ``dataset`` (items ``(image, label)``) and pool its output.
+
+    Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
+    """
+    if pool not in POOLS:
+        raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+    model = model.to(device).eval()
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
+        out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator, apply_norm=apply_norm)
+        chunks.append(pool_tokens(out.tokens, pool).float().cpu().numpy())
+        labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+    if not chunks:
+        raise DataError("the dataset is empty: no features to extract")
+    ids = getattr(dataset, "ids", None)
+    ids = np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
+    settings = {"mask_ratio": mask_ratio, "masking": masking, "pool": pool, "apply_norm": apply_norm,
+                "seed": seed, "model": model.config.to_dict()}
+    return FeatureSet(features=np.concatenate(chunks), labels=np.concatenate(labels), ids=ids, settings=settings)

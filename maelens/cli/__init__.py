@@ -1,0 +1,49 @@
+"""The ``maelens`` command line: argument parsing only; every command calls library functions.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``; it sets
+``func=handler`` where ``handler(args) -> int``. A :class:`MaelensError` becomes one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import MaelensError
+
+COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every sub-command registered."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="maelens", description="Pretrain, load and dissect masked autoencoders.")
+    parser.add_argument("--version", action="version", version=f"maelens {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f".{name}", __name__).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MaelensError as err:
+        print(f"maelens {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maelens {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

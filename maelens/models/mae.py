@@ -1,0 +1,243 @@
+"""Masked autoencoder with a ViT encoder and decoder (He et al. 2022), parameter-compatible with
+the official facebookresearch/mae release: same module names, fixed sin-cos position embeddings,
+``patchify`` in (h, w, p, q, c) order and ``forward(imgs, mask_ratio, noise) -> (loss, pred, mask)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
+
+from ..errors import MaelensError
+from .losses import YCBCR_WEIGHTS, masked_patch_mse, normalize_patches, rgb_to_ycbcr
+from .masking import MaskIds, ids_from_noise, num_kept, sample_noise
+from .pos_embed import sincos_2d
+from .presets import ModelConfig
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder result: ``tokens`` (B, 1+K, D) with CLS first; ``mask`` (B, L) 1 = removed;
+    ``ids_keep`` (B, K) the patch index of each visible token; ``ids_restore`` (B, L)."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    ids_keep: torch.Tensor
+    ids_restore: torch.Tensor
+
+    @property
+    def cls(self) -> torch.Tensor:
+        return self.tokens[:, 0]
+
+    @property
+    def patch_tokens(self) -> torch.Tensor:
+        return self.tokens[:, 1:]
+
+
+class MaskedAutoencoderViT(nn.Module):
+    """MAE with a ViT backbone; built from a :class:`ModelConfig` (``decoder_depth=0``: encoder only)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        c = config
+        self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, c.embed_dim)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, c.embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList([
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, qkv_bias=c.qkv_bias, norm_layer=norm_layer)
+            for _ in range(c.depth)
+        ])
+        self.norm = norm_layer(c.embed_dim)
+        if c.has_decoder:
+            self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim, bias=True)
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
+            self.decoder_pos_embed = nn.Parameter(
+                torch.zeros(1, num_patches + 1, c.decoder_embed_dim), requires_grad=False
+            )
+            self.decoder_blocks = nn.ModuleList([
+                Block(c.decoder_embed_dim, c.decoder_num_heads, c.mlp_ratio, qkv_bias=c.qkv_bias,
+                      norm_layer=norm_layer)
+                for _ in range(c.decoder_depth)
+            ])
+            self.decoder_norm = norm_layer(c.decoder_embed_dim)
+            self.decoder_pred = nn.Linear(c.decoder_embed_dim, c.patch_size**2 * c.in_chans, bias=True)
+        self.initialize_weights()
+
+    # ---- construction -------------------------------------------------------------------
+    def initialize_weights(self) -> None:
+        """Sin-cos position tables, Xavier-uniform linears and patch projection, N(0, 0.02) tokens."""
+        grid = self.config.grid_size
+        self.pos_embed.data.copy_(torch.from_numpy(sincos_2d(self.config.embed_dim, grid)).unsqueeze(0))
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        if self.has_decoder:
+            table = sincos_2d(self.config.decoder_embed_dim, grid)
+            self.decoder_pos_embed.data.copy_(torch.from_numpy(table).unsqueeze(0))
+            nn.init.normal_(self.mask_token, std=0.02)
+        self.apply(self._init_module)
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+
+    # ---- properties ---------------------------------------------------------------------
+    @property
+    def has_decoder(self) -> bool:
+        return self.config.has_decoder
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.config.grid_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.config.num_patches
+
+    def num_trainable_parameters(self) -> int:
+        """Trainable parameters (the fixed position tables are excluded, as in the paper's count)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ---- patches --------------------------------------------------------------------------
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, L, p*p*C), patch pixels in (p, q, c) order."""
+        p = self.config.patch_size
+        b, ch, hh, ww = imgs.shape
+        h, w = hh // p, ww // p
+        x = imgs.reshape(b, ch, h, p, w, p)
+        x = torch.einsum("nchpwq->nhwpqc", x)
+        return x.reshape(b, h * w, p * p * ch)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, p*p*C) -> (B, C, H, W)."""
+        p = self.config.patch_size
+        ch = self.config.in_chans
+        h, w = self.grid_size
+        x = x.reshape(x.shape[0], h, w, p, p, ch)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], ch, h * p, w * p)
+
+    # ---- masking ---------------------------------------------------------------------------
+    def masking_noise(self, batch_size: int, mask_ratio: float, masking: str = "random",
+                      generator: torch.Generator | None = None,
+                      device: torch.device | str | None = None) -> tuple[torch.Tensor, int]:
+        """Noise (B, L) and visible count for a masking strategy (see :mod:`maelens.models.masking`)."""
+        return sample_noise(masking, batch_size, self.grid_size, mask_ratio, generator, device)
+
+    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None,
+                       len_keep: int | None = None) -> tuple[torch.Tensor, MaskIds]:
+        """Keep the ``len_keep`` tokens of (B, L, D) with the smallest noise (official MAE shuffle)."""
+        b, length, d = x.shape
+        if len_keep is None:
+            len_keep = num_kept(length, mask_ratio)
+        if noise is None:
+            noise = torch.rand(b, length, device=x.device)
+        if noise.shape != (b, length):
+            raise MaelensError(f"noise must have shape ({b}, {length}), got {tuple(noise.shape)}")
+        ids = ids_from_noise(noise.to(x.device), len_keep)
+        kept = torch.gather(x, 1, ids.ids_keep.unsqueeze(-1).expand(-1, -1, d))
+        return kept, ids
+
+    # ---- encoder / decoder ------------------------------------------------------------------
+    def _resolve_noise(self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None,
+                       masking: str, generator: torch.Generator | None) -> tuple[torch.Tensor | None, int | None]:
+        if noise is not None:
+            return noise, None
+        if masking == "random" and generator is None and mask_ratio > 0:
+            return None, None  # the official path: torch.rand on the images' device
+        return self.masking_noise(imgs.shape[0], mask_ratio, masking, generator, imgs.device)
+
+    def encode(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None,
+               *, masking: str = "random", generator: torch.Generator | None = None,
+               apply_norm: bool = True) -> EncoderOutput:
+        """Run the encoder on the visible patches; ``mask_ratio=0`` keeps every patch in natural order.
+
+        ``apply_norm=False`` returns the last block's output before the final LayerNorm.
+        """
+        noise, len_keep = self._resolve_noise(imgs, mask_ratio, noise, masking, generator)
+        x = self.patch_embed(imgs)
+        x = x + self.pos_embed[:, 1:, :]
+        x, ids = self.random_masking(x, mask_ratio, noise, len_keep)
+        cls_token = self.cls_token + self.pos_embed[:, :1, :]
+        x = torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        if apply_norm:
+            x = self.norm(x)
+        return EncoderOutput(tokens=x, mask=ids.mask, ids_keep=ids.ids_keep, ids_restore=ids.ids_restore)
+
+    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None,
+                        **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Official signature: (latent (B, 1+K, D), mask (B, L), ids_restore (B, L))."""
+        out = self.encode(imgs, mask_ratio, noise, **kwargs)
+        return out.tokens, out.mask, out.ids_restore
+
+    def _require_decoder(self) -> None:
+        if not self.has_decoder:
+            raise MaelensError(
+                "this model has no decoder (encoder-only weights): reconstruction and decoder "
+                "analyses need a full MAE checkpoint"
+            )
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """(B, 1+K, D) latent -> (B, L, p*p*C) predictions for every patch (CLS removed)."""
+        self._require_decoder()
+        x = self.decoder_embed(latent)
+        b, n_tokens, d = x.shape
+        mask_tokens = self.mask_token.expand(b, ids_restore.shape[1] + 1 - n_tokens, -1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
+        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_norm(x)
+        x = self.decoder_pred(x)
+        return x[:, 1:, :]
+
+    # ---- loss -------------------------------------------------------------------------------
+    def target_images(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Images in the space the decoder predicts: model inputs, or YCbCr of the de-normalised RGB."""
+        if self.config.loss_target == "ycbcr":
+            mean = torch.tensor(self.config.norm_mean, device=imgs.device, dtype=imgs.dtype)[:, None, None]
+            std = torch.tensor(self.config.norm_std, device=imgs.device, dtype=imgs.dtype)[:, None, None]
+            return rgb_to_ycbcr(imgs * std + mean)
+        return imgs
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MSE on removed patches only, optionally on per-patch normalised pixels / YCbCr weighted."""
+        target = self.patchify(self.target_images(imgs))
+        if self.config.norm_pix_loss:
+            target = normalize_patches(target)
+        weights = YCBCR_WEIGHTS if self.config.loss_target == "ycbcr" else None
+        return masked_patch_mse(pred, target, mask, weights)
+
+    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None,
+                *, masking: str = "random", generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, pred (B, L, p*p*C), mask (B, L) with 1 = removed)."""
+        self._require_decoder()
+        out = self.encode(imgs, mask_ratio, noise, masking=masking, generator=generator)
+        pred = self.forward_decoder(out.tokens, out.ids_restore)
+        loss = self.forward_loss(imgs, pred, out.mask)
+        return loss, pred, out.mask
+
+
+def set_fused_attention(model: nn.Module, enabled: bool) -> None:
+    """Switch timm's fused scaled-dot-product attention on or off in every block of ``model``."""
+    for module in model.modules():
+        if hasattr(module, "fused_attn") and hasattr(module, "qkv"):
+            module.fused_attn = enabled

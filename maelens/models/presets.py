@@ -1,0 +1,125 @@
+"""Named model configurations: the IPOL paper's model, the KTH report's, a tiny test model, and
+the official MAE releases (ViT-B/16, L/16, H/14 with the 8 x 512 decoder)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from ..errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+LOSS_TARGETS = ("pixel", "ycbcr")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and loss of a :class:`MaskedAutoencoderViT`; ``decoder_depth=0`` means encoder only."""
+
+    name: str = "custom"
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_pix_loss: bool = False
+    loss_target: str = "pixel"
+    norm_mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    norm_std: tuple[float, float, float] = field(default=IMAGENET_STD)
+
+    def __post_init__(self) -> None:
+        if self.img_size % self.patch_size:
+            raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.decoder_depth and self.decoder_embed_dim % self.decoder_num_heads:
+            raise ConfigError(
+                f"decoder_embed_dim {self.decoder_embed_dim} is not divisible by decoder_num_heads {self.decoder_num_heads}"
+            )
+        if self.loss_target not in LOSS_TARGETS:
+            raise ConfigError(f"loss_target must be one of {', '.join(LOSS_TARGETS)}, got {self.loss_target!r}")
+        object.__setattr__(self, "norm_mean", tuple(float(v) for v in self.norm_mean))
+        object.__setattr__(self, "norm_std", tuple(float(v) for v in self.norm_std))
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid (rows, columns)."""
+        n = self.img_size // self.patch_size
+        return (n, n)
+
+    @property
+    def num_patches(self) -> int:
+        rows, cols = self.grid_size
+        return rows * cols
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder_depth > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-types dict (lists, not tuples) suitable for JSON and ``weights_only`` checkpoints."""
+        out = asdict(self)
+        out["norm_mean"] = list(self.norm_mean)
+        out["norm_std"] = list(self.norm_std)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict, ignoring unknown keys (so newer files still load)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Sarbout & Colom (IPOL), sec. 4: 64x64 input, patch 8, encoder 10 x 12 heads x 240,
+    # decoder 6 x 16 heads x 160; 8,915,872 trainable parameters.
+    "ipol64": ModelConfig(
+        name="ipol64", img_size=64, patch_size=8, embed_dim=240, depth=10, num_heads=12,
+        decoder_embed_dim=160, decoder_depth=6, decoder_num_heads=16, mlp_ratio=4.0,
+    ),
+    # KTH DD2412 report, Table 1 (32x32 CIFAR-10; patch 4 gives the 8x8 grid the report shows).
+    "kth-small": ModelConfig(
+        name="kth-small", img_size=32, patch_size=4, embed_dim=128, depth=3, num_heads=4,
+        decoder_embed_dim=64, decoder_depth=1, decoder_num_heads=4, mlp_ratio=2.0,
+    ),
+    "kth-medium": ModelConfig(
+        name="kth-medium", img_size=32, patch_size=4, embed_dim=256, depth=4, num_heads=4,
+        decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
+    ),
+    # For tests and the CPU demo: 32x32, patch 4 (the same 8x8 grid as ipol64), a few blocks.
+    "tiny": ModelConfig(
+        name="tiny", img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4,
+        decoder_embed_dim=48, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
+    ),
+    # facebookresearch/mae releases (mae_vit_*_patch*_dec512d8b).
+    "mae-base": ModelConfig(
+        name="mae-base", img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
+    ),
+    "mae-large": ModelConfig(
+        name="mae-large", img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
+    ),
+    "mae-huge": ModelConfig(
+        name="mae-huge", img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16,
+        decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
+    ),
+}
+
+
+def get_config(preset: str, **overrides: Any) -> ModelConfig:
+    """The named preset with ``overrides`` applied (e.g. ``norm_pix_loss=True``)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(PRESETS[preset], **overrides)
