@@ -44,7 +44,7 @@ class MaskedAutoencoderViT(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        norm_layer = partial(nn.LayerNorm, eps=1e-6)
+        norm_layer = partial(nn.LayerNorm, eps=config.layer_norm_eps)
         c = config
         self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, c.embed_dim)
         num_patches = self.patch_embed.num_patches

@@ -29,6 +29,7 @@ class ModelConfig:
     decoder_num_heads: int = 16
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
     norm_pix_loss: bool = False
     loss_target: str = "pixel"
     norm_mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)

@@ -1,0 +1,175 @@
+"""Locating checkpoint files and reading them safely: ``torch.load(weights_only=True)`` with an
+allow-list of exactly ``argparse.Namespace`` (the official MAE training ``args``), or safetensors.
+Nothing is ever unpickled outside that allow-list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+
+#: Globals a checkpoint may need beyond tensors and plain types (the official ``args`` namespace).
+SAFE_GLOBALS = (argparse.Namespace,)
+#: Weight files looked for, in this order, inside a Hugging Face style directory.
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "pytorch_model.bin.index.json")
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+#: The latest checkpoint that ``maelens train`` keeps in a run directory.
+RUN_CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Source:
+    """Where the weights are: ``weights`` the file to read and, for a model directory, its
+    ``config.json`` / ``preprocessor_config.json`` when present."""
+
+    path: Path
+    weights: Path
+    config_json: Path | None = None
+    preprocessor_json: Path | None = None
+
+
+def locate(path: str | Path) -> Source:
+    """Resolve a user path to its weights: a file, a ``config.json`` inside a model directory, or a
+    directory (Hugging Face weights, a ``maelens train`` run's ``checkpoint.pt``, or its only weight file)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    if p.is_file() and p.name == "config.json":
+        return _locate_in_directory(p.parent, p)
+    if p.is_dir():
+        return _locate_in_directory(p, p)
+    folder = p.parent
+    return Source(path=p, weights=p, config_json=_optional(folder / "config.json"),
+                  preprocessor_json=_optional(folder / "preprocessor_config.json"))
+
+
+def _optional(p: Path) -> Path | None:
+    return p if p.is_file() else None
+
+
+def _locate_in_directory(folder: Path, shown: Path) -> Source:
+    config_json = _optional(folder / "config.json")
+    preprocessor_json = _optional(folder / "preprocessor_config.json")
+    for name in HF_WEIGHT_FILES + (RUN_CHECKPOINT,):
+        if (folder / name).is_file():
+            return Source(shown, folder / name, config_json, preprocessor_json)
+    candidates = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in TORCH_SUFFIXES)
+    if len(candidates) == 1:
+        return Source(shown, candidates[0], config_json, preprocessor_json)
+    found = f"{len(candidates)} candidate files" if candidates else "no weight file"
+    raise CheckpointError(
+        f"directory {folder} holds {found}: expected model.safetensors, pytorch_model.bin, {RUN_CHECKPOINT} "
+        "or a single .pt/.pth file"
+    )
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or a CheckpointError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} should hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def read_weights(path: Path) -> Any:
+    """The object stored in a weight file: a torch checkpoint (safely), safetensors, or shards."""
+    if path.name.endswith(".index.json"):
+        return _read_shards(path)
+    if _looks_like_safetensors(path):
+        return _read_safetensors(path)
+    return safe_torch_load(path)
+
+
+def _read_shards(index: Path) -> dict[str, torch.Tensor]:
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index} has no 'weight_map' naming the shard files")
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = index.parent / str(shard)
+        if not shard_path.is_file():
+            raise CheckpointError(f"shard {shard_path} listed in {index.name} does not exist")
+        part = read_weights(shard_path)
+        if not isinstance(part, dict):
+            raise CheckpointError(f"shard {shard_path} does not hold a dict of tensors")
+        state.update(part)
+    return state
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    # safetensors: 8-byte little-endian header length, then a JSON header starting with '{'.
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return 0 < header_len < path.stat().st_size
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
+
+
+_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+_OPCODE = re.compile(r"Unsupported operand (\d+)")
+_ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
+
+
+def safe_torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` allowing only :data:`SAFE_GLOBALS`; unsafe pickles are refused."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _unpickling_error(path, str(err)) from None
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, AttributeError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint or weight file{_reason(path, err)}") from None
+
+
+def _reason(path: Path, err: Exception) -> str:
+    """A short parenthesised cause worth showing (torch's archive errors), or nothing."""
+    if path.stat().st_size == 0:
+        return " (the file is empty)"
+    if not isinstance(err, RuntimeError) or not str(err).strip():
+        return ""
+    text = _ENFORCE.sub("", str(err).strip().splitlines()[0])
+    return f" ({text[:120]})"
+
+
+def _unpickling_error(path: Path, message: str) -> CheckpointError:
+    found = _GLOBAL.search(message)
+    if found:
+        return CheckpointError(
+            f"{path} was refused for safety: its pickle needs {found.group(1)}, which is outside the "
+            f"weights-only allow-list (tensors, plain types, argparse.Namespace)"
+        )
+    if "Weights only load failed" in message:
+        opcode = _OPCODE.search(message)
+        what = f"pickle opcode {opcode.group(1)}" if opcode else "pickle features"
+        return CheckpointError(
+            f"{path} was refused for safety: it uses {what} outside what weights-only loading accepts"
+        )
+    first_line = message.strip().splitlines()[0][:120] if message.strip() else "unreadable pickle"
+    return CheckpointError(f"{path} is not a PyTorch checkpoint or weight file ({first_line})")

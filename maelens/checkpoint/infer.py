@@ -1,0 +1,184 @@
+"""Model configuration from what a file holds: a stored maelens config, a Hugging Face ViTMAE
+``config.json``, or, when nothing is stored, the tensor shapes under official MAE names.
+
+Shapes give every size except the number of attention heads. Heads are taken, in order, from an
+explicit ``num_heads`` / ``decoder_num_heads`` argument, from a preset whose shapes match
+(``ipol64``, ``mae-base`` …), else from conventions: encoder ``embed_dim // 64`` (the standard
+64-dimensional ViT head), decoder 16 heads (the official MAE decoder default); when that does not
+divide the width, the nearest smaller count that does. A guessed count is reported in the notes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..models.presets import PRESETS, ModelConfig
+
+_ENCODER_FIELDS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "mlp_ratio", "qkv_bias")
+_DECODER_FIELDS = ("decoder_embed_dim", "decoder_depth")
+_HEAD_FIELDS = ("num_heads", "decoder_num_heads")
+ENCODER_HEAD_DIM = 64
+DECODER_HEADS = 16
+
+
+def _architecture(config: ModelConfig, heads: bool) -> tuple:
+    names = _ENCODER_FIELDS + (("num_heads",) if heads else ())
+    if config.has_decoder:
+        names += _DECODER_FIELDS + (("decoder_num_heads",) if heads else ())
+    return tuple(getattr(config, n) for n in names) + (config.has_decoder,)
+
+
+def match_preset(config: ModelConfig, heads: bool = True) -> str | None:
+    """Name of the preset with the same architecture (encoder only when there is no decoder), else None."""
+    target = _architecture(config, heads)
+    for name, preset in PRESETS.items():
+        candidate = preset if config.has_decoder else replace(preset, decoder_depth=0)
+        if _architecture(candidate, heads) == target:
+            return name
+    return None
+
+
+def config_from_dict(data: dict[str, Any], where: str) -> ModelConfig:
+    """A stored maelens config dict as a :class:`ModelConfig`, or a CheckpointError naming the file."""
+    try:
+        return ModelConfig.from_dict(data)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where} stores an invalid model config: {err}") from None
+
+
+def _count(state: dict[str, torch.Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
+    indices = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    if indices and indices != set(range(len(indices))):
+        raise CheckpointError(f"{prefix} indices are not 0..{len(indices) - 1}: found {sorted(indices)}")
+    return len(indices)
+
+
+def _shape(state: dict[str, torch.Tensor], key: str, where: str) -> tuple[int, ...]:
+    if key not in state:
+        raise CheckpointError(f"{where} has no {key}, needed to infer the architecture")
+    return tuple(state[key].shape)
+
+
+def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
+                 num_heads: int | None = None, decoder_num_heads: int | None = None,
+                 **options: Any) -> tuple[ModelConfig, list[str]]:
+    """Architecture from tensor shapes (official names); returns the config and notes on guesses.
+
+    ``img_size`` is used only when the file has no ``pos_embed``; ``options`` (``norm_pix_loss`` …)
+    are set as given.
+    """
+    notes: list[str] = []
+    embed_dim, in_chans, ph, pw = _shape(state, "patch_embed.proj.weight", where)
+    if ph != pw:
+        raise CheckpointError(f"{where}: patch_embed.proj.weight has a non-square {ph}x{pw} kernel")
+    depth = _count(state, "blocks")
+    if depth == 0:
+        raise CheckpointError(f"{where} has no encoder blocks (blocks.0.…)")
+    hidden = _shape(state, "blocks.0.mlp.fc1.weight", where)[0]
+    if "pos_embed" in state:
+        length = _shape(state, "pos_embed", where)[-2] - 1
+        grid = math.isqrt(length)
+        if grid * grid != length:
+            raise CheckpointError(f"{where}: pos_embed has {length} patch rows, not a square grid (plus a CLS row)")
+        img_size = grid * ph
+    elif img_size is None:
+        raise CheckpointError(f"{where} has no pos_embed and stores no image size: cannot tell the input size")
+    arch: dict[str, Any] = dict(img_size=img_size, patch_size=ph, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
+                                mlp_ratio=hidden / embed_dim, qkv_bias="blocks.0.attn.qkv.bias" in state)
+    decoder_depth = _count(state, "decoder_blocks")
+    if decoder_depth:
+        dec_dim = _shape(state, "decoder_embed.weight", where)[0]
+        dec_hidden = _shape(state, "decoder_blocks.0.mlp.fc1.weight", where)[0]
+        if dec_hidden * embed_dim != hidden * dec_dim:
+            raise CheckpointError(f"{where}: decoder MLP ratio {dec_hidden / dec_dim:g} differs from the encoder's "
+                                  f"{hidden / embed_dim:g}; maelens models share one ratio")
+        arch.update(decoder_embed_dim=dec_dim, decoder_depth=decoder_depth)
+    else:
+        arch.update(decoder_depth=0)
+    probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
+    preset = match_preset(probe, heads=False)
+    if preset is not None:
+        base = PRESETS[preset]
+        heads = {"num_heads": base.num_heads, "decoder_num_heads": base.decoder_num_heads}
+        name = preset
+    else:
+        heads = {"num_heads": _divisor_at_most(embed_dim, max(1, embed_dim // ENCODER_HEAD_DIM)),
+                 "decoder_num_heads": _divisor_at_most(probe.decoder_embed_dim, DECODER_HEADS)}
+        name = "custom"
+        if num_heads is None:
+            notes.append(f"num_heads not stored: guessed {heads['num_heads']} (embed_dim {embed_dim} / 64); "
+                         "pass num_heads to override")
+        if decoder_depth and decoder_num_heads is None:
+            notes.append(f"decoder_num_heads not stored: guessed {heads['decoder_num_heads']} (the official "
+                         "decoder's 16); pass decoder_num_heads to override")
+    if num_heads is not None:
+        heads["num_heads"] = num_heads
+    if decoder_num_heads is not None:
+        heads["decoder_num_heads"] = decoder_num_heads
+    known = {f.name for f in fields(ModelConfig)}
+    try:
+        config = replace(probe, name=name, **heads, **{k: v for k, v in options.items() if k in known})
+    except ConfigError as err:
+        raise CheckpointError(f"{where}: {err}") from None
+    return config, notes
+
+
+def _divisor_at_most(width: int, count: int) -> int:
+    count = max(1, min(count, width))
+    while width % count:
+        count -= 1
+    return count
+
+
+def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
+                   preprocessor: dict[str, Any] | None = None) -> tuple[ModelConfig, list[str]]:
+    """A transformers ``ViTMAEConfig`` dict as (ModelConfig, notes); LayerNorm eps included."""
+    notes: list[str] = []
+    act = hf.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise CheckpointError(f"{where}: hidden_act {act!r} is not supported (maelens blocks use exact GELU)")
+    image, patch = hf.get("image_size", 224), hf.get("patch_size", 16)
+    image, patch = _square(image, "image_size", where), _square(patch, "patch_size", where)
+    hidden, inter = int(hf.get("hidden_size", 768)), int(hf.get("intermediate_size", 3072))
+    values: dict[str, Any] = dict(
+        name="custom", img_size=image, patch_size=patch, in_chans=int(hf.get("num_channels", 3)),
+        embed_dim=hidden, depth=int(hf.get("num_hidden_layers", 12)), num_heads=int(hf.get("num_attention_heads", 12)),
+        mlp_ratio=inter / hidden, qkv_bias=bool(hf.get("qkv_bias", True)),
+        norm_pix_loss=bool(hf.get("norm_pix_loss", False)), decoder_depth=0,
+    )
+    if has_decoder:
+        dec_hidden = int(hf.get("decoder_hidden_size", 512))
+        dec_inter = int(hf.get("decoder_intermediate_size", 2048))
+        if dec_inter * hidden != inter * dec_hidden:
+            raise CheckpointError(f"{where}: decoder MLP ratio {dec_inter / dec_hidden:g} differs from the encoder's "
+                                  f"{inter / hidden:g}; maelens models share one ratio")
+        values.update(decoder_embed_dim=dec_hidden, decoder_depth=int(hf.get("decoder_num_hidden_layers", 8)),
+                      decoder_num_heads=int(hf.get("decoder_num_attention_heads", 16)))
+    values["layer_norm_eps"] = float(hf.get("layer_norm_eps", 1e-12))
+    if preprocessor and "image_mean" in preprocessor and "image_std" in preprocessor:
+        values.update(norm_mean=tuple(preprocessor["image_mean"]), norm_std=tuple(preprocessor["image_std"]))
+    try:
+        config = ModelConfig(**values)
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: config.json describes an invalid model: {err}") from None
+    preset = match_preset(config)
+    if preset is not None:
+        config = replace(config, name=preset)
+    if config.layer_norm_eps != 1e-6:
+        notes.append(f"LayerNorm eps {config.layer_norm_eps:g} as in config.json (maelens default 1e-6)")
+    return config, notes
+
+
+def _square(value: Any, name: str, where: str) -> int:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise CheckpointError(f"{where}: {name} {value} is not square; maelens models take square inputs")
+        value = value[0]
+    return int(value)
