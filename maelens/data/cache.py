@@ -1,0 +1,50 @@
+"""On-disk cache of prepared image sets (``$MAELENS_CACHE``, default ``~/.cache/maelens``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..io import atomic_path
+
+Arrays = dict[str, np.ndarray]
+
+
+def cache_dir() -> Path:
+    """Where prepared data sets are kept: ``$MAELENS_CACHE`` or ``~/.cache/maelens``."""
+    return Path(os.environ.get("MAELENS_CACHE") or Path.home() / ".cache" / "maelens")
+
+
+def cache_path(name: str, key: dict[str, Any]) -> Path:
+    """The cache file for ``name`` built with the settings and inputs in ``key``."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"{name}-{digest}.npz"
+
+
+def cached_arrays(name: str, key: dict[str, Any], build: Callable[[], Arrays]) -> tuple[Arrays, Path]:
+    """The arrays cached under (``name``, ``key``), built with ``build()`` and stored on first use.
+
+    The file is written atomically, so concurrent processes at worst build it twice; a damaged file
+    is rebuilt; an unwritable cache directory only costs a warning.
+    """
+    path = cache_path(name, key)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}, path
+        except Exception:  # noqa: BLE001 - any unreadable cache file is simply rebuilt
+            pass
+    arrays = build()
+    try:
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    except OSError as err:
+        warnings.warn(f"could not write the data cache {path} ({err}); set MAELENS_CACHE to a writable folder",
+                      stacklevel=2)
+    return arrays, path
