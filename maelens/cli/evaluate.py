@@ -1,5 +1,290 @@
-"""Sub-command module (filled in by its issue)."""
+"""``maelens features`` (encoder features to .npz), ``maelens evaluate`` (kNN, PCA, t-SNE, probes,
+parametric 2-D maps; IPOL Tables 3-4, Figs. 13-14) and ``maelens similarity`` (Fig. 11)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..models.masking import MASKINGS
+from .common import add_checkpoint_arg, add_data_args, add_mask_args
+
+POOL_CHOICES = ("mean", "cls", "flatten", "tokens")
+METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 
 
 def register(subparsers) -> None:
-    """Adds no command yet."""
+    """Add the ``features``, ``evaluate`` and ``similarity`` commands."""
+    feats = subparsers.add_parser(
+        "features", help="extract encoder features of a dataset to .npz",
+        description="Run the encoder over a dataset (mask ratio 0 = the whole image) and save the pooled "
+                    "features, labels, image ids and extraction settings to a .npz file.")
+    add_checkpoint_arg(feats)
+    add_data_args(feats)
+    add_mask_args(feats, default_ratio=0.0)
+    _add_pool(feats)
+    _add_output(feats, "output .npz file")
+    feats.set_defaults(func=run_features)
+
+    ev = subparsers.add_parser(
+        "evaluate", help="kNN / PCA / t-SNE / probe / parametric-map accuracy of features (IPOL Tables 3-4)",
+        description="Classify held-out images from frozen features and report accuracy with a 95% Wilson "
+                    "interval. With --features, the file is split (stratified, seeded) unless --test-features "
+                    "is given; with --ckpt/--data, --split test (default) fits on the dataset's train split "
+                    "and evaluates its test split, --split train/all uses a stratified split of those images. "
+                    "Writes DIR/evaluation.csv, evaluation.json, maps.npz and map_<method>.png scatter plots.")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--features", type=Path, metavar="NPZ", help="features written by 'maelens features'")
+    source.add_argument("--ckpt", metavar="PATH", help="checkpoint to extract features with (see 'maelens features')")
+    ev.add_argument("--test-features", type=Path, metavar="NPZ", help="held-out features (with --features)")
+    ev.add_argument("--fit-on", type=Path, metavar="NPZ",
+                    help="fit the parametric maps (vae-gauss, vae-t, ptsne) on these features (IPOL Table 4)")
+    add_data_args(ev)
+    add_mask_args(ev, default_ratio=0.0)
+    _add_pool(ev)
+    ev.add_argument("--methods", default=None, metavar="LIST",
+                    help=f"comma-separated, from: {METHOD_NAMES} (default: knn,pca-knn,tsne-knn, plus "
+                         "vae-gauss,vae-t,ptsne with --fit-on)")
+    ev.add_argument("--k", type=int, default=20, help="neighbours of the kNN vote (default: %(default)s)")
+    ev.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
+                    help="kNN distance on the features and PCA axes; 2-D maps always use euclidean "
+                         "(default: %(default)s)")
+    ev.add_argument("--weights", default="uniform", choices=("uniform", "distance", "exp"),
+                    help="kNN vote: majority, 1/distance, or exp(-distance/0.07) as DINO (default: %(default)s)")
+    ev.add_argument("--pca-dim", type=int, default=50, metavar="D", help="PCA axes (default: %(default)s)")
+    ev.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
+    ev.add_argument("--tsne-protocol", default="transform", choices=("transform", "paper"),
+                    help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
+                         "images as IPOL sec. 6 (default: %(default)s)")
+    ev.add_argument("--n-jobs", type=int, default=1, metavar="J", help="openTSNE threads (default: %(default)s)")
+    ev.add_argument("--folds", type=int, default=0, metavar="F",
+                    help="stratified F-fold cross-validation instead of one holdout (default: off)")
+    ev.add_argument("--test-size", type=float, default=0.25, metavar="S",
+                    help="held-out share of a single feature set (default: %(default)s)")
+    ev.add_argument("--epochs", type=int, default=None, metavar="E",
+                    help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
+    _add_output(ev, "output directory")
+    ev.set_defaults(func=run_evaluate)
+
+    sim = subparsers.add_parser(
+        "similarity", help="most similar images by cosine similarity of encoder outputs (IPOL Fig. 11)",
+        description="Encode the dataset at each --mask-ratio, rank its images by cosine similarity to each query "
+                    "and draw query + top-k rows; a CSV of indices and scores is written beside the figure.")
+    add_checkpoint_arg(sim)
+    add_data_args(sim)
+    sim.add_argument("--query", nargs="+", required=True, metavar="INDEX|PATH",
+                     help="dataset indices and/or image files to search for")
+    sim.add_argument("--top-k", type=int, default=8, metavar="K", help="images shown per query (default: %(default)s)")
+    sim.add_argument("--mask", default="random", choices=MASKINGS,
+                     help="masking strategy (default: %(default)s)")
+    sim.add_argument("--mask-ratio", type=float, nargs="+", default=[0.25], metavar="R",
+                     help="mask ratio(s) of the encoder; IPOL uses 0.25, 0 is the whole image (default: 0.25)")
+    sim.add_argument("--pool", default="mean", choices=("mean", "cls", "flatten"),
+                     help="how patch tokens become one vector (default: %(default)s)")
+    _add_output(sim, "output figure (.png, .pdf, .svg); the CSV goes beside it")
+    sim.set_defaults(func=run_similarity)
+
+
+def _add_pool(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", default="mean", choices=POOL_CHOICES,
+                        help="mean of patch tokens, cls token, flatten, or tokens kept (N, K, D) for the attentive "
+                             "probe (default: %(default)s)")
+
+
+def _add_output(parser: argparse.ArgumentParser, out_help: str) -> None:
+    parser.add_argument("--out", type=Path, required=True, metavar="PATH", help=out_help)
+    parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+
+
+def _dataset(args: argparse.Namespace, model, split: str):
+    from ..data import load_dataset
+
+    return load_dataset(args.data, image_size=model.config.img_size, split=split, limit=args.num_images,
+                        seed=args.seed, mean=model.config.norm_mean, std=model.config.norm_std, quiet=args.quiet)
+
+
+def _extract(args: argparse.Namespace, model, split: str, pool: str):
+    """Features of one split of ``--data``, with the data and checkpoint recorded in the settings."""
+    from ..analysis.features import extract_features
+
+    dataset = _dataset(args, model, split)
+    fs = extract_features(model, dataset, mask_ratio=args.mask_ratio, masking=args.mask, pool=pool,
+                          batch_size=args.batch_size, seed=args.seed, device=args.device,
+                          num_workers=args.num_workers, quiet=args.quiet)
+    fs.settings.update(data=args.data, split=split, classes=list(getattr(dataset, "classes", [])),
+                       checkpoint=str(args.ckpt))
+    return fs
+
+
+def run_features(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..io import to_json
+
+    model = load_model(args.ckpt, device=args.device)
+    fs = _extract(args, model, args.split, args.pool)
+    path = fs.save(args.out)
+    summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": args.pool,
+               "mask_ratio": args.mask_ratio, "data": args.data, "split": args.split}
+    if args.json:
+        print(to_json(summary))
+    elif not args.quiet:
+        print(f"wrote {path}: {len(fs)} images, features {tuple(fs.features.shape)} "
+              f"(pool {args.pool}, mask ratio {args.mask_ratio:g})")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> list[str]:
+    if args.methods is None:
+        default = ["knn", "pca-knn", "tsne-knn"]
+        return default + (["vae-gauss", "vae-t", "ptsne"] if args.fit_on else [])
+    return [m.strip() for m in args.methods.split(",") if m.strip()]
+
+
+def _sources(args: argparse.Namespace, methods: list[str]):
+    """(train, test or None, names) from --features/--test-features or from --ckpt/--data."""
+    from ..analysis.features import FeatureSet
+
+    if args.features is not None:
+        train = FeatureSet.load(args.features)
+        test = FeatureSet.load(args.test_features) if args.test_features else None
+        names = {"train": str(args.features)}
+        if test is not None:
+            names["test"] = str(args.test_features)
+        return train, test, names
+    if args.test_features:
+        raise ConfigError("--test-features goes with --features; with --ckpt the dataset's splits are used")
+    from ..checkpoint import load_model
+
+    pool = args.pool
+    if "attentive" in methods:
+        if pool not in ("mean", "tokens"):
+            raise ConfigError(f"the attentive probe needs patch tokens: use --pool mean or tokens, not {pool}")
+        pool = "tokens"  # the other methods mean-pool the tokens, which equals --pool mean
+    model = load_model(args.ckpt, device=args.device)
+    if args.split == "test":
+        train, test = _extract(args, model, "train", pool), _extract(args, model, "test", pool)
+        names = {"train": f"{args.data} (train split)", "test": f"{args.data} (test split)"}
+        return train, test, names
+    return _extract(args, model, args.split, pool), None, {"train": f"{args.data} ({args.split} split)"}
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..analysis.evaluate import PARAMETRIC_METHODS, check_methods, evaluate_features
+    from ..analysis.features import FeatureSet
+    from ..io import to_json, write_csv, write_json
+
+    methods = _methods(args)
+    check_methods(methods, fit_on=args.fit_on is not None)
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    fit_on = FeatureSet.load(args.fit_on) if args.fit_on else None
+    train, test, names = _sources(args, methods)
+    if fit_on is not None:
+        names["fit_on"] = str(args.fit_on)
+    trained = ("linear", "attentive") + PARAMETRIC_METHODS
+    params = {m: {"epochs": args.epochs} for m in methods if m in trained} if args.epochs else {}
+    report = evaluate_features(train, test, methods, fit_on=fit_on, k=args.k, metric=args.metric,
+                               weights=args.weights, pca_dim=args.pca_dim, perplexity=args.perplexity,
+                               tsne_protocol=args.tsne_protocol, n_jobs=args.n_jobs, folds=args.folds,
+                               test_size=args.test_size, seed=args.seed, params=params, device=args.device,
+                               names=names, quiet=args.quiet)
+    out: Path = args.out
+    write_csv(out / "evaluation.csv", report.to_frame())
+    write_json(out / "evaluation.json", report.to_dict())
+    if report.maps:
+        _save_maps(out, report, train.settings.get("classes"))
+    if args.json:
+        print(to_json(report.to_dict()))
+    elif not args.quiet:
+        print(report.table())
+        print(f"wrote {out / 'evaluation.csv'}, {out / 'evaluation.json'}"
+              + (f" and {len(report.maps)} map(s)" if report.maps else ""))
+    return 0
+
+
+def _save_maps(out: Path, report, classes) -> None:
+    """One scatter plot per 2-D map (IPOL Figs. 13-14) and all coordinates in maps.npz."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..io import save_figure, save_npz
+    from ..plots.evaluate import plot_map
+
+    arrays = {}
+    for method, plane in report.maps.items():
+        row = next(r for r in report.results if r.method == method)
+        title = f"{method}: kNN accuracy {100 * row.accuracy:.1f}% (n={row.n})"
+        save_figure(plot_map(plane.coords, plane.labels, test=plane.test, classes=classes, title=title),
+                    out / f"map_{method}.png")
+        arrays.update({f"{method}_coords": plane.coords, f"{method}_labels": plane.labels,
+                       f"{method}_test": plane.test})
+    save_npz(out / "maps.npz", **arrays)
+
+
+def _parse_queries(values: list[str], image_size: int, mean, std) -> tuple[list, list[str]]:
+    """Each --query value as a dataset index (int) or a loaded image tensor, with its display name."""
+    from ..data import load_image
+
+    queries, names = [], []
+    for value in values:
+        path = Path(value)
+        if path.is_file():
+            queries.append(load_image(path, image_size, mean=mean, std=std))
+            names.append(path.name)
+        elif value.lstrip("-").isdigit():
+            queries.append(int(value))
+            names.append(value)
+        else:
+            raise DataError(f"--query {value}: neither a dataset index nor an existing image file")
+    return queries, names
+
+
+def run_similarity(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from ..analysis.similarity import similar_images
+    from ..checkpoint import load_model
+    from ..data import denormalize
+    from ..io import save_figure, to_json, write_csv
+    from ..plots.evaluate import plot_similarity_grid
+
+    model = load_model(args.ckpt, device=args.device)
+    dataset = _dataset(args, model, args.split)
+    queries, query_names = _parse_queries(args.query, model.config.img_size, dataset.mean, dataset.std)
+
+    def rgb(x: torch.Tensor) -> np.ndarray:
+        return denormalize(x, dataset.mean, dataset.std).permute(1, 2, 0).numpy()
+
+    frames, rows = [], []
+    for ratio in args.mask_ratio:
+        result = similar_images(model, dataset, queries, top_k=args.top_k, mask_ratio=ratio, masking=args.mask,
+                                pool=args.pool, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                                num_workers=args.num_workers, quiet=args.quiet)
+        frames.append(result.to_frame(query_names, ids=dataset.ids, labels=dataset.labels, mask_ratio=ratio))
+        for q, query in enumerate(queries):
+            image = query if isinstance(query, torch.Tensor) else dataset[query][0]
+            rows.append((f"{query_names[q]} (r={ratio:g})", rgb(image),
+                         [rgb(dataset[int(i)][0]) for i in result.indices[q]], result.scores[q],
+                         [str(dataset.ids[int(i)]) for i in result.indices[q]]))
+    table = pd.concat(frames, ignore_index=True)
+    k = min(len(r[2]) for r in rows)
+    fig = plot_similarity_grid(np.stack([r[1] for r in rows]), np.stack([np.stack(r[2][:k]) for r in rows]),
+                               np.stack([r[3][:k] for r in rows]), row_titles=[r[0] for r in rows],
+                               neighbour_titles=np.array([r[4][:k] for r in rows]))
+    figure = save_figure(fig, args.out)
+    csv = write_csv(args.out.with_suffix(".csv"), table)
+    if args.json:
+        print(to_json({"figure": str(figure), "csv": str(csv), "results": table.to_dict(orient="records")}))
+    elif not args.quiet:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(f"wrote {figure} and {csv}")
+    return 0

@@ -1,0 +1,408 @@
+"""Representation evaluation by classification of frozen features (IPOL sec. 6, Tables 3-4).
+
+Every method ends in an accuracy on held-out images with its 95% Wilson interval:
+
+- ``knn``: k-nearest neighbours (k = 20 in the paper) on the features themselves;
+- ``pca-knn``: PCA to 50 axes, then kNN (Table 3, column "PCA");
+- ``tsne-knn``: PCA to 50 axes, t-SNE to 2-D, then kNN in the plane (Table 3, "PCA+t-sne";
+  Figs. 13-14 show the maps);
+- ``linear`` / ``attentive``: the MAE linear probe and the CAE attentive probe;
+- ``vae-gauss`` / ``vae-t`` / ``ptsne``: parametric 2-D maps (Table 4), fitted on another feature
+  set when one is given (``fit_on``), then kNN in the plane.
+
+Protocols. The held-out images are either a given test set, a stratified seeded holdout, or the
+folds of a stratified k-fold (accuracy pooled over folds). t-SNE is non-parametric: with
+``tsne_protocol="transform"`` it is fitted on the training images and the test images are placed
+into that map with openTSNE's ``transform`` (a clean train/test protocol); ``"paper"`` fits it on
+all images, test ones included, as the IPOL paper does ("t-sne needs to be fitted on an entire
+dataset"); the ``protocol`` column of the report says which was used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.decomposition import PCA
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import normalize
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from .features import FeatureSet
+from .probes import AttentiveProbe, LinearProbe
+from .reduce import PCATSNE, GaussianVAE, ParametricTSNE, StudentTVAE, pca_components
+
+METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
+TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
+PARAMETRIC_METHODS = ("vae-gauss", "vae-t", "ptsne")
+PLANE_METHODS = ("tsne-knn",) + PARAMETRIC_METHODS
+METRICS = ("cosine", "euclidean")
+WEIGHTS = ("uniform", "distance", "exp")
+TSNE_PROTOCOLS = ("transform", "paper")
+_REDUCERS = {"vae-gauss": GaussianVAE, "vae-t": StudentTVAE, "ptsne": ParametricTSNE}
+
+
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``correct / n``; (nan, nan) when n = 0."""
+    if n == 0:
+        return (math.nan, math.nan)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = correct / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+class KNNClassifier(BaseEstimator, ClassifierMixin):
+    """k-nearest-neighbour vote on (N, F) features, computed in float64 by chunks of queries.
+
+    ``metric``: ``cosine`` (distance 1 - cos) or ``euclidean``. ``weights``: ``uniform`` (majority),
+    ``distance`` (1 / d; exact matches take the whole vote, as in scikit-learn) or ``exp``
+    (exp(-d / temperature): with cosine, DINO's weighted vote exp(cos / T) up to a constant).
+    Ties go to the class that sorts first. ``k`` is capped at the number of training samples.
+    """
+
+    def __init__(self, n_neighbors: int = 20, metric: str = "cosine", weights: str = "uniform",
+                 temperature: float = 0.07, chunk_size: int = 1024):
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.weights = weights
+        self.temperature = temperature
+        self.chunk_size = chunk_size
+
+    def fit(self, X, y) -> "KNNClassifier":
+        """Store the reference features (N, F) and labels (N,)."""
+        if self.metric not in METRICS:
+            raise ConfigError(f"kNN metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.weights not in WEIGHTS:
+            raise ConfigError(f"kNN weights must be one of {', '.join(WEIGHTS)}, got {self.weights!r}")
+        if self.n_neighbors < 1:
+            raise ConfigError(f"kNN needs k >= 1, got {self.n_neighbors}")
+        X, y = check_X_y(X, y, dtype=np.float64)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.n_features_in_ = X.shape[1]
+        self._reference = torch.from_numpy(self._prepare(X))
+        self._reference_sq = self._reference.square().sum(dim=1)
+        self._targets = torch.from_numpy(y_idx.astype(np.int64))
+        return self
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        return normalize(X) if self.metric == "cosine" else X
+
+    def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (M, k) ascending and indices (M, k) of each query's nearest training samples."""
+        check_is_fitted(self, "classes_")
+        X = check_array(X, dtype=np.float64)
+        k = min(self.n_neighbors, len(self._targets))
+        dists, idxs = [], []
+        for start in range(0, len(X), self.chunk_size):
+            q = torch.from_numpy(self._prepare(X[start:start + self.chunk_size]))
+            if self.metric == "cosine":
+                d = 1.0 - q @ self._reference.T
+            else:
+                d = (q.square().sum(dim=1, keepdim=True) + self._reference_sq - 2.0 * q @ self._reference.T)
+                d = d.clamp_min(0.0).sqrt()
+            top = torch.topk(d, k, dim=1, largest=False, sorted=True)
+            dists.append(top.values)
+            idxs.append(top.indices)
+        return torch.cat(dists).numpy(), torch.cat(idxs).numpy()
+
+    def _votes(self, X) -> torch.Tensor:
+        dist, idx = (torch.from_numpy(a) for a in self.kneighbors(X))
+        if self.weights == "uniform":
+            w = torch.ones_like(dist)
+        elif self.weights == "distance":
+            exact = dist == 0
+            w = torch.where(exact.any(dim=1, keepdim=True), exact.double(), 1.0 / dist)
+        else:
+            w = torch.exp(-(dist - dist[:, :1]) / self.temperature)
+        votes = torch.zeros(len(dist), len(self.classes_), dtype=torch.float64)
+        return votes.scatter_add_(1, self._targets[idx], w)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Share of the (weighted) vote of each class (M, C), in the order of ``classes_``."""
+        votes = self._votes(X)
+        return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The class with the largest vote (M,)."""
+        return self.classes_[self._votes(X).argmax(dim=1).numpy()]
+
+
+def pca_knn(n_components: int = 50, random_state: int | None = None, **knn: Any):
+    """PCA (full SVD) followed by :class:`KNNClassifier`, as a scikit-learn pipeline (Table 3 "PCA")."""
+    return make_pipeline(PCA(n_components, svd_solver="full", random_state=random_state), KNNClassifier(**knn))
+
+
+@dataclass
+class MethodResult:
+    """Accuracy of one method on ``n`` held-out images, with its 95% Wilson interval."""
+
+    method: str
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n: int
+    protocol: str
+    correct: int
+
+
+@dataclass
+class PlaneMap:
+    """A 2-D map of the evaluated images: ``coords`` (N, 2), ``labels`` (N,), ``test`` (N,) bool."""
+
+    coords: np.ndarray
+    labels: np.ndarray
+    test: np.ndarray
+
+
+@dataclass
+class EvaluationReport:
+    """Results of :func:`evaluate_features`: one row per method, the run's settings and the 2-D maps."""
+
+    results: list[MethodResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+    maps: dict[str, PlaneMap] = field(default_factory=dict)
+
+    def to_frame(self):
+        """pandas DataFrame with columns method, accuracy, ci_low, ci_high, n, protocol, correct."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(r) for r in self.results],
+                            columns=["method", "accuracy", "ci_low", "ci_high", "n", "protocol", "correct"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON: ``results`` (list of rows) and ``settings``."""
+        return {"results": [asdict(r) for r in self.results], "settings": self.settings}
+
+    def table(self) -> str:
+        """Human-readable table: accuracy in % with its 95% interval."""
+        width = max([len("method")] + [len(r.method) for r in self.results])
+        lines = [f"{'method':<{width}}  accuracy  95% CI          n  protocol"]
+        for r in self.results:
+            ci = f"[{100 * r.ci_low:5.1f}, {100 * r.ci_high:5.1f}]"
+            lines.append(f"{r.method:<{width}}  {100 * r.accuracy:7.1f}%  {ci}  {r.n:5d}  {r.protocol}")
+        return "\n".join(lines)
+
+
+def vectors(fs: FeatureSet) -> np.ndarray:
+    """(N, F) vectors of a feature set; patch tokens (N, K, D) are mean-pooled (same as pool="mean")."""
+    return fs.features.mean(axis=1) if fs.features.ndim == 3 else fs.flat()
+
+
+def vector_dim(fs: FeatureSet) -> int:
+    """Dimension F of :func:`vectors` of ``fs``."""
+    return int(fs.features.shape[-1]) if fs.features.ndim == 3 else fs.dim
+
+
+def check_compatible(a: FeatureSet, b: FeatureSet, name_a: str, name_b: str) -> None:
+    """Raise :class:`DataError` unless both feature sets give vectors of the same dimension."""
+    da, db = vector_dim(a), vector_dim(b)
+    if da != db:
+        raise DataError(f"{name_b} has {db}-dimensional features but {name_a} has {da}; "
+                        "both must come from the same encoder and pooling")
+
+
+def check_labelled(fs: FeatureSet, name: str) -> None:
+    """Raise :class:`DataError` if some images of ``fs`` have no label (-1)."""
+    missing = int((fs.labels < 0).sum())
+    if missing:
+        raise DataError(f"{name}: {missing} of {len(fs)} images have no label (-1); kNN accuracy and the "
+                        "probes need labelled features (use a labelled dataset)")
+
+
+def check_methods(methods: Sequence[str], *, fit_on: bool = False) -> None:
+    """Raise :class:`ConfigError` for unknown or no methods, or a ``fit_on`` set no requested method uses."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"unknown or no evaluation method(s) {', '.join(unknown) or '(none)'}; "
+                          f"choose from {', '.join(METHODS)}")
+    if fit_on and not any(m in PARAMETRIC_METHODS for m in methods):
+        raise ConfigError(f"fit-on features are only used by {', '.join(PARAMETRIC_METHODS)}; "
+                          "none of them was requested")
+
+
+def make_splits(labels: np.ndarray, *, n_train: int | None = None, folds: int = 0, test_size: float = 0.25,
+                seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], str]:
+    """Train/test index pairs and their description: the first ``n_train`` samples against the rest
+    when ``n_train`` is given, else a stratified ``folds``-fold split (``folds`` >= 2), else a
+    stratified holdout of ``test_size``; shuffles are seeded with ``seed``."""
+    n = len(labels)
+    if n_train is not None:
+        return [(np.arange(n_train), np.arange(n_train, n))], f"train {n_train} / test {n - n_train}"
+    counts = np.unique(labels, return_counts=True)[1]
+    if folds < 0 or folds == 1:
+        raise ConfigError(f"folds must be 0 (a single holdout) or at least 2, got {folds}")
+    if folds >= 2:
+        if counts.min() < folds:
+            raise DataError(f"stratified {folds}-fold needs at least {folds} images per class; the smallest class "
+                            f"has {counts.min()} (lower --folds or add images)")
+        kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        return list(kfold.split(np.zeros(n), labels)), f"stratified {folds}-fold (seed {seed})"
+    if not 0 < test_size < 1:
+        raise ConfigError(f"test_size must be in (0, 1), got {test_size}")
+    try:
+        train, test = train_test_split(np.arange(n), test_size=test_size, stratify=labels, random_state=seed)
+    except ValueError as err:
+        raise DataError(f"cannot make a stratified holdout of {n} images in {len(counts)} classes "
+                        f"(smallest class: {counts.min()} images): {err}") from err
+    return [(np.sort(train), np.sort(test))], f"stratified holdout {test_size:g} (seed {seed})"
+
+
+class _Runner:
+    """Runs one method over the splits; holds the pooled features and the shared settings."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, tokens: np.ndarray | None, *, k: int, metric: str,
+                 weights: str, pca_dim: int, perplexity: float, tsne_protocol: str, n_jobs: int, seed: int,
+                 device: str, params: Mapping[str, Mapping[str, Any]], fit_on: np.ndarray | None, fit_on_name: str,
+                 min_train: int):
+        self.X, self.y, self.tokens = X, y, tokens
+        self.min_train = min_train
+        self.knn = {"n_neighbors": k, "metric": metric, "weights": weights}
+        self.plane_knn = {"n_neighbors": k, "metric": "euclidean", "weights": weights}
+        self.pca_dim, self.perplexity, self.tsne_protocol = pca_dim, perplexity, tsne_protocol
+        self.n_jobs, self.seed, self.device = n_jobs, seed, device
+        self.params, self.fit_on, self.fit_on_name = params, fit_on, fit_on_name
+
+    def estimator(self, method: str):
+        """A fresh estimator for ``method`` with the run's settings and the caller's overrides."""
+        base: dict[str, Any] = {"random_state": self.seed}
+        if method == "tsne-knn":
+            base.update(n_pca=self.pca_dim, perplexity=self.perplexity, n_jobs=self.n_jobs)
+            cls = PCATSNE
+        elif method in ("linear", "attentive"):
+            base["device"] = self.device
+            cls = LinearProbe if method == "linear" else AttentiveProbe
+        else:
+            base["device"] = self.device
+            if method == "ptsne":
+                base["perplexity"] = self.perplexity
+            cls = _REDUCERS[method]
+        return cls(**{**base, **self.params.get(method, {})})
+
+    def shared_map(self, method: str) -> np.ndarray | None:
+        """The 2-D map of all images when it does not depend on the split (t-SNE paper protocol,
+        or a parametric map fitted on another feature set)."""
+        if method == "tsne-knn" and self.tsne_protocol == "paper":
+            return self.estimator(method).fit_transform(self.X)
+        if method in PARAMETRIC_METHODS and self.fit_on is not None:
+            return self.estimator(method).fit(self.fit_on).transform(self.X)
+        return None
+
+    def predict(self, method: str, tr: np.ndarray, te: np.ndarray,
+                shared: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted labels of the ``te`` images and, for 2-D methods, the map of ``tr`` then ``te``."""
+        X, y = self.X, self.y
+        if method == "knn":
+            return KNNClassifier(**self.knn).fit(X[tr], y[tr]).predict(X[te]), None
+        if method == "pca-knn":
+            model = pca_knn(pca_components(self.pca_dim, len(tr), X.shape[1]), self.seed, **self.knn)
+            return model.fit(X[tr], y[tr]).predict(X[te]), None
+        if method == "linear":
+            return self.estimator(method).fit(X[tr], y[tr]).predict(X[te]), None
+        if method == "attentive":
+            return self.estimator(method).fit(self.tokens[tr], y[tr]).predict(self.tokens[te]), None
+        if shared is not None:
+            z_tr, z_te = shared[tr], shared[te]
+        else:
+            reducer = self.estimator(method)
+            z_tr = reducer.fit_transform(X[tr])
+            z_te = reducer.transform(X[te])
+        pred = KNNClassifier(**self.plane_knn).fit(z_tr, y[tr]).predict(z_te)
+        return pred, np.concatenate([z_tr, z_te])
+
+    def detail(self, method: str) -> str:
+        """How ``method`` was run, for the report's protocol column."""
+        knn = f"k={self.knn['n_neighbors']} {self.knn['metric']} {self.knn['weights']}"
+        plane = f"k={self.knn['n_neighbors']} euclidean {self.knn['weights']}"
+        pca = f"PCA {pca_components(self.pca_dim, self.min_train, self.X.shape[1])} axes"
+        if method == "knn":
+            return knn
+        if method == "pca-knn":
+            return f"{pca}; {knn}"
+        if method == "tsne-knn":
+            fit = ("t-SNE fit on all images (paper protocol)" if self.tsne_protocol == "paper"
+                   else "t-SNE fit on train, test placed by transform")
+            return f"{pca} + {fit}; {plane}"
+        if method in ("linear", "attentive"):
+            est = self.estimator(method)
+            return f"{est.epochs} epochs {est.optimizer} lr {est.lr:g}"
+        fit = f"fit on {self.fit_on_name}" if self.fit_on is not None else "fit on train"
+        return f"{fit}; {plane}"
+
+
+def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
+                      fit_on: FeatureSet | None = None, k: int = 20, metric: str = "cosine", weights: str = "uniform",
+                      pca_dim: int = 50, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
+                      folds: int = 0, test_size: float = 0.25, seed: int = 0,
+                      params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
+                      names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
+    """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given).
+
+    ``fit_on``: another feature set on which the parametric maps (vae-gauss, vae-t, ptsne) are
+    fitted before mapping the evaluated images (Table 4). ``params``: per-method estimator
+    overrides, e.g. ``{"linear": {"epochs": 20}}``. ``names``: labels of the inputs in messages
+    (keys ``train``, ``test``, ``fit_on``). Token features (N, K, D) feed the attentive probe and
+    are mean-pooled for every other method.
+    """
+    names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
+    params = dict(params or {})
+    check_methods(list(methods) + list(params), fit_on=fit_on is not None)
+    if tsne_protocol not in TSNE_PROTOCOLS:
+        raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
+    sets = [(train, names["train"])] + ([(test, names["test"])] if test is not None else [])
+    for fs, name in sets:
+        check_labelled(fs, name)
+        if "attentive" in methods and fs.features.ndim != 3:
+            raise DataError(f"{name}: the attentive probe needs patch tokens (N, K, D); extract the features "
+                            f"with pool 'tokens' (got shape {fs.features.shape})")
+    if test is not None:
+        check_compatible(train, test, names["train"], names["test"])
+        if "attentive" in methods and train.features.shape[1:] != test.features.shape[1:]:
+            raise DataError(f"{names['test']} has tokens {test.features.shape[1:]} but {names['train']} has "
+                            f"{train.features.shape[1:]}")
+    if fit_on is not None:
+        check_compatible(train, fit_on, names["train"], names["fit_on"])
+
+    parts = [train] + ([test] if test is not None else [])
+    X = np.concatenate([vectors(fs) for fs in parts]).astype(np.float32, copy=False)
+    y = np.concatenate([fs.labels for fs in parts])
+    tokens = np.concatenate([fs.features for fs in parts]) if train.features.ndim == 3 else None
+    splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=folds,
+                                     test_size=test_size, seed=seed)
+    runner = _Runner(X, y, tokens, k=k, metric=metric, weights=weights, pca_dim=pca_dim, perplexity=perplexity,
+                     tsne_protocol=tsne_protocol, n_jobs=n_jobs, seed=seed, device=device, params=params,
+                     fit_on=vectors(fit_on) if fit_on is not None else None, fit_on_name=names["fit_on"],
+                     min_train=min(len(tr) for tr, _ in splits))
+    results: list[MethodResult] = []
+    maps: dict[str, PlaneMap] = {}
+    for method in tqdm(methods, desc="evaluate", disable=quiet, unit="method"):
+        shared = runner.shared_map(method)
+        correct = total = 0
+        for fold, (tr, te) in enumerate(splits):
+            pred, plane = runner.predict(method, tr, te, shared)
+            correct += int((pred == y[te]).sum())
+            total += len(te)
+            if plane is not None and fold == 0:
+                order = np.concatenate([tr, te])
+                maps[method] = PlaneMap(coords=plane, labels=y[order], test=np.isin(order, te))
+        low, high = wilson_interval(correct, total)
+        results.append(MethodResult(method, correct / total, low, high, total,
+                                    f"{split_desc}; {runner.detail(method)}", correct))
+    settings = {"methods": list(methods), "k": k, "metric": metric, "weights": weights, "pca_dim": pca_dim,
+                "perplexity": perplexity, "tsne_protocol": tsne_protocol, "folds": folds, "test_size": test_size,
+                "seed": seed, "params": params, "n_images": len(y), "n_classes": int(len(np.unique(y))),
+                "feature_dim": int(X.shape[1]), "split": split_desc,
+                "inputs": {key: names[key] for key, fs in (("train", train), ("test", test), ("fit_on", fit_on))
+                           if fs is not None},
+                "extraction": train.settings}
+    return EvaluationReport(results=results, settings=settings, maps=maps)
