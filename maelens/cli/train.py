@@ -1,5 +1,132 @@
-"""Sub-command module (filled in by its issue)."""
+"""``maelens train`` (pretrain an MAE, single process or under ``torchrun``) and ``maelens reconstruct``
+(the original / masked / reconstruction / pasted figure from a checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
 
 
 def register(subparsers) -> None:
-    """Adds no command yet."""
+    """Add the ``train`` and ``reconstruct`` sub-commands."""
+    _register_train(subparsers)
+    _register_reconstruct(subparsers)
+
+
+def _register_train(subparsers) -> None:
+    from ..models.presets import PRESETS
+    from ..train.config import LOSSES, SCHEDULES
+
+    p = subparsers.add_parser(
+        "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
+        description="Pretrain an MAE with AdamW and a warm-up + cosine/linear schedule (MAE; IPOL sec. 4). "
+                    "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes.")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
+    p.add_argument("--loss", default="pixel", choices=LOSSES,
+                   help="reconstruction target: pixel, norm-pix (MAE) or ycbcr (IPOL weighted MSE) "
+                        "(default: %(default)s)")
+    add_data_args(p)
+    p.set_defaults(split="train")
+    add_mask_args(p)
+    add_run_args(p)
+    p.set_defaults(device="auto")
+    p.add_argument("--epochs", type=int, default=10, metavar="N", help="passes over the data (default: %(default)s)")
+    p.add_argument("--accum-iter", type=int, default=1, metavar="K",
+                   help="micro-batches per optimizer step; effective batch = batch size x K x processes")
+    p.add_argument("--blr", type=float, default=1.5e-4,
+                   help="base lr: lr = blr * effective batch / 256 (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")
+    p.add_argument("--min-lr", type=float, default=0.0, help="lr at the end of the decay (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=0.05, metavar="WD",
+                   help="AdamW weight decay (default: %(default)s)")
+    p.add_argument("--warmup-epochs", type=float, default=2.0, metavar="E",
+                   help="linear warm-up length, fractional allowed (default: %(default)s, as IPOL)")
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="decay after warm-up (IPOL used linear)")
+    p.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fused-attn", action=argparse.BooleanOptionalAction, default=None,
+                   help="timm's fused attention (default: on for CUDA, off on CPU)")
+    p.add_argument("--resume", default=None, metavar="auto|PATH",
+                   help="continue from a checkpoint (auto: OUT/checkpoint.pt if there is one)")
+    p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs (and the last)")
+    p.add_argument("--keep-last", type=int, default=0, metavar="K", help="also keep the last K numbered checkpoints")
+    p.add_argument("--recon-images", type=int, default=8, metavar="N", help="images in each epoch's figure (0: none)")
+    p.set_defaults(func=_train)
+
+
+def _register_reconstruct(subparsers) -> None:
+    p = subparsers.add_parser("reconstruct", help="figure of original / masked / reconstruction / pasted images",
+                              description="Reconstruct masked images with a checkpoint (IPOL Fig. 4 layout).")
+    add_checkpoint_arg(p)
+    add_data_args(p)
+    p.set_defaults(num_images=8)
+    add_mask_args(p)
+    p.add_argument("--out", type=Path, required=True, metavar="FIG", help="figure file (.png, .pdf, .svg)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    p.add_argument("--seed", type=int, default=0, help="seed of the masks (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=_reconstruct)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..io import to_json
+    from ..train import TrainConfig, train
+
+    config = TrainConfig.with_loss(
+        args.loss, preset=args.preset, data=args.data, split=args.split, num_images=args.num_images,
+        epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
+        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
+        seed=args.seed, bf16=args.bf16, compile=args.compile, fused_attention=args.fused_attn,
+        device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
+        save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet)
+    result = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        print(to_json(result.summary))
+    elif not args.quiet:
+        s = result.summary
+        if s["resumed_from"]:
+            print(f"resumed from {s['resumed_from']}")
+        print(f"{s['model']['name']}: {s['trainable_parameters']:,} parameters, {s['images']} images, "
+              f"{s['world_size']} process(es) on {s['device']}, effective batch {s['effective_batch_size']}, "
+              f"peak lr {s['peak_lr']:.2e}")
+        print(f"{'epoch':>5}  {'loss':>9}  {'lr':>9}  {'images/s':>9}")
+        for r in result.history:
+            print(f"{r['epoch']:>5}  {r['loss']:>9.4f}  {r['lr']:>9.2e}  {r['images_per_s']:>9.1f}")
+        print(f"checkpoint: {result.checkpoint}\nlogs, figures and summary.json in {result.out_dir}")
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import load_model
+    from ..data import load_dataset
+    from ..errors import DataError
+    from ..io import to_json
+    from ..plots.reconstruction import save_reconstruction
+
+    model = load_model(args.ckpt, device=args.device)
+    cfg = model.config
+    data = load_dataset(args.data, image_size=cfg.img_size, split=args.split, train=False, limit=args.num_images,
+                        seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std)
+    if len(data) == 0:
+        raise DataError(f"--data {args.data} (split {args.split}) holds no images to reconstruct")
+    imgs = torch.stack([data[i][0] for i in range(len(data))]).to(args.device)
+    generator = torch.Generator().manual_seed(args.seed)
+    rec = save_reconstruction(model, imgs, args.out, mask_ratio=args.mask_ratio, masking=args.mask,
+                              generator=generator, title=f"{Path(args.ckpt).name} - {args.mask} masking")
+    summary = {"figure": str(args.out), "checkpoint": str(args.ckpt), "images": len(data), "mask": args.mask,
+               "mask_ratio": args.mask_ratio, "seed": args.seed, "loss_per_image": rec.loss.tolist(),
+               "mean_loss": float(rec.loss.mean())}
+    if args.json:
+        print(to_json(summary))
+    else:
+        print(f"wrote {args.out} ({len(data)} images, mean loss on removed patches {summary['mean_loss']:.4f})")
+    return 0

@@ -1,0 +1,8 @@
+"""MAE pretraining: :func:`train` runs a :class:`TrainConfig` (single process or under ``torchrun``)."""
+
+from .config import TrainConfig
+from .loop import DivergenceError, TrainResult, train
+from .reuse import train_or_load
+from .schedule import lr_at
+
+__all__ = ["DivergenceError", "TrainConfig", "TrainResult", "lr_at", "train", "train_or_load"]

@@ -1,0 +1,164 @@
+"""Training-step throughput (images/s) of the MAE presets: eager vs fused attention vs torch.compile.
+
+One step is forward + backward + AdamW on a batch of random images with 75% random masking, as the
+trainer runs it. The modes of a preset are timed in one child process, their steps interleaved so
+that other load on the machine hits them alike (ratios to eager are taken inside that process);
+``compile`` gets its own child with its own eager reference and a time limit, so a slow or
+unsupported ``torch.compile`` is reported instead of stopping the run.
+
+    python benchmarks/train_throughput.py                      # tiny and ipol64, all modes
+    python benchmarks/train_throughput.py --presets ipol64 --steps 20 --json results.json
+
+Modes: ``eager`` (timm attention with explicit softmax), ``fused`` (scaled_dot_product_attention),
+``compile`` (torch.compile of the model, attention as the trainer's default for the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("eager", "fused", "compile")
+
+
+def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: int, device: str) -> list[dict]:
+    """Median images/s of each mode over ``steps`` timed steps, the modes interleaved step by step
+    so that other load on the machine hits them alike; ``ratio`` is relative to eager in this process."""
+    import torch
+
+    from maelens import create_model
+    from maelens.models import set_fused_attention
+    from maelens.train.optim import build_optimizer
+
+    dev = torch.device(device)
+    runners, warmup_s = {}, {}
+    for mode in modes:
+        torch.manual_seed(0)
+        model = create_model(preset).to(dev).train()
+        set_fused_attention(model, mode == "fused" or (mode == "compile" and dev.type == "cuda"))
+        step_model = torch.compile(model) if mode == "compile" else model
+        optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
+        size = model.config.img_size
+        imgs = torch.randn(batch_size, 3, size, size, device=dev)
+        generator = torch.Generator().manual_seed(0)
+
+        def step(step_model=step_model, optimizer=optimizer, imgs=imgs, generator=generator) -> None:
+            loss, _, _ = step_model(imgs, 0.75, masking="random", generator=generator)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        start = time.perf_counter()
+        for _ in range(warmup):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        warmup_s[mode] = time.perf_counter() - start
+        runners[mode] = step
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(steps):
+        for mode, step in runners.items():
+            t0 = time.perf_counter()
+            step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[mode].append(time.perf_counter() - t0)
+    speed = {mode: batch_size / statistics.median(t) for mode, t in times.items()}
+    return [{"preset": preset, "mode": mode, "status": "ok", "images_per_s": speed[mode],
+             "vs_eager": speed[mode] / speed["eager"] if "eager" in speed else None,
+             "warmup_s": warmup_s[mode], "parameters": model.num_trainable_parameters(),
+             "threads": torch.get_num_threads()} for mode in modes]
+
+
+def run_child(preset: str, modes: list[str], args: argparse.Namespace) -> list[dict]:
+    """:func:`measure` in a fresh process, killed after ``args.timeout`` seconds."""
+    cmd = [sys.executable, __file__, "--child", preset, ",".join(modes), "--batch-size", str(args.batch_size),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        status = f"timeout after {args.timeout:.0f} s"
+    else:
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        status = f"failed: {lines[-1][:120] if lines else proc.returncode}"
+    return [{"preset": preset, "mode": mode, "status": status} for mode in modes]
+
+
+def machine() -> dict:
+    """What ran the benchmark: CPU model and count, torch version, GPU if any."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "gpu": gpu}
+
+
+def table(rows: list[dict]) -> str:
+    """Plain-text table; ``vs eager`` is measured against eager in the same process, steps interleaved."""
+    lines = [f"{'preset':<8} {'mode':<8} {'images/s':>9} {'vs eager':>9} {'warm-up s':>9}  status", "-" * 60]
+    for r in rows:
+        ok = r["status"] == "ok"
+        ips = f"{r['images_per_s']:9.1f}" if ok else f"{'-':>9}"
+        ratio = f"{r['vs_eager']:9.2f}" if ok and r.get("vs_eager") else f"{'-':>9}"
+        warm = f"{r['warmup_s']:9.1f}" if ok else f"{'-':>9}"
+        lines.append(f"{r['preset']:<8} {r['mode']:<8} {ips} {ratio} {warm}  {r['status']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "ipol64"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per (preset, mode)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--child", nargs=2, metavar=("PRESET", "MODES"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.child:
+        preset, modes = args.child
+        print(json.dumps(measure(preset, modes.split(","), args.batch_size, args.steps, args.warmup, args.device)))
+        return 0
+    rows = []
+    plain = [m for m in args.modes if m != "compile"]
+    for preset in args.presets:
+        groups = ([plain] if plain else []) + ([["eager", "compile"]] if "compile" in args.modes else [])
+        for modes in groups:
+            for row in run_child(preset, modes, args):
+                if row["mode"] == "eager" and any(r["preset"] == preset and r["mode"] == "eager" for r in rows):
+                    continue  # the compile run's own eager reference; its ratio is in the compile row
+                rows.append(row)
+                print(f"{preset} {row['mode']}: {row['status']}", file=sys.stderr)
+    info = machine()
+    print(f"device {args.device}; CPU {info['cpu']} x {info['cpus']}; GPU {info['gpu']}; torch {info['torch']}; "
+          f"batch {args.batch_size}, 75% random masking, forward + backward + AdamW")
+    print(table(rows))
+    if args.json:
+        from maelens.io import write_json
+
+        write_json(args.json, {"machine": info, "device": args.device, "batch_size": args.batch_size,
+                               "steps": args.steps, "results": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The training run's configuration: one frozen dataclass, stored as a plain dict in every checkpoint.
+
+Defaults follow MAE (He et al., AdamW betas (0.9, 0.95), weight decay 0.05, base lr 1.5e-4 scaled by
+effective batch / 256) and the IPOL paper's sec. 4 (base lr 1.5e-4, 2 warm-up epochs; the paper
+used a linear decay, ``schedule="linear"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..models.masking import MASKINGS
+from ..models.presets import LOSS_TARGETS, ModelConfig, get_config
+
+SCHEDULES = ("cosine", "linear")
+LOSSES = ("pixel", "norm-pix", "ycbcr")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a pretraining run needs; ``lr=None`` means ``blr * effective_batch / 256``.
+
+    ``epochs``, ``warmup_epochs`` count passes over the data; ``batch_size`` is per process, so the
+    effective batch is ``batch_size * accum_iter * world_size``. ``fused_attention=None`` picks timm's
+    fused kernel on CUDA and the eager path on CPU (faster there). ``keep_last`` > 0 also keeps that
+    many numbered ``checkpoint-XXXX.pt`` files beside ``checkpoint.pt``.
+    """
+
+    preset: str = "tiny"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    norm_pix_loss: bool = False
+    loss_target: str = "pixel"
+    data: str = "bundled"
+    split: str = "train"
+    num_images: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    accum_iter: int = 1
+    blr: float = 1.5e-4
+    lr: float | None = None
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_epochs: float = 2.0
+    schedule: str = "cosine"
+    clip_grad: float | None = None
+    masking: str = "random"
+    mask_ratio: float = 0.75
+    seed: int = 0
+    bf16: bool = False
+    compile: bool = False
+    fused_attention: bool | None = None
+    device: str = "auto"
+    num_workers: int = 0
+    out: str = "runs/mae"
+    resume: str | None = None
+    save_every: int = 1
+    keep_last: int = 0
+    recon_images: int = 8
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        object.__setattr__(self, "out", str(self.out))
+        object.__setattr__(self, "model_overrides", dict(self.model_overrides))
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "accum_iter": self.accum_iter,
+                    "save_every": self.save_every}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("keep_last", "recon_images", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.num_images is not None and self.num_images < 1:
+            raise ConfigError(f"num_images must be a positive integer or None, got {self.num_images!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.masking not in MASKINGS:
+            raise ConfigError(f"masking must be one of {', '.join(MASKINGS)}, got {self.masking!r}")
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ConfigError(f"mask_ratio must be in (0, 1) for pretraining, got {self.mask_ratio!r}")
+        if self.loss_target not in LOSS_TARGETS:
+            raise ConfigError(f"loss_target must be one of {', '.join(LOSS_TARGETS)}, got {self.loss_target!r}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
+        if self.blr <= 0 or (self.lr is not None and self.lr <= 0):
+            raise ConfigError("blr and lr must be positive")
+        if self.min_lr < 0 or self.weight_decay < 0:
+            raise ConfigError("min_lr and weight_decay must be >= 0")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.clip_grad is not None and self.clip_grad <= 0:
+            raise ConfigError(f"clip_grad must be positive or None, got {self.clip_grad!r}")
+        for key in ("norm_pix_loss", "loss_target"):
+            if key in self.model_overrides:
+                raise ConfigError(f"set {key} as its own TrainConfig field, not in model_overrides")
+
+    # ---- derived values ---------------------------------------------------------------------
+    def model_config(self) -> ModelConfig:
+        """The preset with the overrides and loss settings applied."""
+        return get_config(self.preset, **self.model_overrides, norm_pix_loss=self.norm_pix_loss,
+                          loss_target=self.loss_target)
+
+    @property
+    def image_size(self) -> int:
+        return self.model_config().img_size
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def effective_batch_size(self, world_size: int = 1) -> int:
+        """Images per optimizer step over all processes."""
+        return self.batch_size * self.accum_iter * world_size
+
+    def peak_lr(self, world_size: int = 1) -> float:
+        """Absolute lr after warm-up: ``lr`` if given, else MAE's ``blr * effective_batch / 256``."""
+        if self.lr is not None:
+            return float(self.lr)
+        return self.blr * self.effective_batch_size(world_size) / 256
+
+    # ---- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples), as stored in the checkpoint's ``train_config``."""
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from :meth:`to_dict` output, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def with_loss(cls, loss: str, **kwargs: Any) -> "TrainConfig":
+        """Build with the CLI's loss name: ``pixel``, ``norm-pix`` (MAE's target) or ``ycbcr`` (IPOL sec. 6)."""
+        if loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        return cls(norm_pix_loss=loss == "norm-pix", loss_target="ycbcr" if loss == "ycbcr" else "pixel", **kwargs)

@@ -1,0 +1,400 @@
+"""The pretraining loop: MAE's ``main_pretrain``/``engine_pretrain`` recipe (AdamW, per-iteration lr,
+gradient accumulation, masked-patch loss) as used by the IPOL paper, sec. 4, with checkpoints that
+resume exactly, DistributedDataParallel under ``torchrun``, logs and a reconstruction figure per epoch.
+
+Epochs are numbered from 0 as in the official MAE code: ``checkpoint.pt`` with ``epoch == k`` holds
+the state after epoch k, and a resumed run starts at epoch k + 1.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import shutil
+import sys
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from ..errors import CheckpointError, ConfigError, DataError, MaelensError
+from ..io import atomic_path, write_json
+from ..models.mae import MaskedAutoencoderViT, set_fused_attention
+from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from .optim import build_optimizer
+from .runlog import RunLog
+from .schedule import lr_at, set_lr
+
+CHECKPOINT_NAME = "checkpoint.pt"
+NUMBERED = re.compile(r"checkpoint-(\d{4,})\.pt$")
+
+
+class DivergenceError(MaelensError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` leaves: the last ``checkpoint`` written, the ``final_loss`` (mean of the
+    last epoch), per-epoch ``history`` records, the ``out_dir``, the trained ``model`` (eval mode)
+    and the ``summary`` also written to ``summary.json``."""
+
+    checkpoint: Path | None
+    final_loss: float
+    history: list[dict[str, Any]]
+    out_dir: Path
+    model: MaskedAutoencoderViT
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: Dataset | None = None) -> TrainResult:
+    """Pretrain an MAE as ``config`` says; ``dataset`` (items ``(image, label)`` or ``image``) replaces
+    ``config.data``, ``val_dataset`` supplies the images of the per-epoch reconstruction figure.
+
+    Under ``torchrun`` every process calls this; only rank 0 writes files. Raises
+    :class:`DivergenceError` on a NaN/inf loss, after keeping the last good checkpoint.
+    """
+    info = init_distributed(config.device)
+    try:
+        return _Run(config, info, dataset, val_dataset).run()
+    finally:
+        cleanup(info)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _derived_seed(*parts: int) -> int:
+    """An independent 63-bit seed for each (seed, rank, purpose, ...) combination."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0]) >> 1
+
+
+def _images(batch: Any) -> torch.Tensor:
+    """The image tensor of a data-loader batch: ``(images, labels)``, ``[images]`` or ``images``."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def accumulate_gradients(model: torch.nn.Module, micro_batches: list[torch.Tensor], *, mask_ratio: float,
+                         masking: str = "random", generator: torch.Generator | None = None,
+                         device: torch.device | str = "cpu", ddp: DistributedDataParallel | None = None,
+                         autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
+    """Forward and backward each micro-batch (B, 3, H, W) with its loss divided by their number, so the
+    summed gradients equal those of one batch holding them all (MAE's ``accum_iter``); DDP
+    all-reduces only on the last. Returns the mean loss (detached scalar)."""
+    total = torch.zeros((), device=device)
+    for k, imgs in enumerate(micro_batches):
+        last = k == len(micro_batches) - 1
+        with ddp.no_sync() if ddp is not None and not last else nullcontext():
+            with autocast():
+                loss, _, _ = model(imgs.to(device, non_blocking=True), mask_ratio, masking=masking,
+                                   generator=generator)
+            (loss / len(micro_batches)).backward()
+        total += loss.detach().float()
+    return total / len(micro_batches)
+
+
+class _Run:
+    """One training run: set-up in ``__init__``, the epochs in :meth:`run`."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, dataset: Dataset | None, val_dataset: Dataset | None):
+        self.config = config
+        self.info = info
+        self.out = config.out_dir
+        self.model_config = config.model_config()
+        resume_path = self._resume_path()
+        if resume_path is None and (self.out / CHECKPOINT_NAME).exists():
+            raise ConfigError(
+                f"{self.out / CHECKPOINT_NAME} already exists: pass --resume auto to continue that run, "
+                f"or choose another --out")
+
+        seed_everything(config.seed)
+        self.model = MaskedAutoencoderViT(self.model_config)
+        fused = config.fused_attention if config.fused_attention is not None else info.device.type == "cuda"
+        set_fused_attention(self.model, fused)
+        self.model.to(info.device)
+
+        self.explicit_data = dataset is not None
+        self.dataset = self._training_data(dataset)
+        self.val_imgs, self.val_noise = self._figure_inputs(val_dataset) if info.is_main else (None, None)
+
+        self.sampler = DistributedSampler(self.dataset, num_replicas=info.world_size, rank=info.rank,
+                                          shuffle=True, seed=config.seed)
+        self.loader = DataLoader(self.dataset, batch_size=config.batch_size, sampler=self.sampler,
+                                 num_workers=config.num_workers, pin_memory=info.device.type == "cuda",
+                                 drop_last=True)
+        self.steps_per_epoch = len(self.loader) // config.accum_iter
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"no full optimizer step fits in an epoch: {len(self.dataset)} images for batch size "
+                f"{config.batch_size} x accum_iter {config.accum_iter} x {info.world_size} process(es); "
+                f"lower --batch-size or --accum-iter, or use more images")
+        self.peak_lr = config.peak_lr(info.world_size)
+        self.optimizer = build_optimizer(self.model, lr=self.peak_lr, weight_decay=config.weight_decay,
+                                         betas=config.betas)
+        self.mask_generator = torch.Generator()
+        self.start_epoch = 0
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.resumed_from: Path | None = None
+        self.saved_rng: dict[str, Any] | None = None
+        seed_everything(_derived_seed(config.seed, info.rank, 0))
+        self.mask_generator.manual_seed(_derived_seed(config.seed, info.rank, 1))
+        if resume_path is not None:
+            self._load(resume_path)
+
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(self.model, device_ids=device_ids) if info.distributed else None
+        wrapped = self.ddp if self.ddp is not None else self.model
+        self.step_model = torch.compile(wrapped) if config.compile else wrapped
+        self.checkpoint_path: Path | None = self.resumed_from
+
+    # ---- set-up -----------------------------------------------------------------------------
+    def _resume_path(self) -> Path | None:
+        resume = self.config.resume
+        if not resume:
+            return None
+        if resume == "auto":
+            path = self.out / CHECKPOINT_NAME
+            return path if path.is_file() else None
+        return Path(resume)
+
+    def _training_data(self, dataset: Dataset | None) -> Dataset:
+        c = self.config
+        if dataset is None:
+            from ..data import load_dataset
+
+            dataset = load_dataset(c.data, image_size=self.model_config.img_size, split=c.split, train=True,
+                                   limit=c.num_images, seed=c.seed, mean=self.model_config.norm_mean,
+                                   std=self.model_config.norm_std)
+        elif c.num_images is not None and c.num_images < len(dataset):
+            dataset = Subset(dataset, range(c.num_images))
+        if len(dataset) == 0:
+            raise DataError(f"the training data {c.data!r} holds no images")
+        return dataset
+
+    def _figure_inputs(self, val_dataset: Dataset | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """A fixed batch of images and fixed mask noise for the per-epoch reconstruction figure."""
+        c = self.config
+        if c.recon_images == 0:
+            return None, None
+        if val_dataset is None:
+            val_dataset = self._validation_data()
+        count = min(c.recon_images, len(val_dataset))
+        torch.manual_seed(c.seed)  # a training dataset's augmentations then draw the same crops on resume
+        imgs = torch.stack([_images(val_dataset[i]) for i in range(count)]).to(self.info.device)
+        generator = torch.Generator().manual_seed(c.seed)
+        noise, _ = self.model.masking_noise(count, c.mask_ratio, c.masking, generator, self.info.device)
+        return imgs, noise
+
+    def _validation_data(self) -> Dataset:
+        """The test split without augmentation when the data has one, else the training images."""
+        if self.explicit_data:
+            return self.dataset
+        from ..data import load_dataset
+
+        c = self.config
+        kwargs = dict(image_size=self.model_config.img_size, train=False, limit=c.recon_images, seed=c.seed,
+                      mean=self.model_config.norm_mean, std=self.model_config.norm_std)
+        try:
+            return load_dataset(c.data, split="test", **kwargs)
+        except DataError:
+            return load_dataset(c.data, split=c.split, **kwargs)
+
+    def _load(self, path: Path) -> None:
+        from ..checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path, device="cpu")
+        raw = ckpt.raw or {}
+        if raw.get("optimizer") is None or ckpt.epoch is None:
+            raise CheckpointError(f"{path}: not a maelens training checkpoint (no optimizer state or epoch), "
+                                  f"so it cannot be resumed")
+        stored, wanted = ckpt.config.to_dict(), self.model_config.to_dict()
+        differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
+        if differ:
+            raise CheckpointError(f"{path}: its model differs from this run's in {', '.join(differ)}; "
+                                  f"resume with the same --preset and loss")
+        self.model.load_state_dict(ckpt.model.state_dict())
+        self.optimizer.load_state_dict(raw["optimizer"])
+        extra = raw.get("extra") or {}
+        self.start_epoch = int(ckpt.epoch) + 1
+        self.global_step = int(extra.get("global_step", self.start_epoch * self.steps_per_epoch))
+        self.history = list(extra.get("history", []))
+        states = extra.get("rank_states") or []
+        if len(states) == self.info.world_size:
+            self.saved_rng = states[self.info.rank]
+        else:  # another number of processes: the saved per-rank streams do not map, so seed afresh
+            seed_everything(_derived_seed(self.config.seed, self.info.rank, 0, self.start_epoch))
+            self.mask_generator.manual_seed(_derived_seed(self.config.seed, self.info.rank, 1, self.start_epoch))
+        self.resumed_from = path
+
+    # ---- the epochs -------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        c = self.config
+        started = time.perf_counter()
+        keep = self.start_epoch if self.resumed_from is not None else None
+        with RunLog(self.out, enabled=self.info.is_main, keep_before_epoch=keep) as log:
+            if self.saved_rng is not None:
+                self._restore_states(self.saved_rng)
+            for epoch in range(self.start_epoch, c.epochs):
+                self.sampler.set_epoch(epoch)
+                record = self._train_epoch(epoch, log)
+                self.history.append(record)
+                log.log(**record)
+                if self.info.is_main and not c.quiet:
+                    tqdm.write(f"epoch {epoch} ({epoch + 1}/{c.epochs}): loss {record['loss']:.4f}, "
+                               f"lr {record['lr']:.2e}, {record['images_per_s']:.0f} images/s", file=sys.stderr)
+                if self.info.is_main and self.val_imgs is not None:
+                    self._save_figure(epoch, record["loss"])
+                if (epoch + 1) % c.save_every == 0 or epoch + 1 == c.epochs:
+                    self._save_checkpoint(epoch)
+        summary = self._summary("completed", time.perf_counter() - started)
+        if self.info.is_main:
+            write_json(self.out / "summary.json", summary)
+        self.model.eval()
+        return TrainResult(checkpoint=self.checkpoint_path, final_loss=summary["final_loss"],
+                           history=self.history, out_dir=self.out, model=self.model, summary=summary)
+
+    def _autocast(self):
+        if not self.config.bf16:
+            return nullcontext()
+        return torch.autocast(device_type=self.info.device.type, dtype=torch.bfloat16)
+
+    def _train_epoch(self, epoch: int, log: RunLog) -> dict[str, Any]:
+        c = self.config
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = iter(self.loader)
+        images_per_step = c.effective_batch_size(self.info.world_size)
+        losses: list[float] = []
+        epoch_start = time.perf_counter()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch} ({epoch + 1}/{c.epochs})", unit="step",
+                   disable=c.quiet or not self.info.is_main, leave=False)
+        lr = self.peak_lr
+        with bar:
+            for step in range(self.steps_per_epoch):
+                step_start = time.perf_counter()
+                lr = lr_at(epoch + step / self.steps_per_epoch, peak_lr=self.peak_lr, epochs=c.epochs,
+                           warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, schedule=c.schedule)
+                set_lr(self.optimizer, lr)
+                loss = self._accumulate([_images(next(batches)) for _ in range(c.accum_iter)])
+                if not math.isfinite(loss):
+                    self._diverged(epoch, loss)
+                if c.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.global_step += 1
+                losses.append(loss)
+                now = time.perf_counter()
+                log.log(kind="step", epoch=epoch, step=self.global_step, loss=loss, lr=lr,
+                        images_per_s=images_per_step / (now - step_start), time_s=now - epoch_start)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        elapsed = time.perf_counter() - epoch_start
+        return {"kind": "epoch", "epoch": epoch, "step": self.global_step, "loss": float(np.mean(losses)),
+                "lr": lr, "images_per_s": images_per_step * len(losses) / elapsed, "time_s": elapsed}
+
+    def _accumulate(self, micro_batches: list[torch.Tensor]) -> float:
+        """Gradients of one optimizer step; the loss averaged over micro-batches and processes."""
+        c = self.config
+        loss = accumulate_gradients(self.step_model, micro_batches, mask_ratio=c.mask_ratio, masking=c.masking,
+                                    generator=self.mask_generator, device=self.info.device, ddp=self.ddp,
+                                    autocast=self._autocast)
+        return float(all_reduce_mean(loss, self.info))
+
+    def _diverged(self, epoch: int, loss: float) -> None:
+        where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"
+        message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
+                   f"Last good checkpoint: {where}. Try a lower --blr, --clip-grad, or no --bf16")
+        if self.info.is_main:
+            write_json(self.out / "summary.json", self._summary("diverged", None, message))
+        raise DivergenceError(message)
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def _save_figure(self, epoch: int, loss: float) -> None:
+        from ..plots.reconstruction import save_reconstruction
+
+        save_reconstruction(self.model, self.val_imgs, self.out / f"recon_epoch_{epoch:03d}.png",
+                            mask_ratio=self.config.mask_ratio, masking=self.config.masking, noise=self.val_noise,
+                            title=f"{self.model_config.name} - epoch {epoch} - train loss {loss:.4f}")
+
+    def _capture_states(self) -> dict[str, Any]:
+        from ..checkpoint import capture_rng_state
+
+        return {"rng": capture_rng_state(), "mask_generator": self.mask_generator.get_state()}
+
+    def _restore_states(self, states: dict[str, Any]) -> None:
+        from ..checkpoint import restore_rng_state
+
+        restore_rng_state(states["rng"])
+        self.mask_generator.set_state(states["mask_generator"])
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        """Atomic ``checkpoint.pt`` (and a numbered copy when ``keep_last``), with every rank's RNG states."""
+        from ..checkpoint import save_checkpoint
+
+        states = self._capture_states()
+        if self.info.distributed:
+            gathered: list[Any] = [None] * self.info.world_size
+            dist.all_gather_object(gathered, states)
+        else:
+            gathered = [states]
+        if not self.info.is_main:
+            return
+        extra = {"global_step": self.global_step, "history": self.history, "rank_states": gathered,
+                 "world_size": self.info.world_size}
+        path = self.out / CHECKPOINT_NAME
+        save_checkpoint(path, self.model, epoch=epoch, optimizer=self.optimizer, train_config=self.config.to_dict(),
+                        extra=extra)
+        self.checkpoint_path = path
+        if self.config.keep_last:
+            self._keep_numbered(path, epoch)
+
+    def _keep_numbered(self, path: Path, epoch: int) -> None:
+        with atomic_path(self.out / f"checkpoint-{epoch:04d}.pt") as tmp:
+            shutil.copyfile(path, tmp)
+        numbered = sorted((int(m.group(1)), p) for p in self.out.glob("checkpoint-*.pt")
+                          if (m := NUMBERED.search(p.name)))
+        for _, old in numbered[:-self.config.keep_last]:
+            old.unlink(missing_ok=True)
+
+    def _summary(self, status: str, time_s: float | None, message: str | None = None) -> dict[str, Any]:
+        from .. import __version__
+
+        final = self.history[-1]["loss"] if self.history else float("nan")
+        return {
+            "status": status,
+            "message": message,
+            "out_dir": str(self.out),
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+            "epochs_completed": len(self.history),
+            "final_loss": final,
+            "history": self.history,
+            "model": self.model_config.to_dict(),
+            "trainable_parameters": self.model.num_trainable_parameters(),
+            "train_config": self.config.to_dict(),
+            "images": len(self.dataset),
+            "world_size": self.info.world_size,
+            "device": str(self.info.device),
+            "effective_batch_size": self.config.effective_batch_size(self.info.world_size),
+            "peak_lr": self.peak_lr,
+            "steps_per_epoch": self.steps_per_epoch,
+            "time_s": time_s,
+            "maelens_version": __version__,
+        }

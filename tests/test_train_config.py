@@ -1,0 +1,127 @@
+"""Trainer building blocks worked out by hand: lr schedule, lr scaling, parameter groups, the config."""
+
+import io
+import json
+import math
+
+import pytest
+import torch
+
+from maelens import create_model
+from maelens.errors import ConfigError
+from maelens.train import TrainConfig
+from maelens.train.optim import build_optimizer, param_groups
+from maelens.train.schedule import lr_at, set_lr
+
+PEAK = 1e-3
+
+
+def sched(epoch, schedule="cosine", min_lr=0.0, warmup=2.0, epochs=10.0):
+    return lr_at(epoch, peak_lr=PEAK, epochs=epochs, warmup_epochs=warmup, min_lr=min_lr, schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_warmup_is_linear_from_zero_to_peak(schedule):
+    assert sched(0.0, schedule) == 0.0
+    assert sched(0.5, schedule) == pytest.approx(2.5e-4)
+    assert sched(1.0, schedule) == pytest.approx(5e-4)
+    assert sched(2.0, schedule) == pytest.approx(PEAK)
+
+
+def test_cosine_decay_by_hand():
+    # progress p = (epoch - 2) / 8; lr = peak * (1 + cos(pi p)) / 2
+    assert sched(4.0) == pytest.approx(PEAK * 0.5 * (1 + math.sqrt(2) / 2))  # p = 1/4
+    assert sched(6.0) == pytest.approx(5e-4)  # p = 1/2
+    assert sched(8.0) == pytest.approx(PEAK * 0.5 * (1 - math.sqrt(2) / 2))  # p = 3/4
+    assert sched(10.0) == pytest.approx(0.0, abs=1e-15)
+    assert sched(6.0, min_lr=1e-4) == pytest.approx(1e-4 + 9e-4 * 0.5)
+
+
+def test_linear_decay_by_hand():
+    assert sched(4.0, "linear") == pytest.approx(7.5e-4)
+    assert sched(6.0, "linear") == pytest.approx(5e-4)
+    assert sched(10.0, "linear") == pytest.approx(0.0, abs=1e-15)
+    assert sched(6.0, "linear", min_lr=2e-4) == pytest.approx(2e-4 + 8e-4 * 0.5)
+
+
+def test_no_warmup_starts_at_peak_and_unknown_schedule_is_refused():
+    assert sched(0.0, warmup=0.0) == PEAK
+    with pytest.raises(ConfigError):
+        sched(3.0, schedule="step")
+
+
+def test_lr_scaling_follows_mae():
+    # lr = blr * effective batch / 256, effective batch = batch * accum * processes
+    cfg = TrainConfig(batch_size=64, accum_iter=2, blr=1.5e-4)
+    assert cfg.effective_batch_size(2) == 256
+    assert cfg.peak_lr(2) == pytest.approx(1.5e-4)
+    assert cfg.peak_lr(1) == pytest.approx(7.5e-5)
+    assert TrainConfig(batch_size=64, lr=3e-3).peak_lr(4) == 3e-3
+
+
+def test_set_lr_honours_lr_scale():
+    model = create_model("tiny")
+    opt = build_optimizer(model, lr=1.0, weight_decay=0.05)
+    opt.param_groups[0]["lr_scale"] = 0.5
+    set_lr(opt, 2e-3)
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-3), pytest.approx(2e-3)]
+
+
+def test_param_groups_exempt_biases_norms_and_tokens():
+    model = create_model("tiny")
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay, decay = param_groups(model, 0.05)
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    exempt = {names[id(p)] for p in no_decay["params"]}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert {"cls_token", "mask_token", "norm.weight", "norm.bias", "blocks.0.norm1.weight",
+            "blocks.0.attn.qkv.bias", "decoder_pred.bias"} <= exempt
+    assert {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.2.mlp.fc2.weight",
+            "decoder_embed.weight", "decoder_pred.weight"} <= decayed
+    assert all(not n.endswith(".bias") for n in decayed)
+    # every trainable parameter once; the fixed position tables in neither group
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert exempt | decayed == trainable and not exempt & decayed
+    assert "pos_embed" not in trainable | exempt | decayed
+
+
+def test_optimizer_is_adamw_with_mae_betas():
+    opt = build_optimizer(create_model("tiny"), lr=1e-3, weight_decay=0.05)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.defaults["betas"] == (0.9, 0.95)
+
+
+def test_config_round_trips_through_plain_dicts():
+    cfg = TrainConfig.with_loss("norm-pix", preset="ipol64", model_overrides={"depth": 2}, betas=(0.8, 0.9),
+                                clip_grad=1.0, out="runs/x")
+    d = cfg.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert TrainConfig.from_dict({**d, "unknown_future_key": 1}) == cfg
+    buf = io.BytesIO()
+    torch.save(d, buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True) == d
+    assert cfg.model_config().norm_pix_loss and cfg.model_config().depth == 2
+    assert cfg.image_size == 64
+
+
+def test_loss_names_map_to_model_options():
+    assert TrainConfig.with_loss("ycbcr").model_config().loss_target == "ycbcr"
+    assert not TrainConfig.with_loss("pixel").model_config().norm_pix_loss
+    with pytest.raises(ConfigError, match="loss"):
+        TrainConfig.with_loss("l1")
+
+
+@pytest.mark.parametrize("bad", [
+    {"epochs": 0}, {"batch_size": -1}, {"accum_iter": 0}, {"schedule": "step"}, {"masking": "checker"},
+    {"mask_ratio": 0.0}, {"mask_ratio": 1.0}, {"warmup_epochs": 20}, {"blr": 0.0}, {"clip_grad": -1.0},
+    {"betas": (0.9, 1.5)}, {"loss_target": "lab"}, {"model_overrides": {"norm_pix_loss": True}},
+])
+def test_bad_values_raise_config_error(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+def test_unknown_preset_is_reported_when_building_the_model():
+    with pytest.raises(ConfigError, match="preset"):
+        TrainConfig(preset="vit-gigantic").model_config()
