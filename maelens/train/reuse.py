@@ -7,29 +7,36 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..checkpoint import load_model
+from ..checkpoint import load_checkpoint
+from ..errors import ConfigError
 from .config import TrainConfig
 from .loop import CHECKPOINT_NAME, TrainResult, train
 
-# Settings that do not change the trained weights, so a finished run with other values still counts.
+# Settings that do not change the trained weights: a run stored with other values still counts.
 _IGNORED = ("out", "resume", "quiet", "num_workers", "device")
 
 
-def _same_run(stored: dict, config: TrainConfig) -> bool:
-    wanted = config.to_dict()
-    return all(stored.get(k) == v for k, v in wanted.items() if k not in _IGNORED)
+def _differences(stored: dict, config: TrainConfig) -> list[str]:
+    wanted = json.loads(json.dumps(config.to_dict()))
+    return sorted(k for k, v in wanted.items() if k not in _IGNORED and stored.get(k) != v)
 
 
 def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
-    """The finished run in ``config.out`` when it was trained with the same settings; otherwise
-    train (resuming an interrupted run of the same settings from its last checkpoint)."""
+    """The finished run in ``config.out`` if it was trained with these settings; an interrupted one is
+    resumed from its last checkpoint; an empty folder gets a new run. A folder holding a run with
+    other settings is refused rather than overwritten or silently mixed."""
     out = Path(config.out)
+    checkpoint = out / CHECKPOINT_NAME
+    if not checkpoint.is_file():
+        return train(replace(config, resume=None))
+    stored = load_checkpoint(checkpoint, device=device)
+    differ = _differences(stored.train_config or {}, config)
+    if differ:
+        raise ConfigError(f"{out} holds a run trained with other settings ({', '.join(differ)}); "
+                          f"choose another output folder or remove that one")
     summary_path = out / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") == "completed" and _same_run(summary.get("train_config", {}), config):
-            model = load_model(out / CHECKPOINT_NAME, device=device)
-            return TrainResult(checkpoint=out / CHECKPOINT_NAME, final_loss=summary["final_loss"],
-                               history=summary.get("history", []), out_dir=out, model=model, summary=summary)
-    resume = "auto" if (out / CHECKPOINT_NAME).is_file() else None
-    return train(replace(config, resume=resume))
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if summary.get("status") == "completed" and summary.get("epochs_completed", 0) >= config.epochs:
+        return TrainResult(checkpoint=checkpoint, final_loss=summary["final_loss"],
+                           history=summary.get("history", []), out_dir=out, model=stored.model, summary=summary)
+    return train(replace(config, resume="auto"))
