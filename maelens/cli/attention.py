@@ -1,5 +1,144 @@
-"""Sub-command module (filled in by its issue)."""
+"""``maelens attention-stats`` (IPOL sec. 5 decoder attention metrics over a dataset, Fig. 10) and
+``maelens influence-map`` (Fig. 9 for one image)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
 
 
 def register(subparsers) -> None:
-    """Adds no command yet."""
+    """Add the ``attention-stats`` and ``influence-map`` commands."""
+    stats = subparsers.add_parser(
+        "attention-stats", help="decoder attention consistency, locality, black patches, positional bias (IPOL sec. 5)",
+        description="Stream a dataset through the MAE, record every decoder layer's attention and report "
+                    "consistency, locality, black proportion and positional bias (IPOL sec. 5, Fig. 10), plus "
+                    "mean attention distance and entropy per head. Writes attention_stats.csv (one row per layer), "
+                    "attention_stats.json, attention_heads.csv and figures to --out.")
+    add_checkpoint_arg(stats)
+    add_data_args(stats)
+    add_mask_args(stats, default_mask="grid")
+    _add_top_n(stats)
+    stats.add_argument("--encoder", action="store_true", help="also report distance and entropy of the encoder layers")
+    stats.add_argument("--all-images", action="store_true",
+                       help="pool locality and black proportion over all images, not only fully consistent ones")
+    stats.add_argument("--num-maps", type=int, default=4, metavar="M",
+                       help="influence maps to draw for the first M images (default: %(default)s)")
+    add_run_args(stats)
+    stats.set_defaults(func=run_stats)
+
+    infl = subparsers.add_parser(
+        "influence-map", help="influence-field map of one image, one panel per decoder layer (IPOL Fig. 9)",
+        description="Colour each most-important patch by its importance rank and every other patch by its "
+                    "influencer's colour (black if none among its top-n attention entries), per decoder layer.")
+    add_checkpoint_arg(infl)
+    source = infl.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, metavar="PATH", help="an image file")
+    source.add_argument("--index", type=int, metavar="I", help="the I-th image of --data/--split")
+    infl.add_argument("--data", default="bundled", metavar="SPEC", help="dataset for --index (default: %(default)s)")
+    infl.add_argument("--split", default="test", choices=("train", "test", "all"),
+                      help="split for --index (default: %(default)s)")
+    add_mask_args(infl, default_mask="grid")
+    _add_top_n(infl)
+    infl.add_argument("--no-overlay", action="store_true", help="draw the colours alone, not over the image")
+    infl.add_argument("--out", type=Path, required=True, metavar="FIG", help="output figure (.png, .pdf, .svg)")
+    infl.add_argument("--seed", type=int, default=0, help="mask seed (default: %(default)s)")
+    infl.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    infl.set_defaults(func=run_influence_map)
+
+
+def _add_top_n(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top-n", type=int, default=5, metavar="N",
+                        help="attention entries of a row searched for its influencer (default: %(default)s)")
+
+
+def _load(ckpt: str, device: str):
+    from ..checkpoint import load_model
+
+    model = load_model(ckpt, device)
+    if not model.has_decoder:
+        raise ConfigError(f"{ckpt} has no decoder (encoder-only weights): decoder attention metrics need a "
+                          "full MAE checkpoint")
+    return model
+
+
+def _dataset(model, spec: str, split: str, limit: int | None):
+    from ..data import load_dataset
+
+    cfg = model.config
+    return load_dataset(spec, image_size=cfg.img_size, split=split, limit=limit, mean=cfg.norm_mean, std=cfg.norm_std)
+
+
+def _pixels(model, image):
+    from ..data import denormalize
+
+    return denormalize(image.cpu(), model.config.norm_mean, model.config.norm_std).permute(1, 2, 0).numpy()
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from ..analysis.attention_dataset import attention_stats
+    from ..io import save_figure, to_json, write_csv, write_json, write_text
+    from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
+
+    model = _load(args.ckpt, args.device)
+    dataset = _dataset(model, args.data, args.split, args.num_images)
+    report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
+                             encoder=args.encoder, all_images=args.all_images, batch_size=args.batch_size,
+                             seed=args.seed, device=args.device, num_workers=args.num_workers,
+                             num_examples=max(args.num_maps, 0), quiet=args.quiet)
+    doc = {"checkpoint": str(args.ckpt), "data": args.data, "split": args.split, **report.to_dict()}
+    out: Path = args.out
+    frame = report.to_frame()
+    write_csv(out / "attention_stats.csv", frame)
+    write_json(out / "attention_stats.json", doc)
+    write_csv(out / "attention_heads.csv", report.heads_frame())
+    save_figure(plot_layer_curves(report), out / "layer_curves.png")
+    save_figure(plot_positional_bias(report, 0), out / "positional_bias.png")
+    save_figure(plot_head_metrics(report), out / "head_metrics.png")
+    if report.examples is not None:
+        ids = getattr(dataset, "ids", None)
+        for b, index in enumerate(report.examples.indices):
+            image = _pixels(model, dataset[int(index)][0])
+            title = f"image {index}" + (f" ({ids[index]})" if ids is not None else "")
+            save_figure(plot_influence_map(report.examples, b, image, title=title),
+                        out / f"influence_map_{index:03d}.png")
+    columns = ["part", "layer", "consistency", "soft_consistency", "locality", "black_fraction",
+               "mean_attention_distance", "entropy", "positional_ks_p", "positional_chi2_p"]
+    text = frame[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    write_text(out / "attention_stats.txt", text + "\n")
+    if args.json:
+        print(to_json(doc))
+    elif not args.quiet:
+        print(text)
+        print(f"wrote {out}/attention_stats.csv, attention_stats.json, attention_heads.csv and figures",
+              file=sys.stderr)
+    return 0
+
+
+def run_influence_map(args: argparse.Namespace) -> int:
+    from ..analysis.attention_dataset import influence_fields
+    from ..io import save_figure
+    from ..plots.attention import plot_influence_map
+
+    model = _load(args.ckpt, args.device)
+    if args.image is not None:
+        from ..data import load_image
+
+        cfg = model.config
+        image, name = load_image(args.image, cfg.img_size, cfg.norm_mean, cfg.norm_std), args.image.name
+    else:
+        dataset = _dataset(model, args.data, args.split, None)
+        if not 0 <= args.index < len(dataset):
+            raise ConfigError(f"--index must be in [0, {len(dataset) - 1}] for {args.data} ({args.split}), "
+                              f"got {args.index}")
+        image, name = dataset[args.index][0], f"{args.data} #{args.index}"
+    fields = influence_fields(model, image, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
+                              seed=args.seed)
+    fig = plot_influence_map(fields, 0, None if args.no_overlay else _pixels(model, image), title=name)
+    save_figure(fig, args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
