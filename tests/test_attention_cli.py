@@ -38,15 +38,15 @@ def test_attention_stats_writes_csv_json_and_figures(files, tmp_path, capsys):
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["checkpoint"] == files["ckpt"] and doc["mask"] == "grid" and doc["num_images"] == 10
-    assert [row["layer"] for row in doc["layers"]] == [0, 1]
+    assert [row["layer"] for row in doc["layers"]] == [0, 1, 2, 3]
     assert len(doc["encoder_layers"]) == 3
     assert 0 <= doc["layers"][0]["soft_consistency"] <= 1
     assert set(doc["positional_bias"]) >= {"null", "images", "layers"}
     assert json.loads((out / "attention_stats.json").read_text()) == doc
     frame = pd.read_csv(out / "attention_stats.csv")
-    assert list(frame["part"]) == ["decoder", "decoder", "encoder", "encoder", "encoder"]
+    assert list(frame["part"]) == ["decoder"] * 4 + ["encoder"] * 3
     assert {"consistency_low", "consistency_high", "locality", "black_fraction", "entropy"} <= set(frame.columns)
-    assert len(pd.read_csv(out / "attention_heads.csv")) == 2 * 4 + 3 * 4
+    assert len(pd.read_csv(out / "attention_heads.csv")) == 4 * 4 + 3 * 4
     for name in ("layer_curves.png", "positional_bias.png", "head_metrics.png", "influence_map_000.png",
                  "influence_map_001.png", "attention_stats.txt"):
         assert (out / name).stat().st_size > 0

@@ -20,7 +20,7 @@ def test_info_prints_format_architecture_parameters_and_epoch(tmp_path, capsys):
     out = capsys.readouterr().out
     params = create_model("tiny").num_trainable_parameters()
     for expected in ("maelens (maelens checkpoint)", "architecture  tiny", f"{params:,} trainable",
-                     "epoch         7", "norm_pix_loss True", "3 blocks x 4 heads x 64", "2 blocks x 4 heads x 48"):
+                     "epoch         7", "norm_pix_loss True", "3 blocks x 4 heads x 64", "4 blocks x 4 heads x 48"):
         assert expected in out
 
 

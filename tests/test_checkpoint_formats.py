@@ -74,7 +74,7 @@ def test_custom_architecture_guesses_heads_and_accepts_overrides(tmp_path):
     torch.save({"model": model.state_dict()}, tmp_path / "custom.pth")
     guessed = load_checkpoint(tmp_path / "custom.pth")
     c = guessed.config
-    assert (c.name, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == ("custom", 96, 2, 32, 2)
+    assert (c.name, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == ("custom", 96, 2, 32, 4)
     assert (c.mlp_ratio, c.qkv_bias, c.img_size, c.patch_size) == (3.0, False, 32, 4)
     assert (c.num_heads, c.decoder_num_heads) == (1, 16)  # 96 // 64 and the official decoder's 16
     assert sum("guessed" in n for n in guessed.notes) == 2

@@ -34,7 +34,7 @@ def test_parameter_names_are_the_official_ones():
              "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"}
     expected = set(expected_top)
     expected |= {f"blocks.{i}.{k}" for i in range(3) for k in block}
-    expected |= {f"decoder_blocks.{i}.{k}" for i in range(2) for k in block}
+    expected |= {f"decoder_blocks.{i}.{k}" for i in range(4) for k in block}
     assert keys == expected
     assert not model.pos_embed.requires_grad and not model.decoder_pos_embed.requires_grad
     assert model.norm.eps == 1e-6

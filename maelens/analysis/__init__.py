@@ -1,0 +1,41 @@
+"""Analyses of trained MAEs: decoder attention (IPOL sec. 5), embedding distributions (sec. 5),
+representation evaluation (sec. 6). Names are imported lazily so ``import maelens`` stays light."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AttentionRecorder": "hooks",
+    "AttentionReport": "attention_dataset",
+    "attention_stats": "attention_dataset",
+    "influence_fields": "attention_dataset",
+    "DistFitResult": "distfit",
+    "encoder_samples": "distfit",
+    "fit_samples": "distfit",
+    "rank_distributions": "distfit",
+    "synthetic_attention_samples": "synthetic",
+    "FeatureSet": "features",
+    "extract_features": "features",
+    "EvaluationReport": "evaluate",
+    "KNNClassifier": "evaluate",
+    "evaluate_features": "evaluate",
+    "LinearProbe": "probes",
+    "AttentiveProbe": "probes",
+    "PCATSNE": "reduce",
+    "GaussianVAE": "reduce",
+    "StudentTVAE": "reduce",
+    "ParametricTSNE": "reduce",
+    "similar_images": "similarity",
+    "wilson_interval": "stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'maelens.analysis' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

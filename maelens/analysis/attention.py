@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 from scipy import stats
+from .stats import wilson_interval
 
 
 def global_attention(probs: torch.Tensor, num_prefix: int = 1) -> torch.Tensor:
@@ -162,17 +163,6 @@ def attention_entropy(probs: torch.Tensor, logits: torch.Tensor | None = None, n
     logits = logits[..., num_prefix:, :]
     lse = logits.amax(-1) - probs.amax(-1).log()
     return (lse - torch.linalg.vecdot(probs, logits)).mean(-1)
-
-
-def wilson_interval(successes: float, trials: float, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval (95% by default) of a proportion; (nan, nan) without trials."""
-    if trials <= 0:
-        return (math.nan, math.nan)
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def ratio_interval(sx: float, sy: float, sxx: float, syy: float, sxy: float,

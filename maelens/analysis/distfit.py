@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from .kstest import ks_pvalue, ks_statistic
+from .stats import wilson_interval
 from .synthetic import synthetic_attention_samples
 from .tfit import DF_MAX, DF_MIN, fit_t
 
@@ -123,17 +124,6 @@ def pvalue_note(method: str, n_bootstrap: int | None = None) -> str:
                 "conservative, since they were estimated on the same sample (Lilliefors)")
     return (f"parametric bootstrap: {n_bootstrap} samples drawn from each sample's fitted law, refitted "
             f"and tested; p = (1 + #(D* >= D)) / (B + 1)")
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95% for the default z)."""
-    if trials <= 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def fit_norm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

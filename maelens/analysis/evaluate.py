@@ -20,13 +20,11 @@ dataset"); the ``protocol`` column of the report says which was used.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -39,6 +37,7 @@ from ..errors import ConfigError, DataError
 from .features import FeatureSet
 from .probes import AttentiveProbe, LinearProbe
 from .reduce import PCATSNE, GaussianVAE, ParametricTSNE, StudentTVAE, pca_components
+from .stats import wilson_interval
 
 METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
 TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
@@ -48,18 +47,6 @@ METRICS = ("cosine", "euclidean")
 WEIGHTS = ("uniform", "distance", "exp")
 TSNE_PROTOCOLS = ("transform", "paper")
 _REDUCERS = {"vae-gauss": GaussianVAE, "vae-t": StudentTVAE, "ptsne": ParametricTSNE}
-
-
-def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``correct / n``; (nan, nan) when n = 0."""
-    if n == 0:
-        return (math.nan, math.nan)
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = correct / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class KNNClassifier(BaseEstimator, ClassifierMixin):

@@ -94,10 +94,11 @@ PRESETS: dict[str, ModelConfig] = {
         name="kth-medium", img_size=32, patch_size=4, embed_dim=256, depth=4, num_heads=4,
         decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
     ),
-    # For tests and the CPU demo: 32x32, patch 4 (the same 8x8 grid as ipol64), a few blocks.
+    # For tests and the CPU demo: 32x32, patch 4 (the same 8x8 grid as ipol64), a few narrow blocks;
+    # four decoder layers so the through-the-layers curves (IPOL Fig. 10) have a shape.
     "tiny": ModelConfig(
         name="tiny", img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4,
-        decoder_embed_dim=48, decoder_depth=2, decoder_num_heads=4, mlp_ratio=2.0,
+        decoder_embed_dim=48, decoder_depth=4, decoder_num_heads=4, mlp_ratio=2.0,
     ),
     # facebookresearch/mae releases (mae_vit_*_patch*_dec512d8b).
     "mae-base": ModelConfig(

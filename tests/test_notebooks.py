@@ -1,0 +1,40 @@
+"""The notebooks (issue 6) run top to bottom in quick mode, in order, with this environment's Python."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from ipykernel.kernelspec import write_kernel_spec
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# Notebook 1 trains the model the others reuse, so the order matters.
+ORDER = ("01_training", "02_attention", "03_distributions", "04_representations")
+
+
+@pytest.mark.notebooks
+def test_notebooks_run_in_quick_mode(tmp_path, monkeypatch):
+    paths = [NOTEBOOKS / f"{name}.ipynb" for name in ORDER]
+    assert sorted(NOTEBOOKS.glob("*.ipynb")) == paths, "every notebook must be listed in ORDER"
+    # A private "python3" kernelspec pointing at sys.executable comes first on JUPYTER_PATH, so a
+    # user-level kernelspec of the same name cannot send the notebooks to another interpreter.
+    write_kernel_spec(tmp_path / "kernels" / "python3")
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setenv("MAELENS_NOTEBOOK_MODE", "quick")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # As in conftest.py: one thread per worker, or torch's threads fight over the two cores.
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        stored = [i for i, cell in enumerate(nb.cells)
+                  if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
+        assert not stored, f"{path.name}: cells {stored} are committed with outputs; clear them"
+        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                try:
+                    client.execute_cell(cell, index)
+                except (CellExecutionError, CellTimeoutError) as err:
+                    pytest.fail(f"{path.name}, cell {index} failed:\n{cell.source}\n\n{err}", pytrace=False)
