@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.neighbors import KNeighborsClassifier
@@ -15,15 +14,6 @@ from maelens.analysis.evaluate import (
 )
 from maelens.analysis.features import FeatureSet
 from maelens.errors import ConfigError, DataError
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run many times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def blobs(n=160, dim=24, classes=4, spread=1.0, seed=0):

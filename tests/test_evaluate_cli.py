@@ -15,15 +15,6 @@ from maelens.cli import main
 from maelens.models import create_model
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run many times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A tiny checkpoint and a 3-class .npz image set (40 train + 20 test images, class = colour)."""

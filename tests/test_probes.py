@@ -2,22 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from maelens.analysis.probes import AttentiveProbe, LinearProbe
 from maelens.errors import ConfigError, DataError
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run many times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def separable(n=200, dim=16, classes=3, seed=0):

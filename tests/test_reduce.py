@@ -17,15 +17,6 @@ from maelens.analysis.reduce import (
 from maelens.errors import DataError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run many times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_clusters(n=120, dim=12, gap=4.0, seed=0):
     """Two unit Gaussians whose means differ by ``gap`` in every coordinate."""
     rng = np.random.default_rng(seed)

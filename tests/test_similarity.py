@@ -12,15 +12,6 @@ from maelens.errors import ConfigError, DataError
 from maelens.models import create_model
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks run many times faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cosine_similarity_by_hand():
     sims = cosine_similarity(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[1.0, 1.0], [-2.0, 0.0], [0.0, 3.0]]))
     np.testing.assert_allclose(sims, [[1 / math.sqrt(2), -1.0, 0.0], [0.0, 0.0, 0.0]])

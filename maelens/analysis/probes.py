@@ -83,6 +83,18 @@ class _Probe(BaseEstimator, ClassifierMixin):
 
     _ndim = 2
 
+    def __init__(self, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3, optimizer: str = "adamw",
+                 weight_decay: float = 0.0, random_state: int | None = None, device: str = "cpu",
+                 quiet: bool = True):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+        self.device = device
+        self.quiet = quiet
+
     def _check_X(self, X) -> np.ndarray:
         X = check_array(X, dtype=np.float32, allow_nd=True)
         if X.ndim != self._ndim:
@@ -146,18 +158,6 @@ class LinearProbe(_Probe):
 
     _ndim = 2
 
-    def __init__(self, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3, optimizer: str = "adamw",
-                 weight_decay: float = 0.0, random_state: int | None = None, device: str = "cpu",
-                 quiet: bool = True):
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.random_state = random_state
-        self.device = device
-        self.quiet = quiet
-
     def _head(self, shape: tuple[int, ...], num_classes: int) -> nn.Module:
         return LinearHead(shape[0], num_classes)
 
@@ -171,15 +171,9 @@ class AttentiveProbe(_Probe):
     def __init__(self, num_heads: int = 4, epochs: int = 100, batch_size: int = 256, lr: float = 1e-3,
                  optimizer: str = "adamw", weight_decay: float = 0.0, random_state: int | None = None,
                  device: str = "cpu", quiet: bool = True):
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                         weight_decay=weight_decay, random_state=random_state, device=device, quiet=quiet)
         self.num_heads = num_heads
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.optimizer = optimizer
-        self.weight_decay = weight_decay
-        self.random_state = random_state
-        self.device = device
-        self.quiet = quiet
 
     def _head(self, shape: tuple[int, ...], num_classes: int) -> nn.Module:
         dim = shape[-1]
