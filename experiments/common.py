@@ -1,0 +1,153 @@
+"""What every experiment shares: the run context (quick CPU mode vs full GPU mode), the pretrained
+models (trained once, then reused), the datasets, and the outcome record each experiment returns."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maelens.analysis.features import FeatureSet, extract_features
+from maelens.data import load_dataset
+from maelens.io import save_figure, to_json, write_csv, write_json
+from maelens.models import get_config
+from maelens.train import TrainConfig, TrainResult, train_or_load
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@dataclass
+class Context:
+    """Settings of one experiment session. ``quick``: the ``tiny`` preset on the bundled photos,
+    sized to run in about two minutes per experiment on 2 CPU cores; otherwise the paper's
+    ``ipol64`` model pretrained on the photo tiles (a GPU job)."""
+
+    out: Path
+    quick: bool = True
+    device: str = "cpu"
+    seed: int = 0
+    quiet: bool = False
+    _runs: dict[str, TrainResult] = field(default_factory=dict, repr=False)
+
+    @property
+    def preset(self) -> str:
+        return "tiny" if self.quick else "ipol64"
+
+    @property
+    def image_size(self) -> int:
+        return get_config(self.preset).img_size
+
+    @property
+    def pretrain_data(self) -> str:
+        return "bundled" if self.quick else "photos"
+
+    @property
+    def labelled_data(self) -> str:
+        """Fashion-MNIST for the labelled tables when installed (issue 7), else the bundled crops."""
+        return "fashion-mnist" if FASHION_MNIST.exists() else "bundled"
+
+    @property
+    def epochs(self) -> int:
+        return 30 if self.quick else 100
+
+    def n(self, quick: int, full: int) -> int:
+        """A size that depends on the mode."""
+        return quick if self.quick else full
+
+    def images(self, split: str = "test", spec: str | None = None, limit: int | None = None):
+        """Evaluation-transform images of ``spec`` (default: the pretraining data) at the model's size."""
+        return load_dataset(spec or self.pretrain_data, image_size=self.image_size, split=split, limit=limit,
+                            seed=self.seed)
+
+    def run(self, masking: str = "random", loss: str = "pixel", epochs: int | None = None) -> TrainResult:
+        """The pretraining run with ``masking`` and ``loss`` (trained on first use, then reused)."""
+        epochs = epochs or self.epochs
+        name = f"{self.preset}-{masking}-{loss}-e{epochs}"
+        if name not in self._runs:
+            config = TrainConfig.with_loss(
+                loss, preset=self.preset, data=self.pretrain_data, epochs=epochs,
+                batch_size=self.n(32, 256), warmup_epochs=self.n(2, 2), blr=self.n(1e-2, 1.5e-4),
+                schedule="cosine" if self.quick else "linear", masking=masking, mask_ratio=0.75,
+                seed=self.seed, device=self.device, out=str(self.out / "models" / name), quiet=self.quiet,
+                recon_images=8, bf16=self.device.startswith("cuda"))
+            self._runs[name] = train_or_load(config, device=self.device)
+        return self._runs[name]
+
+    def model(self, masking: str = "random", loss: str = "pixel", epochs: int | None = None):
+        """The MAE pretrained with ``masking`` and ``loss``, in eval mode."""
+        return self.run(masking, loss, epochs).model.eval()
+
+    def features(self, model, split: str, *, spec: str | None = None, mask_ratio: float = 0.0,
+                 pool: str = "mean", limit: int | None = None) -> FeatureSet:
+        """Encoder features of the labelled data's ``split``."""
+        data = self.images(split, spec or self.labelled_data, limit)
+        return extract_features(model, data, mask_ratio=mask_ratio, pool=pool, seed=self.seed, device=self.device,
+                                quiet=self.quiet, batch_size=256)
+
+
+@dataclass
+class Outcome:
+    """One paper result regenerated: the paper's figure, ours, whether the paper's finding holds
+    on our model (``yes`` / ``no`` / ``partly`` / ``n/a``), and the files written."""
+
+    name: str
+    paper_ref: str
+    paper: str
+    ours: str
+    holds: str
+    interpretation: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Recorder:
+    """Writes an experiment's tables (CSV), figures (PNG) and ``result.json`` under ``out/name``."""
+
+    def __init__(self, ctx: Context, name: str):
+        self.ctx = ctx
+        self.name = name
+        self.dir = ctx.out / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tables: dict[str, Any] = {}
+        self.figures: dict[str, Path] = {}
+        self.start = time.perf_counter()
+
+    def table(self, name: str, frame) -> None:
+        write_csv(self.dir / f"{name}.csv", frame)
+        self.tables[name] = frame
+
+    def figure(self, name: str, fig) -> None:
+        self.figures[name] = save_figure(fig, self.dir / f"{name}.png")
+
+    def done(self, paper_ref: str, paper: str, ours: str, holds: str, interpretation: str,
+             **metrics: Any) -> Outcome:
+        outcome = Outcome(self.name, paper_ref, paper, ours, holds, interpretation, metrics, self.tables,
+                          self.figures, time.perf_counter() - self.start)
+        write_json(self.dir / "result.json", {
+            "experiment": self.name, "paper_ref": paper_ref, "paper": paper, "ours": ours, "holds": holds,
+            "interpretation": interpretation, "metrics": json.loads(to_json(metrics)),
+            "mode": "quick" if self.ctx.quick else "full", "preset": self.ctx.preset,
+            "pretrain_data": self.ctx.pretrain_data, "labelled_data": self.ctx.labelled_data,
+            "device": self.ctx.device, "torch": torch.__version__, "seconds": round(outcome.seconds, 1),
+            "tables": sorted(self.tables), "figures": sorted(str(p.name) for p in self.figures.values()),
+        })
+        return outcome
+
+
+def pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def rgb_images(dataset, indices) -> np.ndarray:
+    """(Q, H, W, 3) RGB in [0, 1] of dataset items, for figures."""
+    from maelens.data import denormalize
+
+    imgs = torch.stack([dataset[int(i)][0] for i in indices])
+    return denormalize(imgs, dataset.mean, dataset.std).permute(0, 2, 3, 1).clamp(0, 1).numpy()
