@@ -23,8 +23,9 @@ def test_notebooks_run_in_quick_mode(tmp_path, monkeypatch):
     write_kernel_spec(tmp_path / "kernels" / "python3")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     monkeypatch.setenv("MAELENS_NOTEBOOK_MODE", "quick")
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # As in conftest.py: one thread per worker, or torch's threads fight over the two cores.
+    if "OMP_NUM_THREADS" not in os.environ:
+        # One torch thread per kernel: the tiny model's ops are small, and two threads fighting
+        # for cores shared with another worker made the notebooks about 4 times slower.
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -32,9 +33,13 @@ def test_notebooks_run_in_quick_mode(tmp_path, monkeypatch):
                   if cell.cell_type == "code" and (cell.outputs or cell.execution_count)]
         assert not stored, f"{path.name}: cells {stored} are committed with outputs; clear them"
         client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        failure = None
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 try:
                     client.execute_cell(cell, index)
                 except (CellExecutionError, CellTimeoutError) as err:
-                    pytest.fail(f"{path.name}, cell {index} failed:\n{cell.source}\n\n{err}", pytrace=False)
+                    failure = f"{path.name}, cell {index} failed:\n{err}"
+                    break
+        if failure:
+            pytest.fail(failure, pytrace=False)
