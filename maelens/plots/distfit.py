@@ -1,20 +1,16 @@
 """Figures of IPOL sec. 5 "Embeddings modelisation of Transformers": the empirical CDF of KS
 p-values per law (Figs. 6-7), the fitted Student-t df, and a sample's histogram under the fitted
-densities (Figs. 5 and 8). Every function returns a matplotlib Figure (Agg backend)."""
+densities (Figs. 5 and 8). Every function returns a matplotlib Figure."""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from ..analysis.distfit import DistFitResult, RankingResult  # noqa: E402
-from ..analysis.tfit import DF_MAX, DF_MIN  # noqa: E402
+from ..analysis.distfit import DistFitResult, RankingResult
+from ..analysis.tfit import DF_MAX, DF_MIN
 
 _LAW_NAMES = {"norm": "Gaussian", "t": "Student-t"}
 

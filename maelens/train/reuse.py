@@ -31,6 +31,8 @@ def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
         return train(replace(config, resume=None))
     stored = load_checkpoint(checkpoint, device=device)
     differ = _differences(stored.train_config or {}, config)
+    if stored.config.to_dict() != config.model_config().to_dict():
+        differ.append("model architecture")
     if differ:
         raise ConfigError(f"{out} holds a run trained with other settings ({', '.join(differ)}); "
                           f"choose another output folder or remove that one")
