@@ -14,13 +14,13 @@ from common import Context, Outcome, Recorder, pct, rgb_images
 from maelens.analysis.attention_dataset import attention_stats
 from maelens.analysis.distfit import encoder_samples, fit_samples, rank_distributions
 from maelens.analysis.evaluate import evaluate_features
+from maelens.analysis.reconstruction import reconstruction_error
 from maelens.analysis.similarity import similar_images
 from maelens.analysis.synthetic import synthetic_attention_samples
-from maelens.models.masking import sample_noise
 from maelens.plots.attention import plot_influence_map, plot_layer_curves, plot_positional_bias
 from maelens.plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 from maelens.plots.evaluate import plot_map, plot_similarity_grid
-from maelens.plots.reconstruction import predictions_to_rgb, reconstruct, reconstruction_figure, to_rgb
+from maelens.plots.reconstruction import reconstruct, reconstruction_figure
 
 EXPERIMENTS: dict[str, Callable[[Context], Outcome]] = {}
 
@@ -30,31 +30,6 @@ def experiment(name: str):
         EXPERIMENTS[name] = fn
         return fn
     return register
-
-
-@torch.no_grad()
-def masked_mse(model, dataset, *, masking: str = "random", seed: int = 0, batch_size: int = 256) -> tuple[float, float]:
-    """Mean squared error on removed patches (75%), in RGB pixels in [0, 1], of the model and of a
-    baseline that fills every removed patch with the image's mean visible colour."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-    gen = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    total = baseline = count = 0.0
-    for imgs, _ in loader:
-        imgs = imgs.to(device)
-        noise, keep = sample_noise(masking, imgs.shape[0], model.grid_size, 0.75, gen, device)
-        out = model.encode(imgs, 0.75, noise, masking=masking)
-        pred = model.patchify(predictions_to_rgb(model, imgs, model.forward_decoder(out.tokens, out.ids_restore)))
-        target = model.patchify(to_rgb(model, imgs))
-        removed = out.mask
-        total += float((((pred - target) ** 2).mean(-1) * removed).sum())
-        pixels = target.unflatten(-1, (-1, 3))  # (B, L, p*p, 3)
-        visible = (1 - removed)[:, :, None, None]
-        colour = (pixels * visible).sum((1, 2)) / (visible.sum((1, 2)) * pixels.shape[2])
-        fill_error = ((pixels - colour[:, None, None, :]) ** 2).mean((-1, -2))
-        baseline += float((fill_error * removed).sum())
-        count += float(removed.sum())
-    return total / count, baseline / count
 
 
 @experiment("reconstruction")
@@ -67,7 +42,8 @@ def reconstruction(ctx: Context) -> Outcome:
     for masking in ("grid", "random"):
         result = reconstruct(model, imgs, masking=masking, generator=torch.Generator().manual_seed(ctx.seed))
         rec.figure(f"reconstruction_{masking}", reconstruction_figure(result, title=f"{masking} masking, 75%"))
-    mse, base = masked_mse(model, test, seed=ctx.seed)
+    error = reconstruction_error(model, test, seed=ctx.seed)
+    mse, base = error.model_mse, error.baseline_mse
     rec.table("masked_mse", pd.DataFrame([{"model": ctx.preset, "masked_mse": mse, "mean_colour_baseline": base}]))
     holds = "yes" if mse < base else "no"
     return rec.done("Fig. 4", "qualitative: masked patches reconstructed from 25% visible",
@@ -309,7 +285,7 @@ def masking_pretrain(ctx: Context) -> Outcome:
     rows = []
     for masking in ("random", "grid", "block", "uniform"):
         model = ctx.model(masking=masking, epochs=epochs)
-        mse, _ = masked_mse(model, test, masking="random", seed=ctx.seed)
+        mse = reconstruction_error(model, test, masking="random", seed=ctx.seed).model_mse
         train_fs, test_fs = _labelled(ctx, model)
         knn = evaluate_features(train_fs, test_fs, methods=["knn"], seed=ctx.seed, quiet=True).results[0]
         rows.append({"pretrain_masking": masking, "masked_mse_random_eval": mse, "knn_accuracy": knn.accuracy,
@@ -335,7 +311,7 @@ def ycbcr_pretrain(ctx: Context) -> Outcome:
         model, history = run.model.eval(), run.history
         losses = np.array([h["loss"] for h in history], dtype=float)
         curves[loss] = losses / losses[0]
-        mse, _ = masked_mse(model, test, seed=ctx.seed)
+        mse = reconstruction_error(model, test, seed=ctx.seed).model_mse
         rows.append({"loss": loss, "rgb_masked_mse": mse, "final_over_first_epoch_loss": float(curves[loss][-1])})
     frame = pd.DataFrame(rows)
     rec.table("ycbcr_comparison", frame)

@@ -27,6 +27,8 @@ _EXPORTS = {
     "GaussianVAE": "reduce",
     "StudentTVAE": "reduce",
     "ParametricTSNE": "reduce",
+    "ReconstructionError": "reconstruction",
+    "reconstruction_error": "reconstruction",
     "similar_images": "similarity",
     "wilson_interval": "stats",
 }
