@@ -4,18 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from maelens import load_checkpoint
 from maelens.cli import main
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -40,14 +40,6 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def settings(out):
     return dict(preset="tiny", epochs=3, batch_size=8, warmup_epochs=1, blr=1e-2, masking="random",
                 quiet=True, recon_images=0, out=str(out))

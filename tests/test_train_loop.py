@@ -13,15 +13,6 @@ from maelens.train.loop import accumulate_gradients
 from maelens.train.runlog import read_log
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread, and much faster when other work shares the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_images(n=32, size=32, seed=0):
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed)).clamp(-2, 2)
 

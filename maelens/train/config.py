@@ -26,7 +26,7 @@ class TrainConfig:
     ``epochs``, ``warmup_epochs`` count passes over the data; ``batch_size`` is per process, so the
     effective batch is ``batch_size * accum_iter * world_size``. ``fused_attention=None`` picks timm's
     fused kernel on CUDA and the eager path on CPU (faster there). ``keep_last`` > 0 also keeps that
-    many numbered ``checkpoint-XXXX.pt`` files beside ``checkpoint.pt``.
+    many numbered ``checkpoint-NNNN.pt`` files beside ``checkpoint.pt``.
     """
 
     preset: str = "tiny"
