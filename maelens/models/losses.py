@@ -34,16 +34,21 @@ def normalize_patches(target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (target - mean) / (var + eps) ** 0.5
 
 
-def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                     channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
-    """Mean over removed patches of the per-patch MSE; (B, L, p*p*C) tensors, mask (B, L) 1 = removed.
+def patch_errors(pred: torch.Tensor, target: torch.Tensor,
+                 channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
+    """(B, L) mean squared error of every patch; (B, L, p*p*C) inputs, channel innermost.
 
-    With ``channel_weights`` the squared error of channel c (innermost in the patch layout) is
-    multiplied by its weight and summed over channels, as in the paper's MSE_w.
+    With ``channel_weights`` the squared error of channel c is multiplied by its weight and summed
+    over channels, as in the paper's MSE_w.
     """
     err = (pred - target) ** 2
     if channel_weights is not None:
         w = torch.tensor(channel_weights, dtype=err.dtype, device=err.device)
         err = (err.unflatten(-1, (-1, len(channel_weights))) * w).sum(-1)
-    per_patch = err.mean(dim=-1)
-    return (per_patch * mask).sum() / mask.sum()
+    return err.mean(dim=-1)
+
+
+def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                     channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
+    """Mean over removed patches (``mask`` (B, L), 1 = removed) of the per-patch MSE (MAE's loss)."""
+    return (patch_errors(pred, target, channel_weights) * mask).sum() / mask.sum()

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..io import save_figure
-from ..models.losses import YCBCR_WEIGHTS, masked_patch_mse, normalize_patches, ycbcr_to_rgb
+from ..models.losses import YCBCR_WEIGHTS, normalize_patches, patch_errors, ycbcr_to_rgb
 from ..models.mae import MaskedAutoencoderViT
 
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
@@ -63,8 +63,7 @@ def _per_image_loss(model: MaskedAutoencoderViT, imgs: torch.Tensor, pred: torch
     if model.config.norm_pix_loss:
         target = normalize_patches(target)
     weights = YCBCR_WEIGHTS if model.config.loss_target == "ycbcr" else None
-    return torch.stack([masked_patch_mse(pred[i:i + 1], target[i:i + 1], mask[i:i + 1], weights)
-                        for i in range(imgs.shape[0])])
+    return (patch_errors(pred, target, weights) * mask).sum(1) / mask.sum(1)
 
 
 @torch.no_grad()
