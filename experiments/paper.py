@@ -281,7 +281,7 @@ def parametric(ctx: Context) -> Outcome:
 def masking_pretrain(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "masking-pretrain")
     test = ctx.images("test")
-    epochs = ctx.n(12, 100)
+    epochs = ctx.n(9, 100)
     rows = []
     for masking in ("random", "grid", "block", "uniform"):
         model = ctx.model(masking=masking, epochs=epochs)
