@@ -304,7 +304,7 @@ def masking_pretrain(ctx: Context) -> Outcome:
 def ycbcr_pretrain(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "ycbcr-pretrain")
     test = ctx.images("test")
-    epochs = ctx.n(12, 120)
+    epochs = ctx.n(9, 120)
     rows, curves = [], {}
     for loss in ("pixel", "ycbcr"):
         run = ctx.run(loss=loss, epochs=epochs)

@@ -29,8 +29,9 @@ def add_mask_args(parser: argparse.ArgumentParser, default_mask: str = "random",
                         help="fraction of patches removed (default: %(default)s)")
 
 
-def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
-    parser.add_argument("--out", type=Path, required=out_required, metavar="DIR", help="output directory")
+def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out_help: str = "output directory",
+                 out_metavar: str = "DIR") -> None:
+    parser.add_argument("--out", type=Path, required=out_required, metavar=out_metavar, help=out_help)
     parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

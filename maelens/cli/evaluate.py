@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..analysis.features import POOLS
 from ..errors import ConfigError, DataError
 from ..models.masking import MASKINGS
-from .common import add_checkpoint_arg, add_data_args, add_mask_args
+from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
 
-POOL_CHOICES = ("mean", "cls", "flatten", "tokens")
 METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     add_data_args(feats)
     add_mask_args(feats, default_ratio=0.0)
     _add_pool(feats)
-    _add_output(feats, "output .npz file")
+    add_run_args(feats, out_help="output .npz file", out_metavar="PATH")
     feats.set_defaults(func=run_features)
 
     ev = subparsers.add_parser(
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
                     help="held-out share of a single feature set (default: %(default)s)")
     ev.add_argument("--epochs", type=int, default=None, metavar="E",
                     help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
-    _add_output(ev, "output directory")
+    add_run_args(ev, out_metavar="PATH")
     ev.set_defaults(func=run_evaluate)
 
     sim = subparsers.add_parser(
@@ -82,22 +82,14 @@ def register(subparsers) -> None:
                      help="mask ratio(s) of the encoder; IPOL uses 0.25, 0 is the whole image (default: 0.25)")
     sim.add_argument("--pool", default="mean", choices=("mean", "cls", "flatten"),
                      help="how patch tokens become one vector (default: %(default)s)")
-    _add_output(sim, "output figure (.png, .pdf, .svg); the CSV goes beside it")
+    add_run_args(sim, out_help="output figure (.png, .pdf, .svg); the CSV goes beside it", out_metavar="PATH")
     sim.set_defaults(func=run_similarity)
 
 
 def _add_pool(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", default="mean", choices=POOL_CHOICES,
+    parser.add_argument("--pool", default="mean", choices=POOLS,
                         help="mean of patch tokens, cls token, flatten, or tokens kept (N, K, D) for the attentive "
                              "probe (default: %(default)s)")
-
-
-def _add_output(parser: argparse.ArgumentParser, out_help: str) -> None:
-    parser.add_argument("--out", type=Path, required=True, metavar="PATH", help=out_help)
-    parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
 
 
 def _dataset(args: argparse.Namespace, model, split: str):
