@@ -9,8 +9,10 @@ unsupported ``torch.compile`` is reported instead of stopping the run.
     python benchmarks/train_throughput.py                      # tiny and ipol64, all modes
     python benchmarks/train_throughput.py --presets ipol64 --steps 20 --json results.json
 
-Modes: ``eager`` (timm attention with explicit softmax), ``fused`` (scaled_dot_product_attention),
-``compile`` (torch.compile of the model, attention as the trainer's default for the device).
+Modes: ``eager`` (timm attention with explicit softmax, float32), ``fused`` (scaled_dot_product_attention),
+``bf16`` (eager attention under ``torch.autocast(dtype=bfloat16)``, the loss in float32: what
+``--precision auto`` picks on a CPU with AVX512-BF16/AMX or a bf16 GPU), ``compile`` (torch.compile of the
+model, attention as the trainer's default for the device).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import time
 
-MODES = ("eager", "fused", "compile")
+MODES = ("eager", "fused", "bf16", "compile")
 
 
 def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: int, device: str) -> list[dict]:
@@ -35,6 +37,7 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
     from maelens import create_model
     from maelens.models import set_fused_attention
     from maelens.train.optim import build_optimizer
+    from maelens.train.precision import resolve_precision
 
     dev = torch.device(device)
     runners, warmup_s = {}, {}
@@ -47,9 +50,12 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
         size = model.config.img_size
         imgs = torch.randn(batch_size, 3, size, size, device=dev)
         generator = torch.Generator().manual_seed(0)
+        precision = resolve_precision("bf16" if mode == "bf16" else "fp32", dev)
 
-        def step(step_model=step_model, optimizer=optimizer, imgs=imgs, generator=generator) -> None:
-            loss, _, _ = step_model(imgs, 0.75, masking="random", generator=generator)
+        def step(step_model=step_model, optimizer=optimizer, imgs=imgs, generator=generator,
+                 precision=precision) -> None:
+            with precision.autocast(dev.type):
+                loss, _, _ = step_model(imgs, 0.75, masking="random", generator=generator)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

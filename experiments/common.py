@@ -21,18 +21,35 @@ from maelens.train import TrainConfig, TrainResult, train_or_load
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
+SCALES = ("quick", "paper-cpu", "full")
+
+
 @dataclass
 class Context:
-    """Settings of one experiment session. ``quick``: the ``tiny`` preset on the bundled photos,
-    sized to run in about two minutes per experiment on 2 CPU cores; otherwise the paper's
-    ``ipol64`` model pretrained on the photo tiles (a GPU job)."""
+    """Settings of one experiment session, by ``scale``:
+
+    - ``quick``: the ``tiny`` preset on the bundled photos, about two minutes per experiment on 2 CPU cores;
+    - ``paper-cpu``: the paper's ``ipol64`` model and recipe (100 epochs, linear schedule, blr 1.5e-4 at
+      batch 256, 2 warm-up epochs, 75% random masking) pretrained once on the photo tiles under bf16
+      autocast where the CPU has it; comparisons that need several pretrainings (masking strategies,
+      YCbCr) use ``comparison_epochs`` each; analyses at the paper's sizes where the CPU allows;
+    - ``full``: the same model with every size at the paper's (a GPU job).
+    """
 
     out: Path
-    quick: bool = True
+    scale: str = "quick"
     device: str = "cpu"
     seed: int = 0
     quiet: bool = False
     _runs: dict[str, TrainResult] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+
+    @property
+    def quick(self) -> bool:
+        return self.scale == "quick"
 
     @property
     def preset(self) -> str:
@@ -55,9 +72,18 @@ class Context:
     def epochs(self) -> int:
         return 30 if self.quick else 100
 
-    def n(self, quick: int, full: int) -> int:
-        """A size that depends on the mode."""
-        return quick if self.quick else full
+    @property
+    def comparison_epochs(self) -> int:
+        """Epochs of each model in the comparisons that pretrain several (masking, YCbCr)."""
+        return {"quick": 9, "paper-cpu": 10, "full": 100}[self.scale]
+
+    def n(self, quick: int, full: int, paper_cpu: int | None = None) -> int:
+        """A size that depends on the scale (``paper_cpu`` defaults to the full size)."""
+        if self.quick:
+            return quick
+        if self.scale == "paper-cpu" and paper_cpu is not None:
+            return paper_cpu
+        return full
 
     def images(self, split: str = "test", spec: str | None = None, limit: int | None = None):
         """Evaluation-transform images of ``spec`` (default: the pretraining data) at the model's size."""
@@ -74,7 +100,7 @@ class Context:
                 batch_size=self.n(32, 256), warmup_epochs=self.n(2, 2), blr=self.n(1e-2, 1.5e-4),
                 schedule="cosine" if self.quick else "linear", masking=masking, mask_ratio=0.75,
                 seed=self.seed, device=self.device, out=str(self.out / "models" / name), quiet=self.quiet,
-                recon_images=8, bf16=self.device.startswith("cuda"))
+                recon_images=8, precision="auto")
             self._runs[name] = train_or_load(config, device=self.device)
         return self._runs[name]
 
@@ -133,7 +159,7 @@ class Recorder:
         write_json(self.dir / "result.json", {
             "experiment": self.name, "paper_ref": paper_ref, "paper": paper, "ours": ours, "holds": holds,
             "interpretation": interpretation, "metrics": json.loads(to_json(metrics)),
-            "mode": "quick" if self.ctx.quick else "full", "preset": self.ctx.preset,
+            "mode": self.ctx.scale, "preset": self.ctx.preset,
             "pretrain_data": self.ctx.pretrain_data, "labelled_data": self.ctx.labelled_data,
             "device": self.ctx.device, "torch": torch.__version__, "seconds": round(outcome.seconds, 1),
             "tables": sorted(self.tables), "figures": sorted(str(p.name) for p in self.figures.values()),

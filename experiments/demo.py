@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    ctx = Context(out=args.out, quick=True, device=args.device, seed=args.seed, quiet=args.quiet)
+    ctx = Context(out=args.out, scale="quick", device=args.device, seed=args.seed, quiet=args.quiet)
     start = time.perf_counter()
     outcomes = []
     try:

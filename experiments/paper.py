@@ -227,8 +227,11 @@ def similarity(ctx: Context) -> Outcome:
                     "query's source photograph.", precision_masked=p25, precision_unmasked=p0)
 
 
-def _labelled(ctx: Context, model, pool: str = "mean"):
-    limit_train, limit_test = ctx.n(2000, 20000), ctx.n(1000, 5000)
+def _labelled(ctx: Context, model, pool: str = "mean", comparison: bool = False):
+    """Train/test features of the labelled data; ``comparison`` (one of several models compared) uses
+    fewer images at the paper-cpu scale."""
+    limit_train = ctx.n(2000, 20000, 5000 if comparison else 20000)
+    limit_test = ctx.n(1000, 5000, 2000 if comparison else 5000)
     return (ctx.features(model, "train", limit=limit_train, pool=pool),
             ctx.features(model, "test", limit=limit_test, pool=pool))
 
@@ -257,9 +260,9 @@ def knn_table(ctx: Context) -> Outcome:
 def parametric(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "parametric")
     model = ctx.model()
-    fit_on = ctx.features(model, "train", spec=ctx.pretrain_data, limit=ctx.n(1200, 20000))
+    fit_on = ctx.features(model, "train", spec=ctx.pretrain_data, limit=ctx.n(1200, 20000, 5000))
     train_fs, test_fs = _labelled(ctx, model)
-    epochs = ctx.n(40, 200)
+    epochs = ctx.n(40, 200, 100)
     report = evaluate_features(train_fs, test_fs, methods=["tsne-knn", "vae-t", "vae-gauss", "ptsne"],
                                fit_on=fit_on, seed=ctx.seed, n_jobs=2, quiet=ctx.quiet,
                                params={"vae-t": {"epochs": epochs}, "vae-gauss": {"epochs": epochs},
@@ -281,12 +284,12 @@ def parametric(ctx: Context) -> Outcome:
 def masking_pretrain(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "masking-pretrain")
     test = ctx.images("test")
-    epochs = ctx.n(9, 100)
+    epochs = ctx.comparison_epochs
     rows = []
     for masking in ("random", "grid", "block", "uniform"):
         model = ctx.model(masking=masking, epochs=epochs)
         mse = reconstruction_error(model, test, masking="random", seed=ctx.seed).model_mse
-        train_fs, test_fs = _labelled(ctx, model)
+        train_fs, test_fs = _labelled(ctx, model, comparison=True)
         knn = evaluate_features(train_fs, test_fs, methods=["knn"], seed=ctx.seed, quiet=True).results[0]
         rows.append({"pretrain_masking": masking, "masked_mse_random_eval": mse, "knn_accuracy": knn.accuracy,
                      "knn_ci_low": knn.ci_low, "knn_ci_high": knn.ci_high})
@@ -304,7 +307,7 @@ def masking_pretrain(ctx: Context) -> Outcome:
 def ycbcr_pretrain(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "ycbcr-pretrain")
     test = ctx.images("test")
-    epochs = ctx.n(9, 120)
+    epochs = ctx.n(ctx.comparison_epochs, 120, ctx.comparison_epochs)
     rows, curves = [], {}
     for loss in ("pixel", "ycbcr"):
         run = ctx.run(loss=loss, epochs=epochs)

@@ -14,7 +14,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Context  # noqa: E402
+from common import SCALES, Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
 
 from maelens.errors import MaelensError  # noqa: E402
@@ -30,9 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["all"], help=f"experiments: all or {', '.join(EXPERIMENTS)}")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", default=True, help="tiny preset, CPU-sized (default)")
-    mode.add_argument("--full", action="store_true", help="ipol64 preset on the photo tiles (GPU)")
-    parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments-quick or -full")
+    mode.add_argument("--scale", choices=SCALES, default="quick",
+                      help="quick: tiny preset, minutes on a CPU (default); paper-cpu: the paper's ipol64 model "
+                           "and recipe on the photo tiles, sized for a CPU with bf16 (hours); full: every size "
+                           "at the paper's (GPU)")
+    mode.add_argument("--quick", dest="scale", action="store_const", const="quick", help="same as --scale quick")
+    mode.add_argument("--full", dest="scale", action="store_const", const="full", help="same as --scale full")
+    parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments-SCALE")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
@@ -41,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
-    quick = not args.full
-    out = args.out or Path("runs") / f"experiments-{'quick' if quick else 'full'}"
-    ctx = Context(out=out, quick=quick, device=args.device, seed=args.seed, quiet=args.quiet)
+    out = args.out or Path("runs") / f"experiments-{args.scale}"
+    ctx = Context(out=out, scale=args.scale, device=args.device, seed=args.seed, quiet=args.quiet)
     outcomes = []
     try:
         for name in names:

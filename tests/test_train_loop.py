@@ -127,7 +127,7 @@ def test_resume_after_a_crash_continues_exactly(tmp_path):
     assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in full.history], rel=1e-6)
 
     def curve(name):
-        records = read_log(tmp_path / name / "log.jsonl")
+        records = [r for r in read_log(tmp_path / name / "log.jsonl") if r["kind"] != "start"]
         return [(r["kind"], r["epoch"], r["step"]) for r in records], [v for r in records for v in (r["loss"], r["lr"])]
 
     (keys, values), (full_keys, full_values) = curve("crash"), curve("full")
@@ -164,7 +164,8 @@ def test_user_errors_are_config_errors(tmp_path):
 
 
 def test_bf16_autocast_and_attention_choice(tmp_path):
-    result = train(config(tmp_path, epochs=1, bf16=True, fused_attention=True), dataset=tensor_data(16))
+    result = train(config(tmp_path, epochs=1, precision="bf16", fused_attention=True), dataset=tensor_data(16))
+    assert result.summary["precision"]["precision"] == "bf16"
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
     assert all(blk.attn.fused_attn for blk in result.model.blocks)
     default = train(config(tmp_path, "cpu-default", epochs=1), dataset=tensor_data(16))

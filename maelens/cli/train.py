@@ -19,6 +19,7 @@ def register(subparsers) -> None:
 def _register_train(subparsers) -> None:
     from ..models.presets import PRESETS
     from ..train.config import LOSSES, SCHEDULES
+    from ..train.precision import PRECISIONS
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
@@ -46,7 +47,11 @@ def _register_train(subparsers) -> None:
                    help="linear warm-up length, fractional allowed (default: %(default)s, as IPOL)")
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="decay after warm-up (IPOL used linear)")
     p.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (meant for CUDA)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bfloat16 autocast where the device computes it natively (CUDA with bf16, CPUs with "
+                        "AVX512-BF16 or AMX), else float32; loss and optimizer state stay float32 "
+                        "(default: %(default)s)")
+    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--fused-attn", action=argparse.BooleanOptionalAction, default=None,
                    help="timm's fused attention (default: on for CUDA, off on CPU)")
@@ -81,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
         min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
-        seed=args.seed, bf16=args.bf16, compile=args.compile, fused_attention=args.fused_attn,
+        seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet)
     result = train(config)
@@ -96,6 +101,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{s['model']['name']}: {s['trainable_parameters']:,} parameters, {s['images']} images, "
               f"{s['world_size']} process(es) on {s['device']}, effective batch {s['effective_batch_size']}, "
               f"peak lr {s['peak_lr']:.2e}")
+        print(f"precision: {s['precision']['precision']} ({s['precision']['reason']}), {s['threads']} thread(s)")
         print(f"{'epoch':>5}  {'loss':>9}  {'lr':>9}  {'images/s':>9}")
         for r in result.history:
             print(f"{r['epoch']:>5}  {r['loss']:>9.4f}  {r['lr']:>9.2e}  {r['images_per_s']:>9.1f}")

@@ -218,12 +218,16 @@ class MaskedAutoencoderViT(nn.Module):
         return imgs
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MSE on removed patches only, optionally on per-patch normalised pixels / YCbCr weighted."""
-        target = self.patchify(self.target_images(imgs))
-        if self.config.norm_pix_loss:
-            target = normalize_patches(target)
-        weights = YCBCR_WEIGHTS if self.config.loss_target == "ycbcr" else None
-        return masked_patch_mse(pred, target, mask, weights)
+        """MSE on removed patches only, optionally on per-patch normalised pixels / YCbCr weighted.
+
+        Always float32, also under a bf16 autocast of the forward pass (issue 12): the targets (colour
+        conversion, per-patch normalisation) and the loss are computed outside autocast."""
+        with torch.autocast(device_type=imgs.device.type, enabled=False):
+            target = self.patchify(self.target_images(imgs.float()))
+            if self.config.norm_pix_loss:
+                target = normalize_patches(target)
+            weights = YCBCR_WEIGHTS if self.config.loss_target == "ycbcr" else None
+            return masked_patch_mse(pred.float(), target, mask, weights)
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None,
                 *, masking: str = "random", generator: torch.Generator | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..models.masking import MASKINGS
 from ..models.presets import LOSS_TARGETS, ModelConfig, get_config
+from .precision import PRECISIONS
 
 SCHEDULES = ("cosine", "linear")
 LOSSES = ("pixel", "norm-pix", "ycbcr")
@@ -24,7 +25,10 @@ class TrainConfig:
     """Everything a pretraining run needs; ``lr=None`` means ``blr * effective_batch / 256``.
 
     ``epochs``, ``warmup_epochs`` count passes over the data; ``batch_size`` is per process, so the
-    effective batch is ``batch_size * accum_iter * world_size``. ``fused_attention=None`` picks timm's
+    effective batch is ``batch_size * accum_iter * world_size``. ``precision``: ``auto`` (bf16 autocast
+    where the device computes it natively, else float32; see :mod:`maelens.train.precision`), ``fp32`` or
+    ``bf16``; the resolved choice and its reason go to the run's log and summary. The old ``bf16=True``
+    is still accepted by :meth:`from_dict` as ``precision="bf16"``. ``fused_attention=None`` picks timm's
     fused kernel on CUDA and the eager path on CPU (faster there). ``keep_last`` > 0 also keeps that
     many numbered ``checkpoint-NNNN.pt`` files beside ``checkpoint.pt``.
     """
@@ -50,7 +54,7 @@ class TrainConfig:
     masking: str = "random"
     mask_ratio: float = 0.75
     seed: int = 0
-    bf16: bool = False
+    precision: str = "auto"
     compile: bool = False
     fused_attention: bool | None = None
     device: str = "auto"
@@ -76,6 +80,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.num_images is not None and self.num_images < 1:
             raise ConfigError(f"num_images must be a positive integer or None, got {self.num_images!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.masking not in MASKINGS:
@@ -133,6 +139,9 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """Build from :meth:`to_dict` output, ignoring unknown keys."""
         known = {f.name for f in fields(cls)}
+        data = dict(data)
+        if "precision" not in data and "bf16" in data:  # configs written before issue 12
+            data["precision"] = "bf16" if data["bf16"] else "fp32"
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod

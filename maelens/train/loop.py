@@ -33,6 +33,7 @@ from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from .optim import build_optimizer
+from .precision import resolve_precision, usable_cpu_threads
 from .runlog import RunLog
 from .schedule import lr_at, set_lr
 
@@ -122,6 +123,9 @@ class _Run:
                 f"{self.out / CHECKPOINT_NAME} already exists: pass --resume auto to continue that run, "
                 f"or choose another --out")
 
+        self.precision = resolve_precision(config.precision, info.device)
+        if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
+            torch.set_num_threads(usable_cpu_threads())  # never more threads than cores we may run on
         seed_everything(config.seed)
         self.model = MaskedAutoencoderViT(self.model_config)
         fused = config.fused_attention if config.fused_attention is not None else info.device.type == "cuda"
@@ -248,6 +252,11 @@ class _Run:
         started = time.perf_counter()
         keep = self.start_epoch if self.resumed_from is not None else None
         with RunLog(self.out, enabled=self.info.is_main, keep_before_epoch=keep) as log:
+            log.log(csv_row=False, kind="start", epoch=self.start_epoch, step=self.global_step, **self.precision.to_dict(),
+                    device=str(self.info.device), threads=torch.get_num_threads())
+            if self.info.is_main and not c.quiet:
+                tqdm.write(f"precision: {self.precision.name} ({self.precision.reason}); "
+                           f"{torch.get_num_threads()} CPU thread(s)", file=sys.stderr)
             if self.saved_rng is not None:
                 self._restore_states(self.saved_rng)
             for epoch in range(self.start_epoch, c.epochs):
@@ -269,10 +278,8 @@ class _Run:
         return TrainResult(checkpoint=self.checkpoint_path, final_loss=summary["final_loss"],
                            history=self.history, out_dir=self.out, model=self.model, summary=summary)
 
-    def _autocast(self):
-        if not self.config.bf16:
-            return nullcontext()
-        return torch.autocast(device_type=self.info.device.type, dtype=torch.bfloat16)
+    def _autocast(self) -> AbstractContextManager:
+        return self.precision.autocast(self.info.device.type)
 
     def _train_epoch(self, epoch: int, log: RunLog) -> dict[str, Any]:
         c = self.config
@@ -320,7 +327,7 @@ class _Run:
     def _diverged(self, epoch: int, loss: float) -> None:
         where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"
         message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
-                   f"Last good checkpoint: {where}. Try a lower --blr, --clip-grad, or no --bf16")
+                   f"Last good checkpoint: {where}. Try a lower --blr, --clip-grad, or --precision fp32")
         if self.info.is_main:
             write_json(self.out / "summary.json", self._summary("diverged", None, message))
         raise DivergenceError(message)
@@ -392,6 +399,8 @@ class _Run:
             "images": len(self.dataset),
             "world_size": self.info.world_size,
             "device": str(self.info.device),
+            "precision": self.precision.to_dict(),
+            "threads": torch.get_num_threads(),
             "effective_batch_size": self.config.effective_batch_size(self.info.world_size),
             "peak_lr": self.peak_lr,
             "steps_per_epoch": self.steps_per_epoch,

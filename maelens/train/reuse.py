@@ -17,7 +17,13 @@ _IGNORED = ("out", "resume", "quiet", "num_workers", "device")
 
 
 def _differences(stored: dict, config: TrainConfig) -> list[str]:
+    """Settings that differ; a setting missing from an older stored config counts as its default
+    (fields are only ever added with a default that reproduces the earlier behaviour)."""
     wanted = json.loads(json.dumps(config.to_dict()))
+    if "precision" not in stored and "bf16" in stored:  # stored before issue 12
+        stored = {**stored, "precision": "bf16" if stored["bf16"] else "fp32"}
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
     return sorted(k for k, v in wanted.items() if k not in _IGNORED and stored.get(k) != v)
 
 

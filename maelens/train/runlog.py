@@ -50,7 +50,7 @@ class RunLog:
         if keep_before_epoch is not None:
             kept = [r for r in read_log(self.jsonl_path) if r.get("epoch", 0) < keep_before_epoch]
         write_text(self.jsonl_path, "".join(self._json_line(r) for r in kept))
-        write_text(self.csv_path, self._csv_text(kept, header=True))
+        write_text(self.csv_path, self._csv_text([r for r in kept if r.get("kind") != "start"], header=True))
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
         self._csv = open(self.csv_path, "a", encoding="utf-8", newline="")
 
@@ -67,12 +67,14 @@ class RunLog:
         writer.writerows({k: _clean(v) for k, v in r.items()} for r in records)
         return buf.getvalue()
 
-    def log(self, **record: Any) -> None:
-        """Append one record (keys from :data:`LOG_FIELDS`; others go to the JSON lines only)."""
+    def log(self, *, csv_row: bool = True, **record: Any) -> None:
+        """Append one record (keys from :data:`LOG_FIELDS`; others go to the JSON lines only).
+        ``csv_row=False`` keeps a non-numeric record (the run's start: precision, threads) out of the CSV."""
         if not self.enabled:
             return
         self._jsonl.write(self._json_line(record))
-        self._csv.write(self._csv_text([record], header=False))
+        if csv_row:
+            self._csv.write(self._csv_text([record], header=False))
         self._jsonl.flush()
         self._csv.flush()
 
