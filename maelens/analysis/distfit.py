@@ -259,7 +259,7 @@ def encoder_samples(model: Any, dataset: Any, *, features: str = "tokens", token
 def load_samples(path: str | Path, token_index: int | None = None) -> "Any":
     """Samples from saved features: a ``.npy`` array (N, F) (or (N, K, D)), or a ``.npz`` with a
     ``features`` array (a :class:`~maelens.analysis.features.FeatureSet` file or any such npz)."""
-    from .features import FeatureSet
+    from .features import FeatureSet, check_feature_rows
 
     path = Path(path)
     if not path.is_file():
@@ -273,6 +273,7 @@ def load_samples(path: str | Path, token_index: int | None = None) -> "Any":
             raise DataError(f"{path}: not a readable .npy array ({err})") from err
         if feats.ndim < 2 or not np.issubdtype(feats.dtype, np.number):
             raise DataError(f"{path}: expected a numeric (N, F) array, got {feats.dtype} of shape {feats.shape}")
+        check_feature_rows(feats, path)
         n = feats.shape[0]
         fs = FeatureSet(features=feats, labels=np.full(n, -1, np.int64), ids=np.arange(n).astype(str), settings={})
     else:

@@ -46,6 +46,10 @@ PLANE_METHODS = ("tsne-knn",) + PARAMETRIC_METHODS
 METRICS = ("cosine", "euclidean")
 WEIGHTS = ("uniform", "distance", "exp")
 TSNE_PROTOCOLS = ("transform", "paper")
+#: Methods that end in no kNN vote, so ``k`` does not concern them.
+NO_KNN_METHODS = ("linear", "attentive")
+#: Neighbours of the kNN vote when none is given (the IPOL paper's 20), capped at the training images.
+DEFAULT_K = 20
 _REDUCERS = {"vae-gauss": GaussianVAE, "vae-t": StudentTVAE, "ptsne": ParametricTSNE}
 
 
@@ -207,6 +211,67 @@ def check_labelled(fs: FeatureSet, name: str) -> None:
                         "probes need labelled features (use a labelled dataset)")
 
 
+def check_classes(fs: FeatureSet, name: str) -> None:
+    """Raise :class:`DataError` unless ``fs`` holds at least two classes: with one, every vote and probe
+    predicts it and the accuracy would be a meaningless 100%."""
+    classes = np.unique(fs.labels)
+    if len(classes) < 2:
+        only = f" (label {classes[0]})" if len(classes) else ""
+        raise DataError(f"{name}: all {len(fs)} images belong to one class{only}; classification accuracy needs "
+                        "at least 2 classes")
+
+
+def check_inputs(train: FeatureSet, test: FeatureSet | None, fit_on: FeatureSet | None, methods: Sequence[str],
+                 names: Mapping[str, str]) -> None:
+    """Raise :class:`DataError` for inputs :func:`evaluate_features` cannot score: unlabelled images, a
+    single class, features of different encoders, or no patch tokens for the attentive probe."""
+    sets = [(train, names["train"])] + ([(test, names["test"])] if test is not None else [])
+    for fs, name in sets:
+        check_labelled(fs, name)
+        if "attentive" in methods and fs.features.ndim != 3:
+            raise DataError(f"{name}: the attentive probe needs patch tokens (N, K, D); extract the features "
+                            f"with pool 'tokens' (got shape {fs.features.shape})")
+    check_classes(train, names["train"])
+    if test is not None:
+        check_compatible(train, test, names["train"], names["test"])
+        if "attentive" in methods and train.features.shape[1:] != test.features.shape[1:]:
+            raise DataError(f"{names['test']} has tokens {test.features.shape[1:]} but {names['train']} has "
+                            f"{train.features.shape[1:]}")
+    if fit_on is not None:
+        check_compatible(train, fit_on, names["train"], names["fit_on"])
+
+
+def smallest_training_split(train: FeatureSet, test: FeatureSet | None = None, *, folds: int = 0,
+                            test_size: float = 0.25, seed: int = 0) -> int:
+    """Training images of the smallest split :func:`evaluate_features` fits on (the given ``train`` set,
+    the holdout's training part, or the smallest fold complement): the most neighbours a vote can have."""
+    labels = train.labels if test is None else np.concatenate([train.labels, test.labels])
+    splits, _ = make_splits(labels, n_train=len(train) if test is not None else None, folds=folds,
+                            test_size=test_size, seed=seed)
+    return min(len(tr) for tr, _ in splits)
+
+
+def resolve_k(k: int | None, n_train: int) -> int:
+    """The kNN ``k``: :data:`DEFAULT_K` capped at ``n_train`` when not given (a default must fit the data);
+    a given ``k`` larger than ``n_train`` is a ConfigError, never silently lowered."""
+    if k is None:
+        return min(DEFAULT_K, n_train)
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    if k > n_train:
+        raise ConfigError(f"k={k} neighbours exceeds the {n_train} training images of the evaluation split; "
+                          f"choose k <= {n_train}")
+    return k
+
+
+def _check_settings(pca_dim: int, perplexity: float) -> None:
+    """Raise :class:`ConfigError` for PCA axes or a perplexity no method can use (never silently replaced)."""
+    if pca_dim < 1:
+        raise ConfigError(f"pca_dim must be >= 1, got {pca_dim}")
+    if not (np.isfinite(perplexity) and perplexity > 0):
+        raise ConfigError(f"perplexity must be a finite number > 0, got {perplexity}")
+
+
 def check_methods(methods: Sequence[str], *, fit_on: bool = False) -> None:
     """Raise :class:`ConfigError` for unknown or no methods, or a ``fit_on`` set no requested method uses."""
     unknown = [m for m in methods if m not in METHODS]
@@ -328,7 +393,8 @@ class _Runner:
 
 
 def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
-                      fit_on: FeatureSet | None = None, k: int = 20, metric: str = "cosine", weights: str = "uniform",
+                      fit_on: FeatureSet | None = None, k: int | None = None, metric: str = "cosine",
+                      weights: str = "uniform",
                       pca_dim: int = 50, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
                       folds: int = 0, test_size: float = 0.25, seed: int = 0,
                       params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
@@ -339,26 +405,17 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
     fitted before mapping the evaluated images (Table 4). ``params``: per-method estimator
     overrides, e.g. ``{"linear": {"epochs": 20}}``. ``names``: labels of the inputs in messages
     (keys ``train``, ``test``, ``fit_on``). Token features (N, K, D) feed the attentive probe and
-    are mean-pooled for every other method.
+    are mean-pooled for every other method. ``k=None`` votes with :data:`DEFAULT_K` neighbours, or
+    all training images when fewer; a given ``k`` above the training images is an error. The
+    training set needs at least two classes.
     """
     names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
     params = dict(params or {})
     check_methods(list(methods) + list(params), fit_on=fit_on is not None)
     if tsne_protocol not in TSNE_PROTOCOLS:
         raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
-    sets = [(train, names["train"])] + ([(test, names["test"])] if test is not None else [])
-    for fs, name in sets:
-        check_labelled(fs, name)
-        if "attentive" in methods and fs.features.ndim != 3:
-            raise DataError(f"{name}: the attentive probe needs patch tokens (N, K, D); extract the features "
-                            f"with pool 'tokens' (got shape {fs.features.shape})")
-    if test is not None:
-        check_compatible(train, test, names["train"], names["test"])
-        if "attentive" in methods and train.features.shape[1:] != test.features.shape[1:]:
-            raise DataError(f"{names['test']} has tokens {test.features.shape[1:]} but {names['train']} has "
-                            f"{train.features.shape[1:]}")
-    if fit_on is not None:
-        check_compatible(train, fit_on, names["train"], names["fit_on"])
+    _check_settings(pca_dim, perplexity)
+    check_inputs(train, test, fit_on, methods, names)
 
     parts = [train] + ([test] if test is not None else [])
     X = np.concatenate([vectors(fs) for fs in parts]).astype(np.float32, copy=False)
@@ -366,10 +423,15 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
     tokens = np.concatenate([fs.features for fs in parts]) if train.features.ndim == 3 else None
     splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=folds,
                                      test_size=test_size, seed=seed)
+    min_train = min(len(tr) for tr, _ in splits)
+    if any(m not in NO_KNN_METHODS for m in methods):
+        k = resolve_k(k, min_train)
+    elif k is None:
+        k = DEFAULT_K  # unused: no method votes
     runner = _Runner(X, y, tokens, k=k, metric=metric, weights=weights, pca_dim=pca_dim, perplexity=perplexity,
                      tsne_protocol=tsne_protocol, n_jobs=n_jobs, seed=seed, device=device, params=params,
                      fit_on=vectors(fit_on) if fit_on is not None else None, fit_on_name=names["fit_on"],
-                     min_train=min(len(tr) for tr, _ in splits))
+                     min_train=min_train)
     results: list[MethodResult] = []
     maps: dict[str, PlaneMap] = {}
     for method in tqdm(methods, desc="evaluate", disable=quiet, unit="method"):

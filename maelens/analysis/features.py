@@ -25,6 +25,20 @@ from ..models.mae import MaskedAutoencoderViT
 POOLS = ("mean", "cls", "flatten", "tokens")
 
 
+def check_feature_rows(features: np.ndarray, where: str | Path) -> None:
+    """Raise :class:`DataError` naming ``where`` for features no analysis can use: not numbers, no rows,
+    or rows holding NaN or infinite values (counted, with the first, so the user can find them); checked
+    when a file is read, so a bad file fails at once instead of as a NaN deep inside a fit."""
+    if not (np.issubdtype(features.dtype, np.integer) or np.issubdtype(features.dtype, np.floating)):
+        raise DataError(f"{where}: features must be numbers, got an array of {features.dtype}")
+    if features.shape[0] == 0:
+        raise DataError(f"{where}: holds no feature rows (features of shape {features.shape})")
+    bad = ~np.isfinite(features.reshape(features.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise DataError(f"{where}: {int(bad.sum())} of {len(bad)} feature rows hold NaN or infinite values "
+                        f"(first: row {int(np.argmax(bad))})")
+
+
 @dataclass
 class FeatureSet:
     """Features of N images: ``features`` (N, F) or (N, K, D) for ``tokens``; ``labels`` (N,) int64
@@ -73,6 +87,7 @@ class FeatureSet:
         if feats.ndim < 2 or labels.shape != (n,) or ids.shape != (n,):
             raise DataError(f"{path}: expected features (N, F) with labels and ids of length N, "
                             f"got features {feats.shape}, labels {labels.shape}, ids {ids.shape}")
+        check_feature_rows(feats, path)
         return cls(features=feats.astype(np.float32, copy=False), labels=labels, ids=ids, settings=settings)
 
 

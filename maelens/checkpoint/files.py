@@ -58,16 +58,26 @@ def _optional(p: Path) -> Path | None:
     return p if p.is_file() else None
 
 
+def is_temporary(path: Path) -> bool:
+    """True for a hidden file, such as the ``.NAME.<random>.SUFFIX`` an interrupted atomic save leaves
+    (:func:`maelens.io.atomic_path`): never a weight file to load, whatever its suffix."""
+    return path.name.startswith(".")
+
+
 def _locate_in_directory(folder: Path, shown: Path) -> Source:
     config_json = _optional(folder / "config.json")
     preprocessor_json = _optional(folder / "preprocessor_config.json")
     for name in HF_WEIGHT_FILES + (RUN_CHECKPOINT,):
         if (folder / name).is_file():
             return Source(shown, folder / name, config_json, preprocessor_json)
-    candidates = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in TORCH_SUFFIXES)
+    files = [f for f in folder.iterdir() if f.is_file() and f.suffix in TORCH_SUFFIXES]
+    candidates = sorted(f for f in files if not is_temporary(f))
     if len(candidates) == 1:
         return Source(shown, candidates[0], config_json, preprocessor_json)
     found = f"{len(candidates)} candidate files" if candidates else "no weight file"
+    skipped = len(files) - len(candidates)
+    if skipped:
+        found += f" (besides {skipped} hidden temporary file(s), e.g. left by an interrupted save)"
     raise CheckpointError(
         f"directory {folder} holds {found}: expected model.safetensors, pytorch_model.bin, {RUN_CHECKPOINT} "
         "or a single .pt/.pth file"

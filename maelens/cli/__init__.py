@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; it sets
 ``func=handler`` where ``handler(args) -> int``. A :class:`MaelensError` becomes one line on
-stderr and exit status 2.
+stderr and exit status 2; so does an argparse error (a bad option value is refused by its ``type=``
+function in :mod:`.common`), through :class:`~.common.OneLineParser`, and :func:`main` returns that
+status rather than raising SystemExit.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data")
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command registered."""
     from .. import __version__
+    from .common import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="maelens", description="Pretrain, load and dissect masked autoencoders.")
+    # sub-command parsers inherit the class, so every argparse error is one line with exit status 2
+    parser = OneLineParser(prog="maelens", description="Pretrain, load and dissect masked autoencoders.")
     parser.add_argument("--version", action="version", version=f"maelens {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -29,9 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit status."""
+    """Entry point of the console script; returns the process exit status (argparse's too: 2 for a bad
+    argument, after its one line on stderr, 0 after ``--help``), so callers never see SystemExit."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code is None else int(exc.code)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

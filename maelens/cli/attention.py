@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, non_negative_int, preflight,
+                     seed_int)
 
 
 def register(subparsers) -> None:
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     stats.add_argument("--encoder", action="store_true", help="also report distance and entropy of the encoder layers")
     stats.add_argument("--all-images", action="store_true",
                        help="pool locality and black proportion over all images, not only fully consistent ones")
-    stats.add_argument("--num-maps", type=int, default=4, metavar="M",
+    stats.add_argument("--num-maps", type=non_negative_int, default=4, metavar="M",
                        help="influence maps to draw for the first M images (default: %(default)s)")
     add_run_args(stats)
     stats.set_defaults(func=run_stats)
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
     _add_top_n(infl)
     infl.add_argument("--no-overlay", action="store_true", help="draw the colours alone, not over the image")
     infl.add_argument("--out", type=Path, required=True, metavar="FIG", help="output figure (.png, .pdf, .svg)")
-    infl.add_argument("--seed", type=int, default=0, help="mask seed (default: %(default)s)")
+    infl.add_argument("--seed", type=seed_int, default=0, help="mask seed (default: %(default)s)")
     infl.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     infl.set_defaults(func=run_influence_map)
 
@@ -84,6 +85,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..io import save_figure, to_json, write_csv, write_json, write_text
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
+    preflight(args, "dir")
     model = _load(args.ckpt, args.device)
     dataset = _dataset(model, args.data, args.split, args.num_images)
     report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
@@ -124,6 +126,7 @@ def run_influence_map(args: argparse.Namespace) -> int:
     from ..io import save_figure
     from ..plots.attention import plot_influence_map
 
+    preflight(args, "figure")
     model = _load(args.ckpt, args.device)
     if args.image is not None:
         from ..data import load_image

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import math
+import os
+import sys
+import tempfile
 from pathlib import Path
+from typing import Callable, NoReturn
 
+from ..errors import ConfigError
 from ..models.masking import MASKINGS
 
 
@@ -18,14 +25,15 @@ def add_data_args(parser: argparse.ArgumentParser, default: str = "bundled") -> 
                         help="bundled | photos | backgrounds | fashion-mnist | an ImageFolder directory | a CIFAR batches directory | a .npz file (default: %(default)s)")
     parser.add_argument("--split", default="test", choices=("train", "test", "all"),
                         help="which split of the data to use (default: %(default)s)")
-    parser.add_argument("--num-images", type=int, default=None, metavar="N", help="use at most N images")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="B")
-    parser.add_argument("--num-workers", type=int, default=0, metavar="W", help="data loader worker processes")
+    parser.add_argument("--num-images", type=positive_int, default=None, metavar="N", help="use at most N images")
+    parser.add_argument("--batch-size", type=positive_int, default=64, metavar="B")
+    parser.add_argument("--num-workers", type=non_negative_int, default=0, metavar="W",
+                        help="data loader worker processes")
 
 
 def add_mask_args(parser: argparse.ArgumentParser, default_mask: str = "random", default_ratio: float = 0.75) -> None:
     parser.add_argument("--mask", default=default_mask, choices=MASKINGS, help="masking strategy (default: %(default)s)")
-    parser.add_argument("--mask-ratio", type=float, default=default_ratio, metavar="R",
+    parser.add_argument("--mask-ratio", type=finite_float, default=default_ratio, metavar="R",
                         help="fraction of patches removed (default: %(default)s)")
 
 
@@ -34,5 +42,152 @@ def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out
     parser.add_argument("--out", type=Path, required=out_required, metavar=out_metavar, help=out_help)
     parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+
+# ---- option value types: argparse reports a bad value itself (one line, exit status 2) ----------
+
+def _number_type(convert: Callable[[str], float], accept: Callable[[float], bool], expected: str,
+                 name: str) -> Callable[[str], float]:
+    """An argparse ``type=`` that converts with ``convert`` and refuses values ``accept`` rejects,
+    with a message saying what was ``expected`` and what was given."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+#: Largest seed accepted: every generator seeded from it (torch, numpy, Python) takes 63 bits.
+MAX_SEED = 2**63 - 1
+positive_int = _number_type(int, lambda v: v >= 1, "a positive integer", "positive_int")
+non_negative_int = _number_type(int, lambda v: v >= 0, "an integer >= 0", "non_negative_int")
+seed_int = _number_type(int, lambda v: 0 <= v <= MAX_SEED, "an integer in [0, 2**63)", "seed_int")
+finite_float = _number_type(float, math.isfinite, "a finite number", "finite_float")
+positive_float = _number_type(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0", "positive_float")
+non_negative_float = _number_type(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0",
+                                  "non_negative_float")
+fraction = _number_type(float, lambda v: 0 < v < 1, "a number in (0, 1)", "fraction")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, ``PROG: error: MESSAGE``, and exit status 2
+    (argparse's usage block would make them several), as the README promises for every command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def note(args: argparse.Namespace, message: str) -> None:
+    """Say once on stderr that a default was adapted to the other options (silent with ``--quiet`` and
+    on the non-zero ranks of a ``torchrun`` run)."""
+    if getattr(args, "quiet", False) or int(os.environ.get("RANK", "0")) != 0:
+        return
+    print(f"maelens {args.command}: note: {message}", file=sys.stderr)
+
+
+# ---- checks made before any work: a bad device or output location fails in a second, not after an hour ----
+
+def check_device(name: str, *, allow_auto: bool = False) -> None:
+    """Refuse a ``--device`` this machine cannot use (unknown name, no GPU, a GPU index beyond the count)
+    with a ConfigError naming it, before any model or data is loaded (torch is imported only here)."""
+    import torch
+
+    if allow_auto and name == "auto":
+        return
+    expected = "cpu, cuda, cuda:N" + (" or auto" if allow_auto else "")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {name}: not a torch device (expected {expected})") from None
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        _check_cuda(name, device.index)
+        return
+    backend = getattr(torch.backends, device.type, None) or getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ConfigError(f"--device {name}: the {device.type} backend is not available on this machine "
+                          f"(expected {expected})")
+
+
+def _check_cuda(name: str, index: int | None) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine ({why}); use --device cpu")
+    count = torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+
+
+def figure_formats() -> tuple[str, ...]:
+    """File extensions matplotlib can save figures as (png, pdf, svg, ...), without the dot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
+def check_out_dir(path: Path, option: str = "--out") -> None:
+    """An output directory: an existing directory or one that can be created, and writable."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: exists and is not a directory (this command writes several files "
+                          f"into a directory)")
+    _check_writable(path, option)
+
+
+def check_out_file(path: Path, option: str = "--out", example: str = "out.npz") -> None:
+    """An output file: not an existing directory, and its folder writable or creatable."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{option} {path}: is a directory, but this command writes one file "
+                          f"(e.g. {Path(path) / example})")
+    _check_writable(Path(path).parent, option, shown=path)
+
+
+def check_figure_path(path: Path, option: str = "--out") -> None:
+    """A figure file: an extension matplotlib can write (none means PNG), then as :func:`check_out_file`."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = figure_formats()
+    if suffix and suffix not in formats:
+        raise ConfigError(f"{option} {path}: figures cannot be saved as .{suffix}; supported extensions: "
+                          + ", ".join(f".{f}" for f in formats))
+    check_out_file(path, option, example="figure.png")
+
+
+def _check_writable(folder: Path, option: str, shown: Path | None = None) -> None:
+    """Raise a ConfigError unless ``folder`` exists as a writable directory or can be created: probed by
+    creating and removing an empty hidden directory in its nearest existing ancestor (permission bits
+    do not tell, e.g. for root or under /proc)."""
+    shown = folder if shown is None else shown
+    ancestor = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), None)
+    if ancestor is None:
+        raise ConfigError(f"{option} {shown}: none of its folders exists")
+    if not os.path.isdir(ancestor):
+        raise ConfigError(f"{option} {shown}: {ancestor} is a file, not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".maelens-probe-", dir=ancestor))
+    except OSError as err:
+        reason = "it accepts no new files" if err.errno == errno.ENOENT else err.strerror
+        where = "" if ancestor == shown else f" in {ancestor}"
+        raise ConfigError(f"{option} {shown}: cannot write{where} ({reason})") from None
+
+
+def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: bool = False) -> None:
+    """The checks every command makes before loading anything: ``--device`` exists here and ``--out``
+    can be written as ``out`` says (``dir``, ``file``, ``figure`` or None)."""
+    if getattr(args, "device", None) is not None:
+        check_device(args.device, allow_auto=allow_auto)
+    path = getattr(args, "out", None)
+    if path is None or out is None:
+        return
+    checks = {"dir": check_out_dir, "file": check_out_file, "figure": check_figure_path}
+    checks[out](Path(path))

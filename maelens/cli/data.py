@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import positive_int
+
 _SPEC_HELP = ("bundled | photos[:K|full] | backgrounds[:K|full] | fashion-mnist | an ImageFolder, CIFAR or IDX "
               "directory | a .npz file (default: %(default)s)")
 
@@ -16,12 +18,12 @@ def register(subparsers) -> None:
 
     info = sub.add_parser("info", help="images, splits, classes and sources of a data set")
     _add_common(info)
-    info.add_argument("--image-size", type=int, default=64, metavar="S", help="model input size (default: %(default)s)")
+    info.add_argument("--image-size", type=positive_int, default=64, metavar="S", help="model input size (default: %(default)s)")
     info.set_defaults(func=run_info)
 
     prep = sub.add_parser("prepare", help="build and cache a data set, decoding every image once")
     _add_common(prep)
-    prep.add_argument("--image-size", type=int, nargs="+", default=[32, 64], metavar="S",
+    prep.add_argument("--image-size", type=positive_int, nargs="+", default=[32, 64], metavar="S",
                       help="model input sizes to prepare (default: 32 64)")
     prep.add_argument("--quiet", action="store_true", help="no progress bars")
     prep.set_defaults(func=run_prepare)

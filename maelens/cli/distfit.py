@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, positive_float, positive_int,
+                     preflight)
 
 _RANK_LAWS = "t,cauchy,lognorm,beta,norm"
 
@@ -48,13 +49,13 @@ def register(subparsers) -> None:
                    help="random samples used for the ranking, 0 to skip it (default: %(default)s)")
     p.add_argument("--bins", type=int, default=100, help="histogram bins of the ranking SSE (default: %(default)s)")
     syn = p.add_argument_group("synthetic attention experiment (--synthetic)")
-    syn.add_argument("--tokens", type=int, default=4, help="tokens per sample (default: %(default)s)")
-    syn.add_argument("--dim", type=int, default=160, help="input dimension (default: %(default)s; Fig. 5 uses 16000)")
-    syn.add_argument("--head-dim", type=int, default=None, help="attention head dimension (default: --dim)")
-    syn.add_argument("--samples", type=int, default=1000, help="number of samples (default: %(default)s)")
+    syn.add_argument("--tokens", type=positive_int, default=4, help="tokens per sample (default: %(default)s)")
+    syn.add_argument("--dim", type=positive_int, default=160, help="input dimension (default: %(default)s; Fig. 5 uses 16000)")
+    syn.add_argument("--head-dim", type=positive_int, default=None, help="attention head dimension (default: --dim)")
+    syn.add_argument("--samples", type=positive_int, default=1000, help="number of samples (default: %(default)s)")
     syn.add_argument("--input", default="chi2", choices=("uniform", "chi2", "normal", "exponential", "laplace"),
                      help="law of the i.i.d. inputs (default: %(default)s)")
-    syn.add_argument("--input-df", type=float, default=1.0, help="degrees of freedom of the chi2 input (default: %(default)s)")
+    syn.add_argument("--input-df", type=positive_float, default=1.0, help="degrees of freedom of the chi2 input (default: %(default)s)")
     syn.add_argument("--init", default="uniform", choices=("uniform", "uniform01", "xavier", "normal"),
                      help="weight initialisation; uniform = U(-1/sqrt(d), 1/sqrt(d)) (default: %(default)s)")
     syn.add_argument("--attention-scale", default="tokens", choices=("tokens", "dim"),
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import save_figure, to_json, write_csv, write_json, write_text
     from ..plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 
+    preflight(args, "dir")
     laws = _check_args(args)
     x, ids, labels, settings = _samples(args)
     result = fit_samples(x, alpha=args.alpha, pvalues=args.pvalues, n_bootstrap=args.bootstrap, seed=args.seed,

@@ -9,7 +9,8 @@ from pathlib import Path
 from ..analysis.features import POOLS
 from ..errors import ConfigError, DataError
 from ..models.masking import MASKINGS
-from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, finite_float, fraction,
+                     non_negative_int, note, positive_float, positive_int, preflight)
 
 METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 
@@ -46,23 +47,24 @@ def register(subparsers) -> None:
     ev.add_argument("--methods", default=None, metavar="LIST",
                     help=f"comma-separated, from: {METHOD_NAMES} (default: knn,pca-knn,tsne-knn, plus "
                          "vae-gauss,vae-t,ptsne with --fit-on)")
-    ev.add_argument("--k", type=int, default=20, help="neighbours of the kNN vote (default: %(default)s)")
+    ev.add_argument("--k", type=positive_int, default=None,
+                    help="neighbours of the kNN vote (default: 20, or the training images when fewer)")
     ev.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
                     help="kNN distance on the features and PCA axes; 2-D maps always use euclidean "
                          "(default: %(default)s)")
     ev.add_argument("--weights", default="uniform", choices=("uniform", "distance", "exp"),
                     help="kNN vote: majority, 1/distance, or exp(-distance/0.07) as DINO (default: %(default)s)")
-    ev.add_argument("--pca-dim", type=int, default=50, metavar="D", help="PCA axes (default: %(default)s)")
-    ev.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
+    ev.add_argument("--pca-dim", type=positive_int, default=50, metavar="D", help="PCA axes (default: %(default)s)")
+    ev.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
     ev.add_argument("--tsne-protocol", default="transform", choices=("transform", "paper"),
                     help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
                          "images as IPOL sec. 6 (default: %(default)s)")
     ev.add_argument("--n-jobs", type=int, default=1, metavar="J", help="openTSNE threads (default: %(default)s)")
-    ev.add_argument("--folds", type=int, default=0, metavar="F",
+    ev.add_argument("--folds", type=non_negative_int, default=0, metavar="F",
                     help="stratified F-fold cross-validation instead of one holdout (default: off)")
-    ev.add_argument("--test-size", type=float, default=0.25, metavar="S",
+    ev.add_argument("--test-size", type=fraction, default=0.25, metavar="S",
                     help="held-out share of a single feature set (default: %(default)s)")
-    ev.add_argument("--epochs", type=int, default=None, metavar="E",
+    ev.add_argument("--epochs", type=positive_int, default=None, metavar="E",
                     help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
     add_run_args(ev, out_metavar="PATH")
     ev.set_defaults(func=run_evaluate)
@@ -75,10 +77,10 @@ def register(subparsers) -> None:
     add_data_args(sim)
     sim.add_argument("--query", nargs="+", required=True, metavar="INDEX|PATH",
                      help="dataset indices and/or image files to search for")
-    sim.add_argument("--top-k", type=int, default=8, metavar="K", help="images shown per query (default: %(default)s)")
+    sim.add_argument("--top-k", type=positive_int, default=8, metavar="K", help="images shown per query (default: %(default)s)")
     sim.add_argument("--mask", default="random", choices=MASKINGS,
                      help="masking strategy (default: %(default)s)")
-    sim.add_argument("--mask-ratio", type=float, nargs="+", default=[0.25], metavar="R",
+    sim.add_argument("--mask-ratio", type=finite_float, nargs="+", default=[0.25], metavar="R",
                      help="mask ratio(s) of the encoder; IPOL uses 0.25, 0 is the whole image (default: 0.25)")
     sim.add_argument("--pool", default="mean", choices=("mean", "cls", "flatten"),
                      help="how patch tokens become one vector (default: %(default)s)")
@@ -116,6 +118,7 @@ def run_features(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..io import to_json
 
+    preflight(args, "file")
     model = load_model(args.ckpt, device=args.device)
     fs = _extract(args, model, args.split, args.pool)
     path = fs.save(args.out)
@@ -169,17 +172,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..analysis.features import FeatureSet
     from ..io import to_json, write_csv, write_json
 
+    preflight(args, "dir")
     methods = _methods(args)
     check_methods(methods, fit_on=args.fit_on is not None)
-    if args.epochs is not None and args.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     fit_on = FeatureSet.load(args.fit_on) if args.fit_on else None
     train, test, names = _sources(args, methods)
     if fit_on is not None:
         names["fit_on"] = str(args.fit_on)
     trained = ("linear", "attentive") + PARAMETRIC_METHODS
     params = {m: {"epochs": args.epochs} for m in methods if m in trained} if args.epochs else {}
-    report = evaluate_features(train, test, methods, fit_on=fit_on, k=args.k, metric=args.metric,
+    k = _neighbours(args, train, test, fit_on, methods, names)
+    report = evaluate_features(train, test, methods, fit_on=fit_on, k=k, metric=args.metric,
                                weights=args.weights, pca_dim=args.pca_dim, perplexity=args.perplexity,
                                tsne_protocol=args.tsne_protocol, n_jobs=args.n_jobs, folds=args.folds,
                                test_size=args.test_size, seed=args.seed, params=params, device=args.device,
@@ -196,6 +199,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {out / 'evaluation.csv'}, {out / 'evaluation.json'}"
               + (f" and {len(report.maps)} map(s)" if report.maps else ""))
     return 0
+
+
+def _neighbours(args: argparse.Namespace, train, test, fit_on, methods: list[str], names: dict[str, str]) -> int | None:
+    """``--k``, or the default shortened to the training images when fewer (said once on stderr); a
+    ``--k`` the user gave that exceeds them is an error. The inputs are checked first (labels, at least
+    two classes) so that a note never precedes an error."""
+    from ..analysis.evaluate import DEFAULT_K, NO_KNN_METHODS, check_inputs, smallest_training_split
+
+    if all(m in NO_KNN_METHODS for m in methods):
+        return args.k
+    check_inputs(train, test, fit_on, methods,
+                 {"train": "features", "test": "test features", "fit_on": "fit-on features", **names})
+    n_train = smallest_training_split(train, test, folds=args.folds, test_size=args.test_size, seed=args.seed)
+    if args.k is not None:
+        if args.k > n_train:
+            raise ConfigError(f"--k {args.k}: more neighbours than the {n_train} training images of the "
+                              f"evaluation split; choose --k {n_train} or fewer")
+        return args.k
+    if n_train < DEFAULT_K:
+        note(args, f"kNN votes with k={n_train}, all the training images: the default k={DEFAULT_K} is more "
+                   f"than the {n_train} there are (set --k to choose)")
+    return min(DEFAULT_K, n_train)
 
 
 def _save_maps(out: Path, report, classes) -> None:
@@ -249,6 +274,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     from ..io import save_figure, to_json, write_csv
     from ..plots.evaluate import plot_similarity_grid
 
+    preflight(args, "figure")
     model = load_model(args.ckpt, device=args.device)
     dataset = _dataset(args, model, args.split)
     queries, query_names = _parse_queries(args.query, model.config.img_size, dataset.mean, dataset.std)

@@ -7,7 +7,11 @@ import argparse
 import os
 from pathlib import Path
 
-from .common import add_checkpoint_arg, add_data_args, add_mask_args, add_run_args
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, non_negative_float,
+                     non_negative_int, note, positive_float, positive_int, preflight, seed_int)
+
+#: Warm-up epochs when --warmup-epochs is not given (IPOL sec. 4), shortened to --epochs when longer.
+DEFAULT_WARMUP_EPOCHS = 2.0
 
 
 def register(subparsers) -> None:
@@ -34,19 +38,20 @@ def _register_train(subparsers) -> None:
     add_mask_args(p)
     add_run_args(p)
     p.set_defaults(device="auto")
-    p.add_argument("--epochs", type=int, default=10, metavar="N", help="passes over the data (default: %(default)s)")
-    p.add_argument("--accum-iter", type=int, default=1, metavar="K",
+    p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="passes over the data (default: %(default)s)")
+    p.add_argument("--accum-iter", type=positive_int, default=1, metavar="K",
                    help="micro-batches per optimizer step; effective batch = batch size x K x processes")
-    p.add_argument("--blr", type=float, default=1.5e-4,
+    p.add_argument("--blr", type=positive_float, default=1.5e-4,
                    help="base lr: lr = blr * effective batch / 256 (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=None, help="absolute lr (overrides --blr)")
-    p.add_argument("--min-lr", type=float, default=0.0, help="lr at the end of the decay (default: %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=0.05, metavar="WD",
+    p.add_argument("--lr", type=positive_float, default=None, help="absolute lr (overrides --blr)")
+    p.add_argument("--min-lr", type=non_negative_float, default=0.0, help="lr at the end of the decay (default: %(default)s)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.05, metavar="WD",
                    help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--warmup-epochs", type=float, default=2.0, metavar="E",
-                   help="linear warm-up length, fractional allowed (default: %(default)s, as IPOL)")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=None, metavar="E",
+                   help=f"linear warm-up length, fractional allowed (default: {DEFAULT_WARMUP_EPOCHS:g} as IPOL, "
+                        "or --epochs when fewer)")
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="decay after warm-up (IPOL used linear)")
-    p.add_argument("--clip-grad", type=float, default=None, metavar="NORM", help="clip the gradient norm")
+    p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM", help="clip the gradient norm")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: bfloat16 autocast where the device computes it natively (CUDA with bf16, CPUs with "
                         "AVX512-BF16 or AMX), else float32; loss and optimizer state stay float32 "
@@ -57,9 +62,9 @@ def _register_train(subparsers) -> None:
                    help="timm's fused attention (default: on for CUDA, off on CPU)")
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="continue from a checkpoint (auto: OUT/checkpoint.pt if there is one)")
-    p.add_argument("--save-every", type=int, default=1, metavar="N", help="checkpoint every N epochs (and the last)")
-    p.add_argument("--keep-last", type=int, default=0, metavar="K", help="also keep the last K numbered checkpoints")
-    p.add_argument("--recon-images", type=int, default=8, metavar="N", help="images in each epoch's figure (0: none)")
+    p.add_argument("--save-every", type=positive_int, default=1, metavar="N", help="checkpoint every N epochs (and the last)")
+    p.add_argument("--keep-last", type=non_negative_int, default=0, metavar="K", help="also keep the last K numbered checkpoints")
+    p.add_argument("--recon-images", type=non_negative_int, default=8, metavar="N", help="images in each epoch's figure (0: none)")
     p.set_defaults(func=_train)
 
 
@@ -72,7 +77,7 @@ def _register_reconstruct(subparsers) -> None:
     add_mask_args(p)
     p.add_argument("--out", type=Path, required=True, metavar="FIG", help="figure file (.png, .pdf, .svg)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
-    p.add_argument("--seed", type=int, default=0, help="seed of the masks (default: %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the masks (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.set_defaults(func=_reconstruct)
 
@@ -81,10 +86,11 @@ def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..train import TrainConfig, train
 
+    preflight(args, "dir", allow_auto=True)
     config = TrainConfig.with_loss(
         args.loss, preset=args.preset, data=args.data, split=args.split, num_images=args.num_images,
         epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
-        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=_warmup_epochs(args),
         schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
@@ -109,6 +115,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warmup_epochs(args: argparse.Namespace) -> float:
+    """``--warmup-epochs``, or the default shortened to ``--epochs`` when the run is shorter (said once):
+    only a value the user gave may conflict with the other options."""
+    if args.warmup_epochs is not None:
+        return args.warmup_epochs
+    if args.epochs >= DEFAULT_WARMUP_EPOCHS:
+        return DEFAULT_WARMUP_EPOCHS
+    note(args, f"warm-up shortened to {args.epochs} epoch(s): the default {DEFAULT_WARMUP_EPOCHS:g} is longer "
+               f"than --epochs {args.epochs} (set --warmup-epochs to choose)")
+    return float(args.epochs)
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
     import torch
 
@@ -118,6 +136,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..plots.reconstruction import save_reconstruction
 
+    preflight(args, "figure")
     model = load_model(args.ckpt, device=args.device)
     cfg = model.config
     data = load_dataset(args.data, image_size=cfg.img_size, split=args.split, train=False, limit=args.num_images,

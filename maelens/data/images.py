@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,22 +35,34 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@contextmanager
+def _decoding(path: str | Path) -> Iterator[None]:
+    """Turn Pillow's failures on ``path`` into one :class:`DataError` naming the file: an unreadable
+    file, or an image over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; the error
+    above twice the limit, and the warning below it when warnings are turned into errors)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({err})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from err
+
+
 def open_image(path: str | Path, *, max_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode ``path`` as an RGB PIL image (JPEG decoding may stop at a reduced scale no smaller
     than ``max_size``, which makes very large photographs fast to downscale)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found")
-    try:
-        with Image.open(path) as img:
-            if max_size is not None:
-                img.draft("RGB", max_size)
-            img.load()
-            return to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from err
+    with _decoding(path), Image.open(path) as img:
+        if max_size is not None:
+            img.draft("RGB", max_size)
+        img.load()
+        return to_rgb(img)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -60,13 +73,10 @@ def read_image(path: str | Path) -> np.ndarray:
 def probe_image(path: str | Path) -> tuple[int, int]:
     """(width, height) from the file header (cheap: no decoding); :class:`DataError` naming ``path``
     when it is not a readable image."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"{path}: not a readable image ({err.__class__.__name__}: {err})") from err
+    with _decoding(path), Image.open(path) as img:
+        return img.size
 
 
 def load_image(path: str | Path, image_size: int, mean: Sequence[float] = IMAGENET_MEAN,

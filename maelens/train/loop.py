@@ -39,6 +39,9 @@ from .schedule import lr_at, set_lr
 
 CHECKPOINT_NAME = "checkpoint.pt"
 NUMBERED = re.compile(r"checkpoint-(\d{4,})\.pt$")
+#: Temporary files of ``checkpoint.pt`` / ``checkpoint-NNNN.pt`` left by a save that was killed midway
+#: (named by :func:`maelens.io.atomic_path`: ``.checkpoint.pt.<random>.pt``).
+STALE_CHECKPOINT = re.compile(r"^\.checkpoint(-\d{4,})?\.pt\..+\.pt$")
 
 
 class DivergenceError(MaelensError):
@@ -71,6 +74,17 @@ def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: D
         return _Run(config, info, dataset, val_dataset).run()
     finally:
         cleanup(info)
+
+
+def remove_stale_checkpoints(folder: Path) -> list[Path]:
+    """Delete the temporary checkpoint files an interrupted save left in a run ``folder`` (a killed
+    process cannot clean up after itself; no save is in flight when a run starts) and return them."""
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if STALE_CHECKPOINT.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def seed_everything(seed: int) -> None:
@@ -123,6 +137,8 @@ class _Run:
                 f"{self.out / CHECKPOINT_NAME} already exists: pass --resume auto to continue that run, "
                 f"or choose another --out")
 
+        if info.is_main:
+            remove_stale_checkpoints(self.out)
         self.precision = resolve_precision(config.precision, info.device)
         if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
             torch.set_num_threads(usable_cpu_threads())  # never more threads than cores we may run on
@@ -366,8 +382,13 @@ class _Run:
         extra = {"global_step": self.global_step, "history": self.history, "rank_states": gathered,
                  "world_size": self.info.world_size}
         path = self.out / CHECKPOINT_NAME
-        save_checkpoint(path, self.model, epoch=epoch, optimizer=self.optimizer, train_config=self.config.to_dict(),
-                        extra=extra)
+        try:
+            save_checkpoint(path, self.model, epoch=epoch, optimizer=self.optimizer,
+                            train_config=self.config.to_dict(), extra=extra)
+        except OSError as err:  # disk full, folder removed...: the previous checkpoint.pt is intact
+            kept = "the previous one is kept" if self.checkpoint_path else "no checkpoint was written yet"
+            raise CheckpointError(f"could not save {path} after epoch {epoch} ({err.strerror or err}); "
+                                  f"{kept}") from err
         self.checkpoint_path = path
         if self.config.keep_last:
             self._keep_numbered(path, epoch)
