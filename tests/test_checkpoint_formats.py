@@ -50,7 +50,9 @@ def test_official_training_checkpoint_with_args_namespace(tmp_path):
     ckpt = load_checkpoint(tmp_path / "checkpoint-41.pth")
     assert ckpt.format == "official" and ckpt.epoch == 41
     assert ckpt.config.norm_pix_loss and ckpt.train_config["model"] == "mae_vit_base_patch16"
-    assert "args.model is mae_vit_base_patch16 but the tensor shapes fit tiny" in ckpt.notes
+    assert any("args.model is mae_vit_base_patch16 but the tensor widths do not fit mae-base" in n
+               for n in ckpt.notes)
+    assert ckpt.provenance["num_heads"].startswith("preset tiny")  # the shapes decide, not the name
     assert ckpt.raw["scaler"]["_growth_tracker"] == 7 and "optimizer" in ckpt.raw
     assert any("not stored: using the fixed 2-D sin-cos table" in n for n in ckpt.notes)
     assert_same_outputs(model, ckpt.model)
@@ -68,19 +70,46 @@ def test_ipol64_survives_a_round_trip_with_the_config_inferred_from_shapes(tmp_p
     assert_same_outputs(model, ckpt.model, size=64)
 
 
-def test_custom_architecture_guesses_heads_and_accepts_overrides(tmp_path):
+def test_custom_architecture_without_head_counts_is_refused_then_exact_with_them(tmp_path):
     model = scrambled(create_model("tiny", embed_dim=96, num_heads=3, depth=2, decoder_embed_dim=32,
                                    decoder_num_heads=2, qkv_bias=False, mlp_ratio=3.0))
     torch.save({"model": model.state_dict()}, tmp_path / "custom.pth")
-    guessed = load_checkpoint(tmp_path / "custom.pth")
-    c = guessed.config
+    with pytest.raises(CheckpointError) as refused:  # never a guessed head count (issue 13)
+        load_checkpoint(tmp_path / "custom.pth")
+    message = str(refused.value)
+    assert "--num-heads H and --decoder-num-heads H" in message and "encoder width 96" in message
+    assert "decoder width 32" in message
+    with pytest.raises(CheckpointError, match="--decoder-num-heads H"):
+        load_checkpoint(tmp_path / "custom.pth", num_heads=3)
+    described = load_checkpoint(tmp_path / "custom.pth", require_heads=False)
+    assert not described.heads_known and described.provenance["num_heads"] == "not stored"
+    assert described.model.num_trainable_parameters() == model.num_trainable_parameters()
+    fixed = load_checkpoint(tmp_path / "custom.pth", num_heads=3, decoder_num_heads=2)
+    c = fixed.config
     assert (c.name, c.embed_dim, c.depth, c.decoder_embed_dim, c.decoder_depth) == ("custom", 96, 2, 32, 4)
     assert (c.mlp_ratio, c.qkv_bias, c.img_size, c.patch_size) == (3.0, False, 32, 4)
-    assert (c.num_heads, c.decoder_num_heads) == (1, 16)  # 96 // 64 and the official decoder's 16
-    assert sum("guessed" in n for n in guessed.notes) == 2
-    fixed = load_checkpoint(tmp_path / "custom.pth", num_heads=3, decoder_num_heads=2)
-    assert not any("guessed" in n for n in fixed.notes)
+    assert fixed.heads_known and fixed.provenance["num_heads"] == "given (--num-heads)"
     assert_same_outputs(model, fixed.model)
+    with pytest.raises(CheckpointError, match="num_heads"):  # 96 is not divisible by 5
+        load_checkpoint(tmp_path / "custom.pth", num_heads=5, decoder_num_heads=2)
+
+
+def test_official_args_model_gives_the_head_counts_at_another_resolution(tmp_path):
+    # mae_vit_base_patch16 widths (768 / 512; 12 and 16 heads) trained at 32x32: no preset matches the
+    # shapes, but the training script's args.model names the architecture
+    model = scrambled(create_model("mae-base", img_size=32, depth=1, decoder_depth=1,
+                                    norm_pix_loss=True))
+    args = argparse.Namespace(model="mae_vit_base_patch16", input_size=32, norm_pix_loss=True)
+    torch.save({"model": model.state_dict(), "args": args, "epoch": 3}, tmp_path / "base32.pth")
+    ckpt = load_checkpoint(tmp_path / "base32.pth")
+    assert (ckpt.config.num_heads, ckpt.config.decoder_num_heads) == (12, 16)
+    assert ckpt.provenance["num_heads"] == "args.model mae_vit_base_patch16 (mae-base)"
+    assert ckpt.provenance["norm_pix_loss"] == "args.norm_pix_loss"
+    assert_same_outputs(model, ckpt.model)
+    # the released weights file of the same model (no args) must be told
+    torch.save({"model": model.state_dict()}, tmp_path / "plain.pth")
+    with pytest.raises(CheckpointError, match="--num-heads"):
+        load_checkpoint(tmp_path / "plain.pth")
 
 
 def test_mismatched_decoder_mlp_ratio_is_a_clear_error(tmp_path):

@@ -1,11 +1,16 @@
 """Model configuration from what a file holds: a stored maelens config, a Hugging Face ViTMAE
 ``config.json``, or, when nothing is stored, the tensor shapes under official MAE names.
 
-Shapes give every size except the number of attention heads. Heads are taken, in order, from an
-explicit ``num_heads`` / ``decoder_num_heads`` argument, from a preset whose shapes match
-(``ipol64``, ``mae-base`` …), else from conventions: encoder ``embed_dim // 64`` (the standard
-64-dimensional ViT head), decoder 16 heads (the official MAE decoder default); when that does not
-divide the width, the nearest smaller count that does. A guessed count is reported in the notes.
+Shapes give every size except the number of attention heads, and a wrong head count makes every
+attention map and every output of the model wrong while looking plausible. Heads are therefore never
+guessed (issue 13). They are taken, in order, from an explicit ``num_heads`` / ``decoder_num_heads``
+argument, from the official training script's ``args.model`` (``mae_vit_base_patch16`` -> ``mae-base``)
+when its widths agree with the tensors, or from a preset whose shapes match exactly (``ipol64``,
+``mae-base`` …). Otherwise loading is refused with a message naming the two options to pass, unless
+the caller only describes the file (``require_heads=False``, as ``maelens info``), which then builds
+the model with a placeholder of one head and reports the count as "not stored".
+
+Every architectural fact's origin is returned as ``provenance`` (fact -> where it came from).
 """
 
 from __future__ import annotations
@@ -23,8 +28,12 @@ from ..models.presets import PRESETS, ModelConfig
 _ENCODER_FIELDS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "mlp_ratio", "qkv_bias")
 _DECODER_FIELDS = ("decoder_embed_dim", "decoder_depth")
 _HEAD_FIELDS = ("num_heads", "decoder_num_heads")
-ENCODER_HEAD_DIM = 64
-DECODER_HEADS = 16
+#: ``args.model`` names of the official pretraining and fine-tuning scripts, and their presets.
+OFFICIAL_MODEL_NAMES = {
+    "mae_vit_base_patch16": "mae-base", "mae_vit_large_patch16": "mae-large", "mae_vit_huge_patch14": "mae-huge",
+    "vit_base_patch16": "mae-base", "vit_large_patch16": "mae-large", "vit_huge_patch14": "mae-huge",
+}
+NOT_STORED = "not stored"
 
 
 def _architecture(config: ModelConfig, heads: bool) -> tuple:
@@ -68,13 +77,17 @@ def _shape(state: dict[str, torch.Tensor], key: str, where: str) -> tuple[int, .
 
 def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
                  num_heads: int | None = None, decoder_num_heads: int | None = None,
-                 **options: Any) -> tuple[ModelConfig, list[str]]:
-    """Architecture from tensor shapes (official names); returns the config and notes on guesses.
+                 model_name: str | None = None, require_heads: bool = True,
+                 **options: Any) -> tuple[ModelConfig, list[str], dict[str, str]]:
+    """Architecture from tensor shapes (official names): ``(config, notes, provenance)``.
 
-    ``img_size`` is used only when the file has no ``pos_embed``; ``options`` (``norm_pix_loss`` …)
-    are set as given.
+    ``img_size`` (e.g. the official ``args.input_size``) is used only when the file has no
+    ``pos_embed``; ``model_name`` is the official ``args.model``; ``options`` (``norm_pix_loss`` …) are
+    set as given. Head counts follow the module's rule; with ``require_heads`` an unknown count raises
+    a CheckpointError that says how to supply it.
     """
     notes: list[str] = []
+    provenance: dict[str, str] = {}
     embed_dim, in_chans, ph, pw = _shape(state, "patch_embed.proj.weight", where)
     if ph != pw:
         raise CheckpointError(f"{where}: patch_embed.proj.weight has a non-square {ph}x{pw} kernel")
@@ -88,8 +101,12 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
         if grid * grid != length:
             raise CheckpointError(f"{where}: pos_embed has {length} patch rows, not a square grid (plus a CLS row)")
         img_size = grid * ph
+        provenance["img_size"] = "pos_embed shape"
     elif img_size is None:
         raise CheckpointError(f"{where} has no pos_embed and stores no image size: cannot tell the input size")
+    else:
+        provenance["img_size"] = "args.input_size"
+    provenance["widths and depths"] = "tensor shapes"
     arch: dict[str, Any] = dict(img_size=img_size, patch_size=ph, in_chans=in_chans, embed_dim=embed_dim, depth=depth,
                                 mlp_ratio=hidden / embed_dim, qkv_bias="blocks.0.attn.qkv.bias" in state)
     decoder_depth = _count(state, "decoder_blocks")
@@ -103,44 +120,73 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
     else:
         arch.update(decoder_depth=0)
     probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
-    preset = match_preset(probe, heads=False)
-    if preset is not None:
-        base = PRESETS[preset]
-        heads = {"num_heads": base.num_heads, "decoder_num_heads": base.decoder_num_heads}
-        name = preset
-    else:
-        heads = {"num_heads": _divisor_at_most(embed_dim, max(1, embed_dim // ENCODER_HEAD_DIM)),
-                 "decoder_num_heads": _divisor_at_most(probe.decoder_embed_dim, DECODER_HEADS)}
-        name = "custom"
-        if num_heads is None:
-            notes.append(f"num_heads not stored: guessed {heads['num_heads']} (embed_dim {embed_dim} / 64); "
-                         "pass num_heads to override")
-        if decoder_depth and decoder_num_heads is None:
-            notes.append(f"decoder_num_heads not stored: guessed {heads['decoder_num_heads']} (the official "
-                         "decoder's 16); pass decoder_num_heads to override")
-    if num_heads is not None:
-        heads["num_heads"] = num_heads
-    if decoder_num_heads is not None:
-        heads["decoder_num_heads"] = decoder_num_heads
+    shape_preset = match_preset(probe, heads=False)
+    heads, sources = _stored_heads(probe, shape_preset, model_name, notes)
+    for key, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads)):
+        if value is not None:
+            heads[key], sources[key] = value, "given (--" + key.replace("_", "-") + ")"
+    wanted = ("num_heads", "decoder_num_heads") if decoder_depth else ("num_heads",)
+    unknown = [k for k in wanted if k not in heads]
+    if unknown and require_heads:
+        raise CheckpointError(_heads_message(where, probe, unknown))
+    for key in unknown:
+        heads[key], sources[key] = 1, NOT_STORED  # a placeholder: the parameter count does not depend on it
+    if not decoder_depth:
+        heads.setdefault("decoder_num_heads", 1)
+    provenance.update(sources)
     known = {f.name for f in fields(ModelConfig)}
+    name = shape_preset if shape_preset is not None and all(
+        heads[k] == getattr(PRESETS[shape_preset], k) for k in wanted) else "custom"
     try:
         config = replace(probe, name=name, **heads, **{k: v for k, v in options.items() if k in known})
     except ConfigError as err:
         raise CheckpointError(f"{where}: {err}") from None
-    return config, notes
+    return config, notes, provenance
 
 
-def _divisor_at_most(width: int, count: int) -> int:
-    count = max(1, min(count, width))
-    while width % count:
-        count -= 1
-    return count
+def _stored_heads(probe: ModelConfig, shape_preset: str | None, model_name: str | None,
+                  notes: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Head counts the file itself determines: the official ``args.model`` when its widths agree with the
+    tensors, else the preset whose shapes match exactly; empty when neither."""
+    keys = ("num_heads", "decoder_num_heads")
+    named = OFFICIAL_MODEL_NAMES.get(str(model_name)) if model_name else None
+    if named is not None:
+        preset = PRESETS[named]
+        widths_agree = preset.embed_dim == probe.embed_dim and (
+            not probe.has_decoder or preset.decoder_embed_dim == probe.decoder_embed_dim)
+        if widths_agree:
+            return ({k: getattr(preset, k) for k in keys}, {k: f"args.model {model_name} ({named})" for k in keys})
+        notes.append(f"args.model is {model_name} but the tensor widths do not fit {named}; its head counts "
+                     f"are not used")
+    if shape_preset is not None:
+        preset = PRESETS[shape_preset]
+        return ({k: getattr(preset, k) for k in keys},
+                {k: f"preset {shape_preset} (tensor shapes match it exactly)" for k in keys})
+    return {}, {}
+
+
+def _heads_message(where: str, probe: ModelConfig, unknown: list[str]) -> str:
+    widths = {"num_heads": f"encoder width {probe.embed_dim}", "decoder_num_heads": f"decoder width {probe.decoder_embed_dim}"}
+    flags = " and ".join(f"--{k.replace('_', '-')} H" for k in unknown)
+    return (f"{where} does not store its number of attention heads ({', '.join(widths[k] for k in unknown)}; "
+            f"the shapes match no preset): pass {flags}, the values the model was trained with "
+            f"(in Python: {', '.join(f'{k}=H' for k in unknown)})")
 
 
 def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
-                   preprocessor: dict[str, Any] | None = None) -> tuple[ModelConfig, list[str]]:
-    """A transformers ``ViTMAEConfig`` dict as (ModelConfig, notes); LayerNorm eps included."""
+                   preprocessor: dict[str, Any] | None = None) -> tuple[ModelConfig, list[str], dict[str, str]]:
+    """A transformers ``ViTMAEConfig`` dict as (ModelConfig, notes, provenance); LayerNorm eps included.
+    A key missing from ``config.json`` takes transformers' ``ViTMAEConfig`` default, as transformers does."""
     notes: list[str] = []
+
+    def origin(key: str) -> str:
+        return "config.json" if key in hf else "config.json, transformers' ViTMAEConfig default"
+
+    provenance = {"img_size": origin("image_size"), "widths and depths": "config.json",
+                  "num_heads": origin("num_attention_heads"), "layer_norm_eps": origin("layer_norm_eps"),
+                  "norm_pix_loss": origin("norm_pix_loss")}
+    if has_decoder:
+        provenance["decoder_num_heads"] = origin("decoder_num_attention_heads")
     act = hf.get("hidden_act", "gelu")
     if act != "gelu":
         raise CheckpointError(f"{where}: hidden_act {act!r} is not supported (maelens blocks use exact GELU)")
@@ -173,7 +219,9 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
         config = replace(config, name=preset)
     if config.layer_norm_eps != 1e-6:
         notes.append(f"LayerNorm eps {config.layer_norm_eps:g} as in config.json (maelens default 1e-6)")
-    return config, notes
+    if preprocessor and "image_mean" in preprocessor and "image_std" in preprocessor:
+        provenance["normalisation"] = "preprocessor_config.json"
+    return config, notes, provenance
 
 
 def _square(value: Any, name: str, where: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from ..io import atomic_path
 from ..models import MaskedAutoencoderViT, ModelConfig
 from ..models.pos_embed import sincos_2d
 from .files import Source, locate, read_json, read_weights
-from .infer import config_from_dict, config_from_hf, infer_config
+from .infer import NOT_STORED, config_from_dict, config_from_hf, infer_config
 from .layouts import FORMATS, Layout, classify
 
 #: Version of the maelens checkpoint layout written by :func:`save_checkpoint`.
@@ -44,6 +43,28 @@ class LoadedCheckpoint:
     raw: dict[str, Any]
     path: Path
     notes: list[str] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def heads_known(self) -> bool:
+        """False when the file did not determine a head count and none was given (``require_heads=False``)."""
+        return NOT_STORED not in (self.provenance.get("num_heads"), self.provenance.get("decoder_num_heads"))
+
+    @property
+    def release(self) -> str:
+        """``encoder-only``, ``full`` (encoder and decoder) or ``training`` (with optimizer state)."""
+        if not self.config.has_decoder:
+            return "encoder-only"
+        return "training" if self.raw.get("optimizer") is not None else "full"
+
+    def settings(self) -> dict[str, Any]:
+        """What an analysis output records about its model: file, format, kind, the head counts used and
+        where each architectural fact came from."""
+        return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
+                "num_heads": self.config.num_heads,
+                "decoder_num_heads": self.config.decoder_num_heads if self.config.has_decoder else None,
+                "norm_pix_loss": self.config.norm_pix_loss, "layer_norm_eps": self.config.layer_norm_eps,
+                "provenance": dict(self.provenance)}
 
 
 # ---- saving ----------------------------------------------------------------------------------
@@ -121,13 +142,17 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *,
-                    num_heads: int | None = None, decoder_num_heads: int | None = None) -> LoadedCheckpoint:
+                    num_heads: int | None = None, decoder_num_heads: int | None = None,
+                    require_heads: bool = True) -> LoadedCheckpoint:
     """Load any supported checkpoint (format detected automatically) into a model in eval mode.
 
     Formats: maelens files, official facebookresearch/mae ``.pth`` (released ``{'model': …}`` or full
     training checkpoints with ``args``), Hugging Face ViTMAE directories, encoder-only ViT weights.
     Without a stored config the architecture comes from tensor shapes; ``num_heads`` /
-    ``decoder_num_heads`` override the head counts (see :mod:`maelens.checkpoint.infer`).
+    ``decoder_num_heads`` override the head counts (see :mod:`maelens.checkpoint.infer`). A file that does
+    not determine its head counts is refused with a message naming both options, unless
+    ``require_heads=False`` (describing a file, not running it): then one placeholder head is used and
+    :attr:`LoadedCheckpoint.heads_known` is False.
     """
     for name, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads)):
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -137,18 +162,19 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     layout = classify(read_weights(source.weights), where)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
     if layout.format == "maelens":
-        found = _maelens_config(layout, where, heads)
+        found = _maelens_config(layout, where, heads, require_heads)
     elif layout.format == "huggingface" and (hf := _vit_mae_config(source)) is not None:
         found = _hf_config(layout, source, hf, where, heads)
     else:
-        found = _shape_config(layout, where, heads)
+        found = _shape_config(layout, where, heads, require_heads)
     notes = layout.notes + found.notes
     model = build_model(found.config, layout.state, where, notes)
     model.to(device).eval()
     epoch = found.epoch
     return LoadedCheckpoint(model=model, format=layout.format, config=found.config,
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
-                            train_config=found.train_config, raw=found.raw, path=source.path, notes=notes)
+                            train_config=found.train_config, raw=found.raw, path=source.path, notes=notes,
+                            provenance=found.provenance)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> MaskedAutoencoderViT:
@@ -165,39 +191,54 @@ class _Found:
     notes: list[str] = field(default_factory=list)
     epoch: Any = None
     train_config: dict[str, Any] | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
-def _maelens_config(layout: Layout, where: str, heads: dict[str, int | None]) -> _Found:
+_MAELENS_PROVENANCE = {key: "maelens config" for key in (
+    "img_size", "widths and depths", "num_heads", "decoder_num_heads", "norm_pix_loss", "layer_norm_eps",
+    "normalisation")}
+
+
+def _maelens_config(layout: Layout, where: str, heads: dict[str, int | None], require_heads: bool) -> _Found:
     rest = layout.rest
     stored = rest.get("config")
     notes: list[str] = []
     if isinstance(stored, dict):
         config = _override_heads(config_from_dict(stored, where), heads, notes, where)
+        provenance = {**_MAELENS_PROVENANCE, **_given(heads)}
     else:
-        config, notes = infer_config(layout.state, where, **heads)
-    return _Found(config, rest, notes, rest.get("epoch"), rest.get("train_config"))
+        config, notes, provenance = infer_config(layout.state, where, **heads, require_heads=require_heads)
+    return _Found(config, rest, notes, rest.get("epoch"), rest.get("train_config"), provenance)
+
+
+def _given(heads: dict[str, int | None]) -> dict[str, str]:
+    return {k: "given (--" + k.replace("_", "-") + ")" for k, v in heads.items() if v is not None}
 
 
 def _hf_config(layout: Layout, source: Source, hf: dict[str, Any], where: str,
                heads: dict[str, int | None]) -> _Found:
     pre = read_json(source.preprocessor_json) if source.preprocessor_json else None
-    config, notes = config_from_hf(hf, "decoder_embed.weight" in layout.state, where, pre)
+    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, where, pre)
     config = _override_heads(config, heads, notes, where)
     train_config = {"mask_ratio": hf.get("mask_ratio"), "norm_pix_loss": config.norm_pix_loss}
-    return _Found(config, {"config": hf}, notes, None, train_config)
+    return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)})
 
 
-def _shape_config(layout: Layout, where: str, heads: dict[str, int | None]) -> _Found:
-    """Official, encoder-only and config-less files: sizes from shapes, loss and input size from ``args``."""
+def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], require_heads: bool) -> _Found:
+    """Official, encoder-only and config-less files: sizes from shapes; loss, input size and model name
+    (for the head counts) from the official training ``args`` when stored."""
     args = _args_dict(layout.rest.get("args"))
     options = {"norm_pix_loss": bool(args["norm_pix_loss"])} if "norm_pix_loss" in args else {}
-    config, notes = infer_config(layout.state, where, img_size=args.get("input_size"), **heads, **options)
-    if layout.format != "encoder-only" and "norm_pix_loss" not in args:
+    config, notes, provenance = infer_config(layout.state, where, img_size=args.get("input_size"), **heads,
+                                             model_name=args.get("model"), require_heads=require_heads, **options)
+    if "norm_pix_loss" in args:
+        provenance["norm_pix_loss"] = "args.norm_pix_loss"
+    elif layout.format != "encoder-only":
+        provenance["norm_pix_loss"] = "not stored: assumed False (reconstructions are in pixel space)"
         notes.append("norm_pix_loss not stored: assumed False")
-    named = re.match(r"mae_vit_(base|large|huge)_patch\d+", str(args.get("model", "")))
-    if named and config.name != f"mae-{named.group(1)}":
-        notes.append(f"args.model is {args['model']} but the tensor shapes fit {config.name}")
-    return _Found(config, layout.rest, notes, layout.rest.get("epoch"), args or None)
+    provenance["layer_norm_eps"] = "not stored: 1e-6, as the official MAE models"
+    provenance["normalisation"] = "not stored: ImageNet mean/std, as the official MAE models"
+    return _Found(config, layout.rest, notes, layout.rest.get("epoch"), args or None, provenance)
 
 
 def _override_heads(config: ModelConfig, heads: dict[str, int | None], notes: list[str], where: str) -> ModelConfig:

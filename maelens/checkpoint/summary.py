@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .infer import match_preset
+from .infer import NOT_STORED, match_preset
 from .layouts import FORMATS
 from .store import LoadedCheckpoint
 
@@ -15,12 +15,19 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
     trainable = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     decoder = sum(n for name, n in trainable if name.startswith(("decoder_", "mask_token")))
     total = sum(n for _, n in trainable)
+    shown = config.to_dict()
+    for key in ("num_heads", "decoder_num_heads"):
+        if ckpt.provenance.get(key) == NOT_STORED:
+            shown[key] = None  # a placeholder was used to build the model; the file does not say
     return {
         "path": str(ckpt.path),
         "format": ckpt.format,
         "format_description": FORMATS[ckpt.format],
-        "architecture": match_preset(config) or "custom",
-        "config": config.to_dict(),
+        "release": ckpt.release,
+        "architecture": (match_preset(config) if ckpt.heads_known else None) or "custom",
+        "config": shown,
+        "heads_known": ckpt.heads_known,
+        "provenance": dict(ckpt.provenance),
         "trainable_parameters": total,
         "encoder_parameters": total - decoder,
         "decoder_parameters": decoder,
@@ -36,21 +43,31 @@ def format_summary(info: dict[str, Any]) -> str:
     """A human-readable table of :func:`summarize`'s dict."""
     c = info["config"]
     grid = c["img_size"] // c["patch_size"]
-    decoder = (f"{c['decoder_depth']} blocks x {c['decoder_num_heads']} heads x {c['decoder_embed_dim']}"
+    def heads(value: int | None) -> str:
+        return "heads not stored" if value is None else f"{value} heads"
+
+    decoder = (f"{c['decoder_depth']} blocks x {heads(c['decoder_num_heads'])} x {c['decoder_embed_dim']}"
                if info["has_decoder"] else "none (encoder only)")
     rows = [
         ("checkpoint", info["path"]),
-        ("format", f"{info['format']} ({info['format_description']})"),
+        ("format", f"{info['format']} ({info['format_description']}), {info['release']} release"),
         ("architecture", info["architecture"]),
         ("input", f"{c['img_size']}x{c['img_size']}, patch {c['patch_size']} ({grid}x{grid} grid), "
                   f"{c['in_chans']} channels"),
-        ("encoder", f"{c['depth']} blocks x {c['num_heads']} heads x {c['embed_dim']}, MLP ratio {c['mlp_ratio']:g}"),
+        ("encoder", f"{c['depth']} blocks x {heads(c['num_heads'])} x {c['embed_dim']}, MLP ratio {c['mlp_ratio']:g}"),
         ("decoder", decoder),
         ("parameters", f"{info['trainable_parameters']:,} trainable (encoder {info['encoder_parameters']:,}, "
                        f"decoder {info['decoder_parameters']:,})"),
         ("epoch", "not stored" if info["epoch"] is None else str(info["epoch"])),
         ("loss", f"{info['loss_target']} target, norm_pix_loss {info['norm_pix_loss']}"),
     ]
+    if not info["heads_known"]:
+        rows.append(("note", "analyses need the head counts: pass --num-heads H (and --decoder-num-heads H)"))
     rows += [("note", note) for note in info["notes"]]
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if info["provenance"]:
+        fact_width = max(len(k) for k in info["provenance"])
+        lines.append("where each fact came from:")
+        lines += [f"  {fact:<{fact_width}}  {origin}" for fact, origin in info["provenance"].items()]
+    return "\n".join(lines)

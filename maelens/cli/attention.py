@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, non_negative_int, preflight,
-                     seed_int)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
+                     non_negative_int, preflight, seed_int)
 
 
 def register(subparsers) -> None:
@@ -57,14 +57,13 @@ def _add_top_n(parser: argparse.ArgumentParser) -> None:
                         help="attention entries of a row searched for its influencer (default: %(default)s)")
 
 
-def _load(ckpt: str, device: str):
-    from ..checkpoint import load_model
-
-    model = load_model(ckpt, device)
-    if not model.has_decoder:
-        raise ConfigError(f"{ckpt} has no decoder (encoder-only weights): decoder attention metrics need a "
+def _load(args: argparse.Namespace):
+    """The model of ``--ckpt`` (head counts as given or stored) and its settings record."""
+    loaded = load_checkpoint_from_args(args)
+    if not loaded.model.has_decoder:
+        raise ConfigError(f"{args.ckpt} has no decoder (encoder-only weights): decoder attention metrics need a "
                           "full MAE checkpoint")
-    return model
+    return loaded.model, loaded.settings()
 
 
 def _dataset(model, spec: str, split: str, limit: int | None):
@@ -86,13 +85,13 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
     preflight(args, "dir")
-    model = _load(args.ckpt, args.device)
+    model, model_settings = _load(args)
     dataset = _dataset(model, args.data, args.split, args.num_images)
     report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
                              encoder=args.encoder, all_images=args.all_images, batch_size=args.batch_size,
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
                              num_examples=max(args.num_maps, 0), quiet=args.quiet)
-    doc = {"checkpoint": str(args.ckpt), "data": args.data, "split": args.split, **report.to_dict()}
+    doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
     out: Path = args.out
     frame = report.to_frame()
     write_csv(out / "attention_stats.csv", frame)
@@ -127,7 +126,7 @@ def run_influence_map(args: argparse.Namespace) -> int:
     from ..plots.attention import plot_influence_map
 
     preflight(args, "figure")
-    model = _load(args.ckpt, args.device)
+    model, _ = _load(args)
     if args.image is not None:
         from ..data import load_image
 

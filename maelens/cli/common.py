@@ -15,9 +15,37 @@ from ..errors import ConfigError
 from ..models.masking import MASKINGS
 
 
-def add_checkpoint_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
+def positive_heads(text: str) -> int:
+    """argparse type of ``--num-heads``: a positive integer (that it divides the width is checked at load)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_checkpoint_arg(parser: argparse.ArgumentParser, required: bool = True,
+                       options: argparse.ArgumentParser | None = None) -> None:
+    """``--ckpt`` and the two head counts a state dict cannot store (issue 13); ``options`` is where the
+    head-count flags go when ``parser`` is a mutually exclusive group (default: ``parser``)."""
     parser.add_argument("--ckpt", required=required, metavar="PATH",
                         help="checkpoint: maelens .pt, official MAE .pth, Hugging Face ViTMAE folder, or timm encoder weights")
+    options = options if options is not None else parser
+    options.add_argument("--num-heads", type=positive_heads, default=None, metavar="H",
+                        help="encoder attention heads, for files that do not store them (must divide the width); "
+                             "overrides a stored value")
+    options.add_argument("--decoder-num-heads", type=positive_heads, default=None, metavar="H",
+                        help="decoder attention heads, for files that do not store them")
+
+
+def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = None, **kwargs):
+    """The :class:`~maelens.checkpoint.LoadedCheckpoint` of ``--ckpt`` with the head-count options."""
+    from ..checkpoint import load_checkpoint
+
+    return load_checkpoint(args.ckpt, device if device is not None else getattr(args, "device", "cpu"),
+                           num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads, **kwargs)
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str = "bundled") -> None:
@@ -44,6 +72,7 @@ def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+
 
 # ---- option value types: argparse reports a bad value itself (one line, exit status 2) ----------
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, positive_float, positive_int,
-                     preflight)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
+                     positive_float, positive_int, preflight)
 
 _RANK_LAWS = "t,cauchy,lognorm,beta,norm"
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                     "and rank candidate laws by histogram SSE. Writes distfit.csv (one row per sample), "
                     "distfit.json (fractions not rejected with Wilson 95%% CIs), ranking.csv and figures to --out.")
     source = p.add_mutually_exclusive_group(required=True)
-    add_checkpoint_arg(source, required=False)
+    add_checkpoint_arg(source, required=False, options=p)
     source.add_argument("--synthetic", action="store_true",
                         help="the synthetic attention experiment (IPOL Figs. 5-6) instead of a model")
     source.add_argument("--features-file", type=Path, metavar="PATH",
@@ -99,10 +99,10 @@ def _samples(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     if args.features_file is not None:
         fs = distfit.load_samples(args.features_file, args.token_index)
         return fs.features, fs.ids, fs.labels, {"source": "features file", **fs.settings}
-    from ..checkpoint import load_model
     from ..data import load_dataset
 
-    model = load_model(args.ckpt, args.device)
+    loaded = load_checkpoint_from_args(args)
+    model = loaded.model
     cfg = model.config
     dataset = load_dataset(args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images,
                            seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
@@ -110,7 +110,7 @@ def _samples(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
                                  apply_norm=not args.no_norm, mask_ratio=args.mask_ratio, masking=args.mask,
                                  batch_size=args.batch_size, seed=args.seed, device=args.device,
                                  num_workers=args.num_workers, quiet=args.quiet)
-    settings = {"source": "checkpoint", "checkpoint": str(args.ckpt), "data": args.data, "split": args.split,
+    settings = {"source": "checkpoint", **loaded.settings(), "data": args.data, "split": args.split,
                 "num_images": len(fs), **fs.settings}
     return np.asarray(fs.features), fs.ids, fs.labels, settings
 

@@ -10,7 +10,7 @@ from ..analysis.features import POOLS
 from ..errors import ConfigError, DataError
 from ..models.masking import MASKINGS
 from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, finite_float, fraction,
-                     non_negative_int, note, positive_float, positive_int, preflight)
+                     load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int, preflight)
 
 METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                     "Writes DIR/evaluation.csv, evaluation.json, maps.npz and map_<method>.png scatter plots.")
     source = ev.add_mutually_exclusive_group(required=True)
     source.add_argument("--features", type=Path, metavar="NPZ", help="features written by 'maelens features'")
-    source.add_argument("--ckpt", metavar="PATH", help="checkpoint to extract features with (see 'maelens features')")
+    add_checkpoint_arg(source, required=False, options=ev)
     ev.add_argument("--test-features", type=Path, metavar="NPZ", help="held-out features (with --features)")
     ev.add_argument("--fit-on", type=Path, metavar="NPZ",
                     help="fit the parametric maps (vae-gauss, vae-t, ptsne) on these features (IPOL Table 4)")
@@ -101,26 +101,26 @@ def _dataset(args: argparse.Namespace, model, split: str):
                         seed=args.seed, mean=model.config.norm_mean, std=model.config.norm_std, quiet=args.quiet)
 
 
-def _extract(args: argparse.Namespace, model, split: str, pool: str):
-    """Features of one split of ``--data``, with the data and checkpoint recorded in the settings."""
+def _extract(args: argparse.Namespace, loaded, split: str, pool: str):
+    """Features of one split of ``--data`` by the loaded checkpoint's model, with the data and the
+    checkpoint (file, format, head counts and their origin) recorded in the settings."""
     from ..analysis.features import extract_features
 
+    model = loaded.model
     dataset = _dataset(args, model, split)
     fs = extract_features(model, dataset, mask_ratio=args.mask_ratio, masking=args.mask, pool=pool,
                           batch_size=args.batch_size, seed=args.seed, device=args.device,
                           num_workers=args.num_workers, quiet=args.quiet)
     fs.settings.update(data=args.data, split=split, classes=list(getattr(dataset, "classes", [])),
-                       checkpoint=str(args.ckpt))
+                       **loaded.settings())
     return fs
 
 
 def run_features(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
     from ..io import to_json
 
     preflight(args, "file")
-    model = load_model(args.ckpt, device=args.device)
-    fs = _extract(args, model, args.split, args.pool)
+    fs = _extract(args, load_checkpoint_from_args(args), args.split, args.pool)
     path = fs.save(args.out)
     summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": args.pool,
                "mask_ratio": args.mask_ratio, "data": args.data, "split": args.split}
@@ -152,19 +152,17 @@ def _sources(args: argparse.Namespace, methods: list[str]):
         return train, test, names
     if args.test_features:
         raise ConfigError("--test-features goes with --features; with --ckpt the dataset's splits are used")
-    from ..checkpoint import load_model
-
     pool = args.pool
     if "attentive" in methods:
         if pool not in ("mean", "tokens"):
             raise ConfigError(f"the attentive probe needs patch tokens: use --pool mean or tokens, not {pool}")
         pool = "tokens"  # the other methods mean-pool the tokens, which equals --pool mean
-    model = load_model(args.ckpt, device=args.device)
+    loaded = load_checkpoint_from_args(args)
     if args.split == "test":
-        train, test = _extract(args, model, "train", pool), _extract(args, model, "test", pool)
+        train, test = _extract(args, loaded, "train", pool), _extract(args, loaded, "test", pool)
         names = {"train": f"{args.data} (train split)", "test": f"{args.data} (test split)"}
         return train, test, names
-    return _extract(args, model, args.split, pool), None, {"train": f"{args.data} ({args.split} split)"}
+    return _extract(args, loaded, args.split, pool), None, {"train": f"{args.data} ({args.split} split)"}
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -269,13 +267,12 @@ def run_similarity(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis.similarity import similar_images
-    from ..checkpoint import load_model
     from ..data import denormalize
     from ..io import save_figure, to_json, write_csv
     from ..plots.evaluate import plot_similarity_grid
 
     preflight(args, "figure")
-    model = load_model(args.ckpt, device=args.device)
+    model = load_checkpoint_from_args(args).model
     dataset = _dataset(args, model, args.split)
     queries, query_names = _parse_queries(args.query, model.config.img_size, dataset.mean, dataset.std)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_checkpoint_arg
+from .common import add_checkpoint_arg, load_checkpoint_from_args
 
 
 def register(subparsers) -> None:
@@ -13,19 +13,14 @@ def register(subparsers) -> None:
                                    description="Describe a checkpoint: format, architecture, parameters, epoch, loss.")
     add_checkpoint_arg(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
-    parser.add_argument("--num-heads", type=int, default=None, metavar="H",
-                        help="encoder attention heads, for files that do not store them (default: inferred)")
-    parser.add_argument("--decoder-num-heads", type=int, default=None, metavar="H",
-                        help="decoder attention heads, for files that do not store them (default: inferred)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
     from ..checkpoint.summary import format_summary, summarize
     from ..io import to_json
 
-    ckpt = load_checkpoint(args.ckpt, num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads)
+    ckpt = load_checkpoint_from_args(args, "cpu", require_heads=False)  # describing a file needs no head count
     info = summarize(ckpt)
     print(to_json(info) if args.json else format_summary(info))
     return 0

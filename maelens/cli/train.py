@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, non_negative_float,
-                     non_negative_int, note, positive_float, positive_int, preflight, seed_int)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
+                     non_negative_float, non_negative_int, note, positive_float, positive_int, preflight, seed_int)
 
 #: Warm-up epochs when --warmup-epochs is not given (IPOL sec. 4), shortened to --epochs when longer.
 DEFAULT_WARMUP_EPOCHS = 2.0
@@ -130,14 +130,13 @@ def _warmup_epochs(args: argparse.Namespace) -> float:
 def _reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import load_model
     from ..data import load_dataset
     from ..errors import DataError
     from ..io import to_json
     from ..plots.reconstruction import save_reconstruction
 
     preflight(args, "figure")
-    model = load_model(args.ckpt, device=args.device)
+    model = load_checkpoint_from_args(args).model
     cfg = model.config
     data = load_dataset(args.data, image_size=cfg.img_size, split=args.split, train=False, limit=args.num_images,
                         seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std)
