@@ -33,12 +33,7 @@ def load_dataset(spec: str = "bundled", *, image_size: int, split: str = "train"
     subset), in their original order. Built-in sets are prepared once and cached; ``quiet=False``
     shows progress while preparing.
     """
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"the number of images (limit) must be at least 1, got {limit}")
+    check_request(image_size, split, limit)
     raw = read_raw(spec, image_size=image_size, split=split, quiet=quiet)
     if len(raw) == 0:
         raise DataError(f"{spec}: the {split} split holds no images")
@@ -47,6 +42,17 @@ def load_dataset(spec: str = "bundled", *, image_size: int, split: str = "train"
         for path in raw.images:
             probe_image(path)
     return ImageDataset(raw, image_size=image_size, train=train, mean=mean, std=std, name=spec, split=split)
+
+
+def check_request(image_size: int, split: str, limit: int | None) -> None:
+    """ConfigError unless ``image_size`` is a positive integer, ``split`` one of :data:`SPLITS` and
+    ``limit`` None or positive (the arguments every loader takes)."""
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"the number of images (limit) must be at least 1, got {limit}")
 
 
 def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> RawSet:

@@ -36,8 +36,12 @@ class RunLog:
     """Appends records to ``out_dir/log.jsonl`` and ``out_dir/log.csv``; does nothing when disabled.
 
     ``keep_before_epoch``: keep existing records of epochs before this one (a resumed run); ``None``
-    starts both files afresh.
+    starts both files afresh. Subclasses choose the CSV's columns (``csv_fields``) and which kinds of
+    record it holds (``csv_kinds``; ``None``: every kind but ``start``).
     """
+
+    csv_fields: tuple[str, ...] = LOG_FIELDS
+    csv_kinds: tuple[str, ...] | None = None
 
     def __init__(self, out_dir: str | Path, *, enabled: bool = True, keep_before_epoch: int | None = None):
         self.jsonl_path = Path(out_dir) / "log.jsonl"
@@ -50,7 +54,7 @@ class RunLog:
         if keep_before_epoch is not None:
             kept = [r for r in read_log(self.jsonl_path) if r.get("epoch", 0) < keep_before_epoch]
         write_text(self.jsonl_path, "".join(self._json_line(r) for r in kept))
-        write_text(self.csv_path, self._csv_text([r for r in kept if r.get("kind") != "start"], header=True))
+        write_text(self.csv_path, self._csv_text([r for r in kept if self._in_csv(r)], header=True))
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
         self._csv = open(self.csv_path, "a", encoding="utf-8", newline="")
 
@@ -58,10 +62,13 @@ class RunLog:
     def _json_line(record: dict[str, Any]) -> str:
         return json.dumps({k: _clean(v) for k, v in record.items()}, allow_nan=False) + "\n"
 
-    @staticmethod
-    def _csv_text(records: list[dict[str, Any]], header: bool) -> str:
+    def _in_csv(self, record: dict[str, Any]) -> bool:
+        kind = record.get("kind")
+        return kind != "start" if self.csv_kinds is None else kind in self.csv_kinds
+
+    def _csv_text(self, records: list[dict[str, Any]], header: bool) -> str:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.csv_fields, extrasaction="ignore", lineterminator="\n")
         if header:
             writer.writeheader()
         writer.writerows({k: _clean(v) for k, v in r.items()} for r in records)
@@ -73,7 +80,7 @@ class RunLog:
         if not self.enabled:
             return
         self._jsonl.write(self._json_line(record))
-        if csv_row:
+        if csv_row and (self.csv_kinds is None or record.get("kind") in self.csv_kinds):
             self._csv.write(self._csv_text([record], header=False))
         self._jsonl.flush()
         self._csv.flush()
