@@ -110,9 +110,12 @@ def test_bad_data_is_one_data_error(tmp_path):
     with pytest.raises(DataError, match="mask is 6x5 but its image"):
         load_segmentation(str(tmp_path / "sizes"), image_size=8, split="all")
     write_pair(tmp_path / "range", "a", mask=np.full((10, 12), 7, np.uint8))
-    ds = load_segmentation(str(tmp_path / "range"), image_size=8, split="all", num_classes=3)
-    with pytest.raises(DataError, match=r"labels \[7\] are out of range for 3 classes"):
-        ds[0]
+    with pytest.raises(DataError, match=r"a.png: mask labels \[7\] are out of range for 3 classes"):
+        load_segmentation(str(tmp_path / "range"), image_size=8, split="all", num_classes=3)
+    ade = load_segmentation(str(tmp_path / "range"), image_size=8, split="all")
+    ade.raw.label_mode, ade.num_classes = "ade20k", 3  # labels checked on access too
+    with pytest.raises(DataError, match="out of range for 3 classes"):
+        ade[0]
     for kind in ("images", "masks"):
         (tmp_path / "empty" / kind).mkdir(parents=True)
     with pytest.raises(DataError, match="no images"):
@@ -123,7 +126,7 @@ def test_bad_data_is_one_data_error(tmp_path):
         load_segmentation(str(tmp_path / "nomask"), image_size=8, split="all")
     write_pair(tmp_path / "rgb", "a", mode="RGB")
     with pytest.raises(DataError, match="single-channel"):
-        load_segmentation(str(tmp_path / "rgb"), image_size=8, split="all", num_classes=2)[0]
+        load_segmentation(str(tmp_path / "rgb"), image_size=8, split="all", num_classes=2)
     with pytest.raises(DataError, match="no such file"):
         load_segmentation(str(tmp_path / "missing"), image_size=8)
     with pytest.raises(DataError, match="neither ADE20K"):

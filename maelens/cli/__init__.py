@@ -15,7 +15,7 @@ import sys
 
 from ..errors import MaelensError
 
-COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data")
+COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment")
 
 
 def build_parser() -> argparse.ArgumentParser:

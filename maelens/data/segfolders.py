@@ -8,8 +8,9 @@
   folders) or in ``train/`` and ``test/`` (or ``val/``) sub-folders; mask values 0..K-1 are the classes,
   255 is ignored.
 
-Every pair's sizes are checked from the file headers when the set is opened; label values are checked
-as each mask is read (:class:`~maelens.errors.DataError` naming the file).
+Every pair's sizes are checked from the file headers when the set is opened, and a generic folder's
+labels by reading each mask once; ADE20K's (about 25,000 files) are checked as each mask is read
+(:class:`~maelens.errors.DataError` naming the file).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from ..errors import DataError
 from .dataset import is_test_id
 from .images import IMAGE_EXTENSIONS, probe_image
-from .segdataset import IGNORE_INDEX, SegRaw, read_mask
+from .segdataset import IGNORE_INDEX, SegRaw, read_mask, to_labels
 
 ADE20K_CLASSES = 150
 ADE20K_SPLITS = {"train": "training", "test": "validation"}
@@ -83,9 +84,22 @@ def is_mask_folder(path: Path) -> bool:
     return _sub(path, IMAGE_DIRS) is not None and _sub(path, MASK_DIRS) is not None
 
 
+def _checked_classes(masks: list[Path], num_classes: int | None) -> int:
+    """Read every mask once: the class count (``num_classes``, or the largest label + 1 when None), after
+    checking that no label is out of range, so bad data fails before any training."""
+    largest = 0
+    for path in masks:
+        labels = np.unique(read_mask(path))
+        labels = labels[labels != IGNORE_INDEX]
+        if num_classes is not None:
+            to_labels(labels, "index", num_classes, str(path))
+        largest = max(largest, int(labels.max(initial=0)))
+    return num_classes if num_classes is not None else largest + 1
+
+
 def read_mask_folder(root: Path, split: str, num_classes: int | None) -> SegRaw:
     """The ``split`` of a generic images + index-masks folder; ``num_classes=None`` takes the largest
-    label found in the masks plus one (every mask is read once for that)."""
+    label found in the masks plus one (every mask is read once, to check or find the labels)."""
     images_dir, masks_dir = _sub(root, IMAGE_DIRS), _sub(root, MASK_DIRS)
     if images_dir is None or masks_dir is None:
         raise DataError(f"{root}: expected an images/ folder and a masks/ (or annotations/) folder")
@@ -103,9 +117,7 @@ def read_mask_folder(root: Path, split: str, num_classes: int | None) -> SegRaw:
     else:
         images, masks, ids = paired_files(images_dir, masks_dir)
         is_test = is_test_id(ids)
-    if num_classes is None:
-        found = [int(v) for m in masks for v in np.unique(read_mask(m)) if v != IGNORE_INDEX]
-        num_classes = max(found, default=0) + 1
+    num_classes = _checked_classes(masks, num_classes)
     if num_classes < 2:
         raise DataError(f"{root}: {num_classes} class(es); a segmentation set needs at least 2")
     raw = SegRaw(images, masks, [f"class {k}" for k in range(num_classes)], ids, [f"mask folder {root}"])
