@@ -3,7 +3,10 @@
 Pooling of the encoder output (IPOL sec. 6 uses the encoder output directly; MAE's linear probe
 uses the mean of patch tokens or the CLS token): ``mean`` of visible patch tokens, ``cls``,
 ``flatten`` (all visible patch tokens concatenated), ``tokens`` (kept as (N, K, D) for the
-attentive probe and per-sample distribution fits).
+attentive probe and per-sample distribution fits), ``head``: the feature a fine-tuned encoder's
+classifier was trained on (official ``--global_pool``: mean of the patch tokens then ``fc_norm``; else
+the CLS token after the final norm; timm: its ``global_pool``), and ``auto``: ``head`` for a fine-tuned
+encoder, ``mean`` otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from ..errors import DataError
 from ..io import save_npz
 from ..models.mae import MaskedAutoencoderViT
 
-POOLS = ("mean", "cls", "flatten", "tokens")
+POOLS = ("auto", "mean", "cls", "head", "flatten", "tokens")
 
 
 def check_feature_rows(features: np.ndarray, where: str | Path) -> None:
@@ -91,8 +94,23 @@ class FeatureSet:
         return cls(features=feats.astype(np.float32, copy=False), labels=labels, ids=ids, settings=settings)
 
 
+def resolve_pool(model: MaskedAutoencoderViT, pool: str) -> str:
+    """The pooling ``pool`` stands for: ``auto`` is ``head`` for a fine-tuned encoder (the feature its
+    classifier was trained on), ``mean`` otherwise; ``head`` needs a fine-tuned encoder."""
+    if pool not in POOLS:
+        raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+    head = getattr(model, "encoder_head", None)
+    if pool == "auto":
+        return "head" if head is not None else "mean"
+    if pool == "head" and head is None:
+        raise DataError("pool 'head' is the pooled feature of a fine-tuned encoder, and this model was not "
+                        "fine-tuned: use mean or cls")
+    return pool
+
+
 def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
-    """(B, 1+K, D) encoder output (CLS first) -> pooled features."""
+    """(B, 1+K, D) encoder output (CLS first) -> pooled features (``head`` needs the model: see
+    :meth:`MaskedAutoencoderViT.pool_features`)."""
     if pool == "mean":
         return tokens[:, 1:].mean(dim=1)
     if pool == "cls":
@@ -106,15 +124,19 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_ratio: float = 0.0,
-                     masking: str = "random", pool: str = "mean", apply_norm: bool = True,
+                     masking: str = "random", pool: str = "auto", apply_norm: bool = True,
                      batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
                      num_workers: int = 0, quiet: bool = False) -> FeatureSet:
     """Run the encoder over ``dataset`` (items ``(image, label)``) and pool its output.
 
     Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
+    ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
+    (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``).
     """
-    if pool not in POOLS:
-        raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+    requested, pool = pool, resolve_pool(model, pool)
+    if pool == "head" and not apply_norm:
+        raise DataError("pool 'head' is defined on the normalised encoder output: it cannot be combined with "
+                        "apply_norm=False")
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -122,12 +144,15 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     labels: list[np.ndarray] = []
     for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
         out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator, apply_norm=apply_norm)
-        chunks.append(pool_tokens(out.tokens, pool).float().cpu().numpy())
+        pooled = model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
+        chunks.append(pooled.float().cpu().numpy())
         labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
     if not chunks:
         raise DataError("the dataset is empty: no features to extract")
     ids = getattr(dataset, "ids", None)
     ids = np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
-    settings = {"mask_ratio": mask_ratio, "masking": masking, "pool": pool, "apply_norm": apply_norm,
-                "seed": seed, "model": model.config.to_dict()}
+    settings = {"mask_ratio": mask_ratio, "masking": masking, "pool": pool, "pool_requested": requested,
+                "apply_norm": apply_norm, "seed": seed, "model": model.config.to_dict()}
+    if pool == "head":
+        settings["pooling"] = f"fine-tuned feature: {model.encoder_head.describe()}"
     return FeatureSet(features=np.concatenate(chunks), labels=np.concatenate(labels), ids=ids, settings=settings)

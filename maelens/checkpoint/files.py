@@ -159,13 +159,47 @@ def safe_torch_load(path: Path) -> Any:
 
 
 def _reason(path: Path, err: Exception) -> str:
-    """A short parenthesised cause worth showing (torch's archive errors), or nothing."""
+    """A short parenthesised cause worth showing (what the file is instead, torch's archive errors), or nothing."""
     if path.stat().st_size == 0:
         return " (the file is empty)"
+    what = not_a_pickle(path)
+    if what is not None:
+        return f" ({what})"
     if not isinstance(err, RuntimeError) or not str(err).strip():
         return ""
     text = _ENFORCE.sub("", str(err).strip().splitlines()[0])
     return f" ({text[:120]})"
+
+
+#: First bytes of what ``torch.save`` writes: a zip archive, or (legacy) a pickle from protocol 2 on.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def not_a_pickle(path: Path) -> str | None:
+    """What a file that cannot be a torch checkpoint is (JSON, text, other binary data), said in a few
+    words; None when it starts as a zip archive or a pickle does. Files that are not pickles must not be
+    reported as "refused for safety" (issue 16): nothing in them was refused, they are simply not weights."""
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    if not head or head.startswith(_TORCH_MAGIC):
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.lstrip()[:1] in ("{", "["):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
+            return "it is a JSON model config, not weights: pass the folder that holds it and the weight file"
+        if data is not None:
+            return "it is a JSON file, not weights"
+    if text is not None and all(c.isprintable() or c.isspace() for c in text[:4096]):
+        return "it is a text file, not weights"
+    return (f"it is neither a zip archive nor a pickle, the two forms torch.save writes: it starts with bytes "
+            f"{head[:4].hex(' ')}")
 
 
 def _unpickling_error(path: Path, message: str) -> CheckpointError:
@@ -175,6 +209,9 @@ def _unpickling_error(path: Path, message: str) -> CheckpointError:
             f"{path} was refused for safety: its pickle needs {found.group(1)}, which is outside the "
             f"weights-only allow-list (tensors, plain types, argparse.Namespace)"
         )
+    what = not_a_pickle(path)
+    if what is not None:
+        return CheckpointError(f"{path} is not a PyTorch checkpoint or weight file ({what})")
     if "Weights only load failed" in message:
         opcode = _OPCODE.search(message)
         what = f"pickle opcode {opcode.group(1)}" if opcode else "pickle features"

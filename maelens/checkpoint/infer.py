@@ -174,7 +174,8 @@ def _heads_message(where: str, probe: ModelConfig, unknown: list[str]) -> str:
 
 
 def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
-                   preprocessor: dict[str, Any] | None = None) -> tuple[ModelConfig, list[str], dict[str, str]]:
+                   preprocessor: dict[str, Any] | None = None, pre_where: str = "preprocessor_config.json"
+                   ) -> tuple[ModelConfig, list[str], dict[str, str]]:
     """A transformers ``ViTMAEConfig`` dict as (ModelConfig, notes, provenance); LayerNorm eps included.
     A key missing from ``config.json`` takes transformers' ``ViTMAEConfig`` default, as transformers does."""
     notes: list[str] = []
@@ -208,8 +209,9 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
         values.update(decoder_embed_dim=dec_hidden, decoder_depth=int(hf.get("decoder_num_hidden_layers", 8)),
                       decoder_num_heads=int(hf.get("decoder_num_attention_heads", 16)))
     values["layer_norm_eps"] = float(hf.get("layer_norm_eps", 1e-12))
-    if preprocessor and "image_mean" in preprocessor and "image_std" in preprocessor:
-        values.update(norm_mean=tuple(preprocessor["image_mean"]), norm_std=tuple(preprocessor["image_std"]))
+    normalisation = normalisation_from(preprocessor, values["in_chans"], pre_where) if preprocessor else None
+    if normalisation is not None:
+        values.update(norm_mean=normalisation[0], norm_std=normalisation[1])
     try:
         config = ModelConfig(**values)
     except (ConfigError, TypeError, ValueError) as err:
@@ -219,9 +221,34 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
         config = replace(config, name=preset)
     if config.layer_norm_eps != 1e-6:
         notes.append(f"LayerNorm eps {config.layer_norm_eps:g} as in config.json (maelens default 1e-6)")
-    if preprocessor and "image_mean" in preprocessor and "image_std" in preprocessor:
+    if normalisation is not None:
         provenance["normalisation"] = "preprocessor_config.json"
     return config, notes, provenance
+
+
+def normalisation_from(pre: dict[str, Any], channels: int, where: str
+                       ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``(mean, std)`` of a Hugging Face ``preprocessor_config.json`` (``image_mean`` / ``image_std``: one
+    number, or one per channel; std > 0), None when it states neither; errors name that file, ``where``,
+    not config.json (issue 16)."""
+    given = [key for key in ("image_mean", "image_std") if key in pre]
+    if not given:
+        return None
+    if len(given) == 1:
+        other = "image_std" if given[0] == "image_mean" else "image_mean"
+        raise CheckpointError(f"{where} gives {given[0]} without {other}")
+    out = []
+    for key in ("image_mean", "image_std"):
+        value = pre[key]
+        values = [value] * channels if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        ok = (isinstance(values, list) and len(values) == channels
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+        if not ok:
+            raise CheckpointError(f"{where}: {key} must be a number or a list of {channels} numbers, got {value!r}")
+        if key == "image_std" and min(values) <= 0:
+            raise CheckpointError(f"{where}: image_std must be > 0, got {value!r}")
+        out.append(tuple(float(v) for v in values))
+    return out[0], out[1]
 
 
 def _square(value: Any, name: str, where: str) -> int:

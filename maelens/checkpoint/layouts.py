@@ -10,18 +10,22 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..models.mae import EncoderHead
 
 #: Format names returned by :func:`maelens.checkpoint.detect_format`, with a description each.
 FORMATS = {
     "maelens": "maelens checkpoint",
     "official": "facebookresearch/mae checkpoint",
     "huggingface": "Hugging Face ViTMAE weights",
-    "encoder-only": "encoder-only ViT weights, timm .mae or MAE pretrain release style",
+    "encoder-only": "encoder-only ViT weights: MAE pretrain release, official fine-tuned or linear-probe file, "
+                    "timm style",
+    "timm": "timm Vision Transformer (--arch timm:NAME), converted exactly to a maelens encoder",
 }
-#: Key prefixes left by DistributedDataParallel and torch.compile wrappers.
+#: Key prefixes left by DistributedDataParallel and torch.compile wrappers: removed from every key.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-#: Classifier parts of fine-tuned / timm encoders that an MAE has no use for.
-IGNORED_PREFIXES = ("head.", "fc_norm.")
+#: Prefixes of a ViT held inside another model (a detection backbone, an encoder field, a Lightning
+#: ``model``): removed only when every key has it and what remains is a ViT.
+HOLDER_PREFIXES = ("backbone.", "encoder.", "model.")
 
 
 @dataclass
@@ -32,6 +36,11 @@ class Layout:
     state: dict[str, torch.Tensor]
     rest: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: the pooling of a fine-tuned encoder (official ``main_finetune`` / ``main_linprobe``), else None
+    head: EncoderHead | None = None
+    #: ``fine-tuned`` or ``linear-probe`` when the file holds a classifier, else None
+    release: str | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 def classify(obj: Any, where: str) -> Layout:
@@ -50,21 +59,64 @@ def classify(obj: Any, where: str) -> Layout:
             state, rest = obj, {}
         else:
             raise CheckpointError(f"{where} has an unknown checkpoint format (keys seen: {_few(obj)})")
-    state = strip_wrappers(state)
     notes: list[str] = []
+    state = strip_prefixes(state, notes)
     if is_hf_layout(state):
         state = hf_to_official(state, where)
         fmt = "huggingface"
     else:
         fmt = "official" if "decoder_embed.weight" in state else "encoder-only"
-    if "patch_embed.proj.weight" not in state or not any(k.startswith("blocks.") for k in state):
+    if not looks_like_vit(state):
         raise CheckpointError(f"{where} has an unknown checkpoint format: no ViT patch embedding or blocks "
                               f"(keys seen: {_few(state)})")
-    ignored = sorted(k for k in state if k.startswith(IGNORED_PREFIXES))
-    if ignored:
-        notes.append(f"ignored classifier tensors {', '.join(ignored)}")
-        state = {k: v for k, v in state.items() if k not in ignored}
-    return Layout(fmt, state, rest, notes)
+    state, head, release, provenance = split_classifier(state, notes)
+    return Layout(fmt, state, rest, notes, head, release, provenance)
+
+
+def looks_like_vit(state: dict[str, torch.Tensor]) -> bool:
+    """True when the keys hold a ViT under official MAE / timm names (patch embedding and blocks)."""
+    return "patch_embed.proj.weight" in state and any(k.startswith("blocks.") for k in state)
+
+
+def split_classifier(state: dict[str, torch.Tensor], notes: list[str]
+                     ) -> tuple[dict[str, torch.Tensor], EncoderHead | None, str | None, dict[str, str]]:
+    """Separate the classifier of a fine-tuned encoder and read its pooling from the keys:
+    ``(state without head.*, pooling, release, provenance)``.
+
+    facebookresearch/mae ``main_finetune.py`` / ``main_linprobe.py`` with ``--global_pool`` replace ``norm``
+    by ``fc_norm`` (the mean of the patch tokens is normalised); without it they keep ``norm`` and the
+    classifier reads the CLS token. The linear probe's head is ``Sequential(BatchNorm1d(affine=False),
+    Linear)``, keys ``head.0.*`` / ``head.1.*``. timm encoders saved with ``global_pool='avg'`` hold
+    ``fc_norm`` too (without a head when ``num_classes=0``).
+    """
+    head_keys = sorted(k for k in state if k.startswith("head."))
+    fc_norm = "fc_norm.weight" in state
+    if not head_keys and not fc_norm:
+        return state, None, None, {}
+    linear_probe = any(k.startswith(("head.0.", "head.1.")) for k in head_keys)
+    release = ("linear-probe" if linear_probe else "fine-tuned") if head_keys else None
+    head = EncoderHead(pool="avg" if fc_norm else "cls", final_norm="norm.weight" in state or not fc_norm,
+                       fc_norm=fc_norm)
+    if fc_norm:
+        found = "fc_norm.* present" + ("" if head.final_norm else ", no norm.*")
+        origin = f"{found}: global average pooling (official --global_pool)"
+    else:
+        origin = "head.* present, no fc_norm.*: CLS token (official fine-tuning without --global_pool)"
+    if head_keys:
+        notes.append(f"{release} classifier not loaded ({_classifier(state, head_keys)}): maelens analyses the "
+                     f"encoder, whose pooled feature is the {head.describe()}")
+    return ({k: v for k, v in state.items() if k not in head_keys}, head, release,
+            {"pooling": f"{origin}: {head.describe()}"})
+
+
+def _classifier(state: dict[str, torch.Tensor], keys: list[str]) -> str:
+    """``Linear 768->1000`` or ``BatchNorm1d + Linear 768->1000`` from the head tensors' shapes."""
+    weight = next((k for k in keys if k.endswith(".weight") and state[k].ndim == 2), None)
+    if weight is None:
+        return ", ".join(keys)
+    out_dim, in_dim = state[weight].shape
+    batch_norm = "BatchNorm1d + " if any(k.startswith("head.0.") for k in keys) else ""
+    return f"{batch_norm}Linear {in_dim}->{out_dim}"
 
 
 def _has_maelens_config(obj: dict) -> bool:
@@ -86,10 +138,31 @@ def _without(obj: dict, key: str) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k != key}
 
 
+def name_list(names: list[str], n: int = 4) -> str:
+    """``a, b, c, d and 3 more``: the first ``n`` names of a list shown in an error message."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def _few(d: dict, n: int = 5) -> str:
     keys = [str(k) for k in list(d)[:n]]
     more = f", … ({len(d)} in all)" if len(d) > n else ""
     return (", ".join(keys) + more) if keys else "none"
+
+
+def strip_prefixes(state: dict[str, torch.Tensor], notes: list[str]) -> dict[str, torch.Tensor]:
+    """Remove wrapper prefixes: ``module.`` / ``_orig_mod.`` from every key, then a holder prefix
+    (:data:`HOLDER_PREFIXES`) shared by every key when what remains is a ViT; each removal is noted."""
+    state = strip_wrappers(state)
+    while state:
+        prefix = next((p for p in HOLDER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            return state
+        inner = strip_wrappers({k[len(prefix):]: v for k, v in state.items()})
+        if not (looks_like_vit(inner) or is_hf_layout(inner)):
+            return state
+        notes.append(f"prefix '{prefix}' removed from every tensor name")
+        state = inner
+    return state
 
 
 def strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

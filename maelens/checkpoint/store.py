@@ -16,14 +16,18 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from ..models import MaskedAutoencoderViT, ModelConfig
-from ..models.pos_embed import sincos_2d
+from ..models.mae import EncoderHead
 from .files import Source, locate, read_json, read_weights
 from .infer import NOT_STORED, config_from_dict, config_from_hf, infer_config
-from .layouts import FORMATS, Layout, classify
+from .layouts import FORMATS, Layout, classify, name_list
+from .resize import POSITION_TABLES, SINCOS_TOLERANCE, resize_inputs, sincos_difference
+from .timm_vit import load_timm_encoder
 
 #: Version of the maelens checkpoint layout written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
-_FIXED_TABLES = ("pos_embed", "decoder_pos_embed")
+#: Names of the official visualisation releases (``mae_visualize_vit_large.pth`` ...): full models
+#: trained with pixel targets, ``norm_pix_loss=False``, so that reconstructions can be shown.
+_VISUALIZE_RELEASE = "mae_visualize_"
 
 
 @dataclass
@@ -32,7 +36,9 @@ class LoadedCheckpoint:
 
     ``format`` is a key of :data:`FORMATS`; ``raw`` is the file's top-level dict without the weights
     (optimizer, scheduler, scaler, extra, args …; for a Hugging Face folder, its config.json under
-    ``config``); ``notes`` lists guesses, ignored tensors and other departures from the file.
+    ``config``); ``notes`` lists guesses, ignored tensors and other departures from the file;
+    ``provenance`` says where each architectural fact came from; ``classifier`` is ``fine-tuned`` or
+    ``linear-probe`` when the file held one (not loaded: maelens analyses the encoder).
     """
 
     model: MaskedAutoencoderViT
@@ -44,6 +50,7 @@ class LoadedCheckpoint:
     path: Path
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
+    classifier: str | None = None
 
     @property
     def heads_known(self) -> bool:
@@ -52,19 +59,29 @@ class LoadedCheckpoint:
 
     @property
     def release(self) -> str:
-        """``encoder-only``, ``full`` (encoder and decoder) or ``training`` (with optimizer state)."""
+        """``fine-tuned`` / ``linear-probe`` (an encoder with a classifier), ``encoder-only``, ``full``
+        (encoder and decoder) or ``training`` (with optimizer state)."""
+        if self.classifier is not None:
+            return self.classifier
         if not self.config.has_decoder:
             return "encoder-only"
         return "training" if self.raw.get("optimizer") is not None else "full"
 
+    @property
+    def pooling(self) -> str | None:
+        """How the fine-tuned encoder pools its tokens (:meth:`EncoderHead.describe`), None for an MAE."""
+        head = self.model.encoder_head
+        return head.describe() if head is not None else None
+
     def settings(self) -> dict[str, Any]:
-        """What an analysis output records about its model: file, format, kind, the head counts used and
-        where each architectural fact came from."""
+        """What an analysis output records about its model: file, format, kind, input size, the head counts
+        used, how a fine-tuned classifier pooled the tokens (``classifier_pooling``) and where each
+        architectural fact came from."""
         return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
-                "num_heads": self.config.num_heads,
+                "image_size": self.config.img_size, "num_heads": self.config.num_heads,
                 "decoder_num_heads": self.config.decoder_num_heads if self.config.has_decoder else None,
                 "norm_pix_loss": self.config.norm_pix_loss, "layer_norm_eps": self.config.layer_norm_eps,
-                "provenance": dict(self.provenance)}
+                "classifier_pooling": self.pooling, "provenance": dict(self.provenance)}
 
 
 # ---- saving ----------------------------------------------------------------------------------
@@ -143,38 +160,89 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *,
                     num_heads: int | None = None, decoder_num_heads: int | None = None,
-                    require_heads: bool = True) -> LoadedCheckpoint:
+                    require_heads: bool = True, arch: str | None = None, image_size: int | None = None,
+                    allow_nonfinite: bool = False) -> LoadedCheckpoint:
     """Load any supported checkpoint (format detected automatically) into a model in eval mode.
 
-    Formats: maelens files, official facebookresearch/mae ``.pth`` (released ``{'model': …}`` or full
-    training checkpoints with ``args``), Hugging Face ViTMAE directories, encoder-only ViT weights.
-    Without a stored config the architecture comes from tensor shapes; ``num_heads`` /
-    ``decoder_num_heads`` override the head counts (see :mod:`maelens.checkpoint.infer`). A file that does
-    not determine its head counts is refused with a message naming both options, unless
-    ``require_heads=False`` (describing a file, not running it): then one placeholder head is used and
-    :attr:`LoadedCheckpoint.heads_known` is False.
+    Formats: maelens files, official facebookresearch/mae ``.pth`` (released ``{'model': …}``, the
+    ``visualize`` releases, full training checkpoints with ``args``, fine-tuned and linear-probe files,
+    which load as encoders with the pooling they were trained with), Hugging Face ViTMAE directories,
+    encoder-only ViT weights; ``module.`` / ``backbone.`` / ``encoder.`` / ``model.`` prefixes are removed.
+
+    Args:
+        num_heads, decoder_num_heads: head counts, for files that do not determine them (see
+            :mod:`maelens.checkpoint.infer`); a file that does not is refused with a message naming both,
+            unless ``require_heads=False`` (describing a file, not running it): then one placeholder head
+            is used and :attr:`LoadedCheckpoint.heads_known` is False.
+        arch: ``timm:NAME`` to build a timm Vision Transformer and load the file into it
+            (:mod:`maelens.checkpoint.timm_vit`); the widths and head counts then come from timm.
+        image_size: run the model on square inputs of this size: sin-cos position tables are regenerated
+            for the new grid, learned ones resampled bicubically (:mod:`maelens.checkpoint.resize`).
+        allow_nonfinite: load weights holding NaN or inf (for inspection); by default they are refused
+            with the names of the tensors.
     """
-    for name, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads)):
-        if value is not None and (not isinstance(value, int) or value < 1):
+    for name, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads),
+                        ("image_size", image_size)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     source = locate(path)
     where = str(source.weights)
     layout = classify(read_weights(source.weights), where)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
-    if layout.format == "maelens":
+    if arch is not None:
+        found = _timm_config(layout, arch, where, heads)
+    elif layout.format == "maelens":
         found = _maelens_config(layout, where, heads, require_heads)
     elif layout.format == "huggingface" and (hf := _vit_mae_config(source)) is not None:
         found = _hf_config(layout, source, hf, where, heads)
     else:
         found = _shape_config(layout, where, heads, require_heads)
     notes = layout.notes + found.notes
-    model = build_model(found.config, layout.state, where, notes)
+    provenance = {**layout.provenance, **found.provenance}
+    state = found.state if found.state is not None else layout.state
+    notes += check_finite(state, where, allow_nonfinite)
+    config = found.config
+    provenance.update(position_provenance(config, state))
+    if image_size is not None:
+        config, state, resized = resize_inputs(config, state, image_size, where)
+        provenance.update(resized)
+    model = build_model(config, state, where, notes, head=found.head)
     model.to(device).eval()
     epoch = found.epoch
-    return LoadedCheckpoint(model=model, format=layout.format, config=found.config,
+    return LoadedCheckpoint(model=model, format=found.format or layout.format, config=config,
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
                             train_config=found.train_config, raw=found.raw, path=source.path, notes=notes,
-                            provenance=found.provenance)
+                            provenance=provenance, classifier=layout.release)
+
+
+def check_finite(state: dict[str, torch.Tensor], where: str, allow: bool = False) -> list[str]:
+    """Refuse weights holding NaN or inf, naming the tensors (a model that cannot give a meaningful number,
+    issue 16); with ``allow`` they load, and the returned note says which tensors are affected."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return []
+    names = name_list(bad)
+    if allow:
+        return [f"NaN or infinite values in {len(bad)} tensor(s): {names}; loaded for inspection only"]
+    raise CheckpointError(f"{where} holds NaN or infinite weights in {len(bad)} tensor(s): {names}; no analysis "
+                          "of it can be meaningful (to inspect it anyway: maelens info --allow-nonfinite, "
+                          "allow_nonfinite=True in Python)")
+
+
+def position_provenance(config: ModelConfig, state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """For each position table of the model: the fixed sin-cos formula (stored or not) or a learned table."""
+    out = {}
+    for key in POSITION_TABLES:
+        if key == "decoder_pos_embed" and not config.has_decoder:
+            continue
+        diff = sincos_difference(state[key], config.grid_size) if key in state else 0.0
+        if key not in state:
+            out[key] = "not stored: the fixed 2-D sin-cos table"
+        elif diff <= SINCOS_TOLERANCE:
+            out[key] = "stored, the fixed 2-D sin-cos table"
+        else:
+            out[key] = f"stored, learned: loaded as stored (max |difference| from the sin-cos table {diff:.3g})"
+    return out
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> MaskedAutoencoderViT:
@@ -192,6 +260,11 @@ class _Found:
     epoch: Any = None
     train_config: dict[str, Any] | None = None
     provenance: dict[str, str] = field(default_factory=dict)
+    head: EncoderHead | None = None
+    #: weights to load when they differ from the layout's (a converted timm model)
+    state: dict[str, torch.Tensor] | None = None
+    #: the format when it differs from the layout's
+    format: str | None = None
 
 
 _MAELENS_PROVENANCE = {key: "maelens config" for key in (
@@ -218,7 +291,8 @@ def _given(heads: dict[str, int | None]) -> dict[str, str]:
 def _hf_config(layout: Layout, source: Source, hf: dict[str, Any], where: str,
                heads: dict[str, int | None]) -> _Found:
     pre = read_json(source.preprocessor_json) if source.preprocessor_json else None
-    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, where, pre)
+    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, where, pre,
+                                               str(source.preprocessor_json))
     config = _override_heads(config, heads, notes, where)
     train_config = {"mask_ratio": hf.get("mask_ratio"), "norm_pix_loss": config.norm_pix_loss}
     return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)})
@@ -233,12 +307,30 @@ def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], requ
                                              model_name=args.get("model"), require_heads=require_heads, **options)
     if "norm_pix_loss" in args:
         provenance["norm_pix_loss"] = "args.norm_pix_loss"
+    elif Path(where).name.startswith(_VISUALIZE_RELEASE) and layout.format == "official":
+        provenance["norm_pix_loss"] = ("False: an official visualize release (trained with pixel targets so that "
+                                       "reconstructions can be shown)")
     elif layout.format != "encoder-only":
         provenance["norm_pix_loss"] = "not stored: assumed False (reconstructions are in pixel space)"
         notes.append("norm_pix_loss not stored: assumed False")
     provenance["layer_norm_eps"] = "not stored: 1e-6, as the official MAE models"
     provenance["normalisation"] = "not stored: ImageNet mean/std, as the official MAE models"
-    return _Found(config, layout.rest, notes, layout.rest.get("epoch"), args or None, provenance)
+    if layout.head is not None and "global_pool" in args and bool(args["global_pool"]) != (layout.head.pool == "avg"):
+        notes.append(f"args.global_pool is {args['global_pool']} but the keys say {layout.head.describe()}; "
+                     "the keys are followed")
+    return _Found(config, layout.rest, notes, layout.rest.get("epoch"), args or None, provenance, layout.head)
+
+
+def _timm_config(layout: Layout, arch: str, where: str, heads: dict[str, int | None]) -> _Found:
+    """A timm ViT (``--arch timm:NAME``) converted to a maelens encoder; its head counts come from timm."""
+    if layout.format not in ("encoder-only", "official"):
+        raise CheckpointError(f"--arch {arch} takes timm weights; {where} is a {FORMATS[layout.format]}")
+    given = [f"--{k.replace('_', '-')}" for k, v in heads.items() if v is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} cannot be combined with --arch {arch}: timm's model gives the heads")
+    encoder = load_timm_encoder(arch, layout.state, where)
+    return _Found(encoder.config, {**layout.rest}, encoder.notes, layout.rest.get("epoch"), None, encoder.provenance,
+                  encoder.head, encoder.state, "timm")
 
 
 def _override_heads(config: ModelConfig, heads: dict[str, int | None], notes: list[str], where: str) -> ModelConfig:
@@ -269,44 +361,31 @@ def _args_dict(args: Any) -> dict[str, Any]:
 
 
 def build_model(config: ModelConfig, state: dict[str, torch.Tensor], where: str,
-                notes: list[str] | None = None) -> MaskedAutoencoderViT:
-    """A model for ``config`` holding ``state`` (official names); every mismatch names the key."""
+                notes: list[str] | None = None, *, head: EncoderHead | None = None) -> MaskedAutoencoderViT:
+    """A model for ``config`` (and fine-tuned pooling ``head``) holding ``state`` (official names); missing
+    and unexpected tensors are named, and so is every tensor of the wrong shape."""
     notes = notes if notes is not None else []
-    model = MaskedAutoencoderViT(config)
+    model = MaskedAutoencoderViT(config, head=head)
     expected = model.state_dict()
     unexpected = [k for k in state if k not in expected]
-    if unexpected:
-        more = f" and {len(unexpected) - 4} more" if len(unexpected) > 4 else ""
-        raise CheckpointError(
-            f"{where} has tensors a {config.name} MAE does not use: {', '.join(unexpected[:4])}{more}"
-        )
     missing = [k for k in expected if k not in state]
-    required = [k for k in missing if k not in _FIXED_TABLES]
-    if required:
-        extra = f" and {len(required) - 4} more" if len(required) > 4 else ""
-        raise CheckpointError(f"{where} lacks tensor(s) {', '.join(required[:4])}{extra} for a {config.name} model")
+    required = [k for k in missing if k not in POSITION_TABLES]
+    if unexpected or required:
+        what = f"a {config.name} MAE" if config.has_decoder else f"a {config.name} encoder"
+        detail = []
+        if required:
+            detail.append(f"lacks tensor(s) {name_list(required)}")
+        if unexpected:
+            detail.append(f"has tensors {what} does not use: {name_list(unexpected)}")
+        raise CheckpointError(f"{where} does not fit {what}: it {'; it '.join(detail)}")
     if missing:
         notes.append(f"{', '.join(missing)} not stored: using the fixed 2-D sin-cos table")
-    for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(f"{where}: tensor {key} has shape {tuple(tensor.shape)} in the file but the "
-                                  f"{config.name} model expects {tuple(expected[key].shape)}")
+    wrong = [f"{k} {tuple(t.shape)} (expected {tuple(expected[k].shape)})" for k, t in state.items()
+             if tuple(t.shape) != tuple(expected[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{where}: tensor(s) of the wrong shape for the {config.name} model: {name_list(wrong)}")
     model.load_state_dict(state, strict=False)
-    notes.extend(_table_notes(model, state))
     return model
-
-
-def _table_notes(model: MaskedAutoencoderViT, state: dict[str, torch.Tensor]) -> list[str]:
-    """Position tables are loaded as stored; say so when they are not the fixed sin-cos tables."""
-    notes = []
-    for key in _FIXED_TABLES:
-        if key in state:
-            table = torch.from_numpy(sincos_2d(state[key].shape[-1], model.grid_size)).unsqueeze(0)
-            diff = (state[key].float() - table).abs().max().item()
-            if diff > 1e-4:
-                notes.append(f"{key} differs from the fixed 2-D sin-cos table (max |diff| {diff:.3g}); "
-                             "loaded as stored")
-    return notes
 
 
 __all__ = ["FORMATS", "LoadedCheckpoint", "build_model", "detect_format", "load_checkpoint", "load_model",

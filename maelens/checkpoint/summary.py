@@ -35,6 +35,7 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "has_decoder": config.has_decoder,
         "loss_target": config.loss_target,
         "norm_pix_loss": config.norm_pix_loss,
+        "classifier_pooling": ckpt.pooling,
         "notes": list(ckpt.notes),
     }
 
@@ -61,6 +62,8 @@ def format_summary(info: dict[str, Any]) -> str:
         ("epoch", "not stored" if info["epoch"] is None else str(info["epoch"])),
         ("loss", f"{info['loss_target']} target, norm_pix_loss {info['norm_pix_loss']}"),
     ]
+    if info["classifier_pooling"]:
+        rows.append(("pooled feature", info["classifier_pooling"]))
     if not info["heads_known"]:
         rows.append(("note", "analyses need the head counts: pass --num-heads H (and --decoder-num-heads H)"))
     rows += [("note", note) for note in info["notes"]]

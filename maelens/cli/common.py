@@ -26,26 +26,41 @@ def positive_heads(text: str) -> int:
     return value
 
 
+def image_size_arg(text: str) -> int:
+    """argparse type of ``--image-size``: a positive integer (that the patch size divides it is checked at load)."""
+    return positive_heads(text)
+
+
 def add_checkpoint_arg(parser: argparse.ArgumentParser, required: bool = True,
                        options: argparse.ArgumentParser | None = None) -> None:
-    """``--ckpt`` and the two head counts a state dict cannot store (issue 13); ``options`` is where the
-    head-count flags go when ``parser`` is a mutually exclusive group (default: ``parser``)."""
+    """``--ckpt`` and what a state dict cannot say (issue 13): the two head counts, a timm architecture, an
+    input size other than the checkpoint's; ``options`` is where these flags go when ``parser`` is a
+    mutually exclusive group (default: ``parser``)."""
     parser.add_argument("--ckpt", required=required, metavar="PATH",
-                        help="checkpoint: maelens .pt, official MAE .pth, Hugging Face ViTMAE folder, or timm encoder weights")
+                        help="checkpoint: maelens .pt, official MAE .pth (pretrained, visualize, fine-tuned, "
+                             "linear-probe), Hugging Face ViTMAE folder, encoder weights, or timm weights with --arch")
     options = options if options is not None else parser
     options.add_argument("--num-heads", type=positive_heads, default=None, metavar="H",
                         help="encoder attention heads, for files that do not store them (must divide the width); "
                              "overrides a stored value")
     options.add_argument("--decoder-num-heads", type=positive_heads, default=None, metavar="H",
                         help="decoder attention heads, for files that do not store them")
+    options.add_argument("--arch", default=None, metavar="timm:NAME",
+                        help="build this timm Vision Transformer (e.g. timm:vit_base_patch16_224, no download) and "
+                             "load --ckpt into it; analysed as an encoder")
+    options.add_argument("--image-size", type=image_size_arg, default=None, metavar="N",
+                        help="run on NxN inputs instead of the checkpoint's size: sin-cos position tables are "
+                             "regenerated, learned ones resampled bicubically (recorded in the settings)")
 
 
 def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = None, **kwargs):
-    """The :class:`~maelens.checkpoint.LoadedCheckpoint` of ``--ckpt`` with the head-count options."""
+    """The :class:`~maelens.checkpoint.LoadedCheckpoint` of ``--ckpt`` with the head-count, ``--arch`` and
+    ``--image-size`` options."""
     from ..checkpoint import load_checkpoint
 
     return load_checkpoint(args.ckpt, device if device is not None else getattr(args, "device", "cpu"),
-                           num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads, **kwargs)
+                           num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
+                           arch=getattr(args, "arch", None), image_size=getattr(args, "image_size", None), **kwargs)
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str = "bundled") -> None:

@@ -89,9 +89,10 @@ def register(subparsers) -> None:
 
 
 def _add_pool(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", default="mean", choices=POOLS,
-                        help="mean of patch tokens, cls token, flatten, or tokens kept (N, K, D) for the attentive "
-                             "probe (default: %(default)s)")
+    parser.add_argument("--pool", default="auto", choices=POOLS,
+                        help="mean of patch tokens, cls token, head (the pooled feature of a fine-tuned encoder), "
+                             "flatten, or tokens kept (N, K, D) for the attentive probe; auto: head for a "
+                             "fine-tuned encoder, else mean (default: %(default)s)")
 
 
 def _dataset(args: argparse.Namespace, model, split: str):
@@ -122,13 +123,13 @@ def run_features(args: argparse.Namespace) -> int:
     preflight(args, "file")
     fs = _extract(args, load_checkpoint_from_args(args), args.split, args.pool)
     path = fs.save(args.out)
-    summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": args.pool,
+    summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": fs.settings["pool"],
                "mask_ratio": args.mask_ratio, "data": args.data, "split": args.split}
     if args.json:
         print(to_json(summary))
     elif not args.quiet:
         print(f"wrote {path}: {len(fs)} images, features {tuple(fs.features.shape)} "
-              f"(pool {args.pool}, mask ratio {args.mask_ratio:g})")
+              f"(pool {fs.settings['pool']}, mask ratio {args.mask_ratio:g})")
     return 0
 
 
@@ -154,7 +155,7 @@ def _sources(args: argparse.Namespace, methods: list[str]):
         raise ConfigError("--test-features goes with --features; with --ckpt the dataset's splits are used")
     pool = args.pool
     if "attentive" in methods:
-        if pool not in ("mean", "tokens"):
+        if pool not in ("auto", "mean", "tokens"):
             raise ConfigError(f"the attentive probe needs patch tokens: use --pool mean or tokens, not {pool}")
         pool = "tokens"  # the other methods mean-pool the tokens, which equals --pool mean
     loaded = load_checkpoint_from_args(args)

@@ -13,6 +13,8 @@ def register(subparsers) -> None:
                                    description="Describe a checkpoint: format, architecture, parameters, epoch, loss.")
     add_checkpoint_arg(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="describe a checkpoint whose weights hold NaN or inf instead of refusing it")
     parser.set_defaults(func=run)
 
 
@@ -20,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint.summary import format_summary, summarize
     from ..io import to_json
 
-    ckpt = load_checkpoint_from_args(args, "cpu", require_heads=False)  # describing a file needs no head count
+    # describing a file needs no head count, and may look at broken weights when asked
+    ckpt = load_checkpoint_from_args(args, "cpu", require_heads=False, allow_nonfinite=args.allow_nonfinite)
     info = summarize(ckpt)
     print(to_json(info) if args.json else format_summary(info))
     return 0

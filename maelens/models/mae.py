@@ -19,6 +19,36 @@ from .pos_embed import sincos_2d
 from .presets import ModelConfig
 
 
+#: How a fine-tuned encoder pools its tokens into one feature: mean of the patch tokens, or the CLS token.
+POOLINGS = ("avg", "cls")
+
+
+@dataclass(frozen=True)
+class EncoderHead:
+    """How a fine-tuned or supervised encoder turns its tokens into the one feature its classifier was
+    trained on: ``fc_norm(pool(norm(blocks(x))))``, as facebookresearch/mae ``models_vit.py`` and timm's
+    ``VisionTransformer.forward_head(pre_logits=True)`` compute it.
+
+    ``pool``: ``avg`` (mean of the patch tokens, CLS excluded) or ``cls``; ``final_norm``: whether the
+    LayerNorm ``norm`` normalises every token (the official ``--global_pool`` fine-tuning deletes it and
+    normalises the pooled vector with ``fc_norm`` instead); ``fc_norm``: a LayerNorm on the pooled vector.
+    """
+
+    pool: str
+    final_norm: bool = True
+    fc_norm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pool not in POOLINGS:
+            raise MaelensError(f"pool must be one of {', '.join(POOLINGS)}, got {self.pool!r}")
+
+    def describe(self) -> str:
+        """One line saying how the feature is computed, for settings and ``maelens info``."""
+        pooled = "mean of the patch tokens" if self.pool == "avg" else "CLS token"
+        norm = " after the final norm" if self.final_norm else ""
+        return f"{pooled}{norm}" + (", then fc_norm" if self.fc_norm else "")
+
+
 @dataclass
 class EncoderOutput:
     """Encoder result: ``tokens`` (B, 1+K, D) with CLS first; ``mask`` (B, L) 1 = removed;
@@ -39,11 +69,18 @@ class EncoderOutput:
 
 
 class MaskedAutoencoderViT(nn.Module):
-    """MAE with a ViT backbone; built from a :class:`ModelConfig` (``decoder_depth=0``: encoder only)."""
+    """MAE with a ViT backbone; built from a :class:`ModelConfig` (``decoder_depth=0``: encoder only).
 
-    def __init__(self, config: ModelConfig):
+    ``head`` describes the pooling of a fine-tuned encoder (official ``main_finetune`` / ``main_linprobe``
+    files, timm ViTs): without a final ``norm`` when ``head.final_norm`` is False, with an ``fc_norm`` when
+    ``head.fc_norm``; :meth:`pool_features` then gives the feature its classifier was trained on. The
+    classifier itself is not part of the model: maelens analyses encoders.
+    """
+
+    def __init__(self, config: ModelConfig, *, head: EncoderHead | None = None):
         super().__init__()
         self.config = config
+        self.encoder_head = head
         norm_layer = partial(nn.LayerNorm, eps=config.layer_norm_eps)
         c = config
         self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, c.embed_dim)
@@ -54,7 +91,11 @@ class MaskedAutoencoderViT(nn.Module):
             Block(c.embed_dim, c.num_heads, c.mlp_ratio, qkv_bias=c.qkv_bias, norm_layer=norm_layer)
             for _ in range(c.depth)
         ])
-        self.norm = norm_layer(c.embed_dim)
+        # a global-pool fine-tuned encoder has no final norm (official models_vit.py deletes it) ...
+        self.norm = norm_layer(c.embed_dim) if head is None or head.final_norm else nn.Identity()
+        # ... and normalises the pooled vector instead
+        if head is not None and head.fc_norm:
+            self.fc_norm = norm_layer(c.embed_dim)
         if c.has_decoder:
             self.decoder_embed = nn.Linear(c.embed_dim, c.decoder_embed_dim, bias=True)
             self.mask_token = nn.Parameter(torch.zeros(1, 1, c.decoder_embed_dim))
@@ -178,6 +219,17 @@ class MaskedAutoencoderViT(nn.Module):
         if apply_norm:
             x = self.norm(x)
         return EncoderOutput(tokens=x, mask=ids.mask, ids_keep=ids.ids_keep, ids_restore=ids.ids_restore)
+
+    def pool_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 1+K, D) encoder output (CLS first, after ``norm``) -> (B, D): the feature the fine-tuned
+        classifier was trained on (see :class:`EncoderHead`); visible patch tokens only when masked."""
+        if self.encoder_head is None:
+            raise MaelensError("this model was not fine-tuned (no classifier pooling stored): pool the tokens "
+                               "with mean or cls instead")
+        # pool: mean of the patch tokens (global_pool) or the CLS token
+        x = tokens[:, 1:].mean(dim=1) if self.encoder_head.pool == "avg" else tokens[:, 0]
+        # normalise the pooled vector where the model was fine-tuned so
+        return self.fc_norm(x) if self.encoder_head.fc_norm else x
 
     def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None,
                         **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
