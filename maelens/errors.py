@@ -15,3 +15,12 @@ class DataError(MaelensError):
 
 class ConfigError(MaelensError):
     """An argument or configuration value is invalid."""
+
+
+class OutputError(MaelensError):
+    """An output could not be written or put in place (no space left on device, a folder already
+    used, another run holding it); ``path`` is the file or folder concerned."""
+
+    def __init__(self, message: str, path: "object | None" = None):
+        super().__init__(message)
+        self.path = path

@@ -285,7 +285,8 @@ def test_default_warmup_is_clipped_to_a_short_run(files, tmp_path, capsys):
     notes = [line for line in err.splitlines() if "note:" in line]
     assert notes == ["maelens train: note: warm-up shortened to 1 epoch(s): the default 2 is longer than "
                      "--epochs 1 (set --warmup-epochs to choose)"]
-    assert load_checkpoint(tmp_path / "run").train_config["warmup_epochs"] == 1.0
+    assert load_checkpoint(tmp_path / "run").train_config["warmup_epochs"] is None  # the default, as such
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["warmup_epochs"] == 1.0
     code, err = run(_train(files, tmp_path / "quiet", "--epochs", "1", "--quiet"), capsys)
     assert code == 0 and "note:" not in err
 
@@ -333,7 +334,8 @@ def test_a_crashed_save_keeps_the_last_checkpoint_and_resume_cleans_up(files, tm
 
     monkeypatch.setattr(torch, "save", crash_after_first_bytes)
     assert_one_line(*run(_train(files, run_dir, "--epochs", "2", "--quiet", "--resume", "auto"), capsys),
-                    "could not save", "checkpoint.pt", "No space left on device")
+                    f"no space left on device while writing {run_dir / 'checkpoint.pt'} after epoch 1",
+                    "the previous one is kept")
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(run_dir).epoch == 0
     assert not list(run_dir.glob(".checkpoint*")), "the failed save left its temporary file"

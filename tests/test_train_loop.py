@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from maelens import create_model, load_checkpoint
-from maelens.errors import CheckpointError, ConfigError
+from maelens.errors import CheckpointError, ConfigError, DataError
 from maelens.train import DivergenceError, TrainConfig, lr_at, train
 from maelens.train.loop import accumulate_gradients
 from maelens.train.runlog import read_log
@@ -22,9 +22,10 @@ def tensor_data(n=32):
 
 
 class Scripted(Dataset):
-    """Images of :func:`random_images`; after ``after`` item reads, NaN images or an interruption."""
+    """Images of :func:`random_images`; after ``after`` item reads, images of 1e30 (finite, but the loss
+    overflows: a divergence, not bad data), NaN images (bad data) or an interruption."""
 
-    def __init__(self, n=32, after=None, failure="nan"):
+    def __init__(self, n=32, after=None, failure="huge"):
         self.x = random_images(n)
         self.after, self.failure, self.reads = after, failure, 0
 
@@ -36,7 +37,7 @@ class Scripted(Dataset):
         if self.after is not None and self.reads > self.after:
             if self.failure == "interrupt":
                 raise KeyboardInterrupt
-            return torch.full_like(self.x[i], float("nan")), 0
+            return torch.full_like(self.x[i], 1e30 if self.failure == "huge" else float("nan")), 0
         return self.x[i], 0
 
 
@@ -105,7 +106,7 @@ def test_logs_hold_each_step_with_the_scheduled_lr(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    data = Scripted(after=32)  # epoch 0 reads the 32 good images; epoch 1 sees NaN
+    data = Scripted(after=32)  # epoch 0 reads the 32 good images; in epoch 1 the loss overflows
     with pytest.raises(DivergenceError, match="epoch 1.*checkpoint.pt"):
         train(config(tmp_path, epochs=3), dataset=data)
     out = tmp_path / "run"
@@ -113,7 +114,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt.epoch == 0
     assert all(torch.isfinite(p).all() for p in ckpt.model.state_dict().values())
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "diverged" and "nan" in summary["message"]
+    assert summary["status"] == "diverged" and ("nan" in summary["message"] or "inf" in summary["message"])
+
+
+def test_nan_images_met_in_training_are_bad_data_not_a_divergence(tmp_path):
+    with pytest.raises(DataError, match="32 of 32 images with NaN or infinite values"):
+        train(config(tmp_path, epochs=3), dataset=Scripted(after=32, failure="nan"))
 
 
 def test_resume_after_a_crash_continues_exactly(tmp_path):

@@ -15,6 +15,13 @@ the parameters were fitted on the very sample tested, these p-values are too lar
 from its fitted law, refitted the same way and tested, and ``p = (1 + #{D* >= D}) / (B + 1)``.
 Both MLEs are location-scale equivariant, so the draws use loc 0 and scale 1 (the null law of D
 depends on the shape, df, only).
+
+Extreme magnitudes: the fits raise values to the fourth power (the kurtosis of the Student-t start),
+which overflows beyond about 1e77 and underflows below 1e-77. A sample whose largest ``|value|``
+lies outside ``[2^-128, 2^128]`` is therefore divided by a power of two (exact in floating point)
+before fitting, and the fitted loc and scale are multiplied back (:func:`value_scales`); by the same
+equivariance the KS statistics, p-values and df are those of the unscaled sample. Samples whose
+fitted parameters still do not fit in float64 are refused.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from .tfit import DF_MAX, DF_MIN, fit_t
 __all__ = [
     "DEFAULT_RANK_LAWS", "DistFitResult", "LawFit", "RankingResult", "as_samples", "check_laws", "density_sse",
     "encoder_samples", "fit_law", "fit_norm", "fit_samples", "load_samples", "pvalue_note", "rank_distributions",
-    "synthetic_attention_samples", "wilson_interval",
+    "synthetic_attention_samples", "value_scales", "wilson_interval",
 ]
 
 LAWS = ("norm", "t")
@@ -46,6 +53,8 @@ DEFAULT_RANK_LAWS = ("t", "cauchy", "lognorm", "beta", "norm")
 FEATURES = ("tokens", "cls", "mean")
 # Values per chunk of rows: bounds the float64 temporaries of the vectorised fit (~10 arrays).
 _CHUNK_VALUES = 1 << 21
+# Largest |log2| of a sample's largest |value| fitted as it is (see the module docstring).
+_SAFE_EXPONENT = 128
 
 
 @dataclass
@@ -135,6 +144,23 @@ def fit_norm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return loc, scale, loglik
 
 
+def value_scales(x: np.ndarray) -> np.ndarray:
+    """(N,) factors to divide the rows of ``x`` (N, M) by before fitting: 1 where the largest ``|value|``
+    lies within ``[2^-128, 2^128]`` (results unchanged), else the power of two just below it, so that the
+    scaled row has values in (-2, 2) and no fourth power over- or underflows; a power of two divides exactly."""
+    _, exponent = np.frexp(np.abs(x).max(axis=1))
+    exponent = exponent - 1  # |x| / 2^(e-1) in [1, 2); 2^1023 is still finite where 2^1024 is not
+    return np.where(np.abs(exponent) > _SAFE_EXPONENT, np.ldexp(1.0, exponent), 1.0)
+
+
+def _unscale(params: dict[str, np.ndarray], loglik: np.ndarray, scales: np.ndarray,
+             m: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Parameters and log-likelihood of a fit to ``x / scales`` turned into those of the fit to ``x``
+    (loc and scale are equivariant; each of the ``m`` densities is divided by the scale)."""
+    params = {**params, "loc": params["loc"] * scales, "scale": params["scale"] * scales}
+    return params, loglik - m * np.log(scales)
+
+
 def _standard_cdf(law: str, z: np.ndarray, df: np.ndarray | None) -> np.ndarray:
     if law == "norm":
         return special.ndtr(z)
@@ -201,8 +227,10 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
     parts: dict[str, list] = {law: [] for law in LAWS}
     for start in tqdm(range(0, n, rows), desc="distfit", disable=quiet, unit="chunk"):
         x_sorted = np.sort(x[start:start + rows].astype(np.float64), axis=1)
+        scales = value_scales(x_sorted)
         for law in LAWS:
-            params, loglik, stat, extra = _fit_and_stat(law, x_sorted)
+            params, loglik, stat, extra = _fit_and_stat(law, x_sorted / scales[:, None])
+            params, loglik = _unscale(params, loglik, scales, m)
             pboot = _bootstrap_pvalues(law, stat, params, m, n_bootstrap, rng) if bootstrap else None
             parts[law].append((params, loglik, stat, extra, pboot))
     fits = {}
@@ -213,11 +241,23 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
         pvalue = np.concatenate([c[4] for c in chunks]) if bootstrap else ks_pvalue(stat, m)
         fits[law] = LawFit(law=law, params=params, loglik=np.concatenate([c[1] for c in chunks]),
                            stat=stat, pvalue=pvalue, extra=extra)
+        _check_representable(law, fits[law], x)
     ids_arr = np.asarray(ids).astype(str) if ids is not None else np.arange(n).astype(str)
     labels_arr = np.asarray(labels, dtype=np.int64) if labels is not None else np.full(n, -1, np.int64)
     return DistFitResult(fits=fits, n_values=m, alpha=alpha, pvalue_method=pvalues,
                          n_bootstrap=n_bootstrap if bootstrap else None, ids=ids_arr, labels=labels_arr,
                          settings=dict(settings or {}))
+
+
+def _check_representable(law: str, fit: LawFit, x: np.ndarray) -> None:
+    """Refuse fits whose parameters overflow float64 (values near the largest float, 1.8e308) rather
+    than report conclusions drawn from infinities."""
+    finite = np.isfinite(fit.loglik) & np.all([np.isfinite(v) for v in fit.params.values()], axis=0)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{bad.size} of {len(finite)} samples have values too large for a {law} fit in float64 "
+                        f"(first: sample {bad[0]}, largest |value| {np.abs(x[bad[0]]).max():.3g}): divide the "
+                        f"values by a constant first")
 
 
 # ----------------------------------------------------------------------------- samples
@@ -317,7 +357,10 @@ class RankingResult:
     bins) and the fitted density (IPOL Table 2). ``table``: one row per law (mean / median SSE over
     the samples, how often the law ranks first); ``per_sample``: one row per (sample, law);
     ``example_values`` / ``example_params`` / ``example_sse``: the first sample, its fits and
-    their SSE, for Fig. 8."""
+    their SSE, for Fig. 8. A sample of extreme magnitude is ranked divided by its ``value_scale``
+    (per-sample column; a power of two, 1 unless its largest ``|value|`` is beyond 2^±128, see
+    :func:`value_scales`): the ranking is unchanged by scaling, and its parameters, SSE and the
+    example are those of the scaled values (``example_scale``)."""
 
     table: "Any"
     per_sample: "Any"
@@ -325,6 +368,7 @@ class RankingResult:
     example_values: np.ndarray
     example_params: dict[str, tuple[float, ...]]
     example_sse: dict[str, float]
+    example_scale: float = 1.0
 
 
 def density_sse(values: np.ndarray, law: str, params: Sequence[float], bins: int) -> float:
@@ -354,14 +398,16 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     rows = []
     example: dict[str, tuple[float, ...]] = {}
     example_sse: dict[str, float] = {}
+    scales = value_scales(x)
+    values = x / scales[:, None]
     for i in tqdm(range(x.shape[0]), desc="rank laws", disable=quiet, unit="sample"):
         for law in laws:
             try:
-                params = fit_law(law, x[i])
-                sse = density_sse(x[i], law, params, bins)
+                params = fit_law(law, values[i])
+                sse = density_sse(values[i], law, params, bins)
             except (ValueError, RuntimeError, FloatingPointError, stats.FitError):
                 params, sse = (), float("nan")
-            rows.append({"sample": i, "law": law, "sse": sse, "params": list(params)})
+            rows.append({"sample": i, "law": law, "sse": sse, "params": list(params), "value_scale": scales[i]})
             if i == 0 and params:
                 example[law], example_sse[law] = params, sse
     per_sample = pd.DataFrame(rows)
@@ -376,5 +422,5 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     })
     table = table.sort_values(["sse_median", "law"], na_position="last").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return RankingResult(table=table, per_sample=per_sample, bins=bins, example_values=x[0].copy(),
-                         example_params=example, example_sse=example_sse)
+    return RankingResult(table=table, per_sample=per_sample, bins=bins, example_values=values[0].copy(),
+                         example_params=example, example_sse=example_sse, example_scale=float(scales[0]))

@@ -48,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     except MaelensError as err:
         print(f"maelens {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk outside maelens.io's writers (a log appended to, a library's file)
+        from ..io import is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        print(f"maelens {args.command}: error: no space left on device while writing "
+              f"{err.filename or 'the outputs'}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"maelens {args.command}: interrupted", file=sys.stderr)
         return 130

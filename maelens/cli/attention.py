@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
-                     non_negative_int, preflight, seed_int)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
+                     load_checkpoint_from_args, non_negative_int, preflight, seed_int)
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     stats.add_argument("--num-maps", type=non_negative_int, default=4, metavar="M",
                        help="influence maps to draw for the first M images (default: %(default)s)")
     add_run_args(stats)
+    add_overwrite_arg(stats)
     stats.set_defaults(func=run_stats)
 
     infl = subparsers.add_parser(
@@ -81,7 +82,7 @@ def _pixels(model, image):
 
 def run_stats(args: argparse.Namespace) -> int:
     from ..analysis.attention_dataset import attention_stats
-    from ..io import save_figure, to_json, write_csv, write_json, write_text
+    from ..io import output_folder, save_figure, to_json, write_csv, write_json, write_text
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
     preflight(args, "dir")
@@ -92,25 +93,26 @@ def run_stats(args: argparse.Namespace) -> int:
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
                              num_examples=max(args.num_maps, 0), quiet=args.quiet)
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
-    out: Path = args.out
     frame = report.to_frame()
-    write_csv(out / "attention_stats.csv", frame)
-    write_json(out / "attention_stats.json", doc)
-    write_csv(out / "attention_heads.csv", report.heads_frame())
-    save_figure(plot_layer_curves(report), out / "layer_curves.png")
-    save_figure(plot_positional_bias(report, 0), out / "positional_bias.png")
-    save_figure(plot_head_metrics(report), out / "head_metrics.png")
-    if report.examples is not None:
-        ids = getattr(dataset, "ids", None)
-        for b, index in enumerate(report.examples.indices):
-            image = _pixels(model, dataset[int(index)][0])
-            title = f"image {index}" + (f" ({ids[index]})" if ids is not None else "")
-            save_figure(plot_influence_map(report.examples, b, image, title=title),
-                        out / f"influence_map_{index:03d}.png")
     columns = ["part", "layer", "consistency", "soft_consistency", "locality", "black_fraction",
                "mean_attention_distance", "entropy", "positional_ks_p", "positional_chi2_p"]
     text = frame[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    write_text(out / "attention_stats.txt", text + "\n")
+    out: Path = args.out
+    with output_folder(out, args.overwrite, command="maelens attention-stats") as staging:
+        write_csv(staging / "attention_stats.csv", frame)
+        write_json(staging / "attention_stats.json", doc)
+        write_csv(staging / "attention_heads.csv", report.heads_frame())
+        save_figure(plot_layer_curves(report), staging / "layer_curves.png")
+        save_figure(plot_positional_bias(report, 0), staging / "positional_bias.png")
+        save_figure(plot_head_metrics(report), staging / "head_metrics.png")
+        if report.examples is not None:
+            ids = getattr(dataset, "ids", None)
+            for b, index in enumerate(report.examples.indices):
+                image = _pixels(model, dataset[int(index)][0])
+                title = f"image {index}" + (f" ({ids[index]})" if ids is not None else "")
+                save_figure(plot_influence_map(report.examples, b, image, title=title),
+                            staging / f"influence_map_{index:03d}.png")
+        write_text(staging / "attention_stats.txt", text + "\n")
     if args.json:
         print(to_json(doc))
     elif not args.quiet:

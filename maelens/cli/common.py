@@ -89,6 +89,13 @@ def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
 
 
+def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` of the commands that write a folder of outputs (see :func:`maelens.io.output_folder`)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an --out folder that already holds the outputs of a maelens command, as a "
+                             "whole (without it such a folder is refused, so old and new files never mix)")
+
+
 # ---- option value types: argparse reports a bad value itself (one line, exit status 2) ----------
 
 def _number_type(convert: Callable[[str], float], accept: Callable[[float], bool], expected: str,
@@ -227,7 +234,8 @@ def _check_writable(folder: Path, option: str, shown: Path | None = None) -> Non
 
 def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: bool = False) -> None:
     """The checks every command makes before loading anything: ``--device`` exists here and ``--out``
-    can be written as ``out`` says (``dir``, ``file``, ``figure`` or None)."""
+    can be written as ``out`` says (``dir``, ``file``, ``figure`` or None); an output folder that
+    already holds files needs ``--overwrite`` (commands that have the option)."""
     if getattr(args, "device", None) is not None:
         check_device(args.device, allow_auto=allow_auto)
     path = getattr(args, "out", None)
@@ -235,3 +243,7 @@ def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: 
         return
     checks = {"dir": check_out_dir, "file": check_out_file, "figure": check_figure_path}
     checks[out](Path(path))
+    if out == "dir" and hasattr(args, "overwrite"):  # a command writing its outputs with output_folder
+        from ..io import check_output_folder
+
+        check_output_folder(Path(path), args.overwrite)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
-                     positive_float, positive_int, preflight)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
+                     load_checkpoint_from_args, positive_float, positive_int, preflight)
 
 _RANK_LAWS = "t,cauchy,lognorm,beta,norm"
 
@@ -61,6 +61,7 @@ def register(subparsers) -> None:
     syn.add_argument("--attention-scale", default="tokens", choices=("tokens", "dim"),
                      help="divide the logits by sqrt(tokens) as the paper writes, or by sqrt(head dim) (default: %(default)s)")
     add_run_args(p)
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -136,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..analysis.distfit import fit_samples, rank_distributions
-    from ..io import save_figure, to_json, write_csv, write_json, write_text
+    from ..io import output_folder, save_figure, to_json, write_csv, write_json, write_text
     from ..plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 
     preflight(args, "dir")
@@ -146,28 +147,31 @@ def run(args: argparse.Namespace) -> int:
                          ids=ids, labels=labels, settings=settings, quiet=args.quiet)
     out: Path = args.out
     files = ["distfit.csv", "distfit.json", "pvalues_ecdf.png", "df_hist.png"]
-    write_csv(out / "distfit.csv", result.to_frame())
-    save_figure(plot_pvalue_ecdf(result), out / "pvalues_ecdf.png")
-    save_figure(plot_df_distribution(result), out / "df_hist.png")
     doc = result.summary()
     ranking_table = None
-    if args.rank_samples > 0:
-        chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
-        ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
-        ranking.per_sample["sample"] = chosen[ranking.per_sample["sample"].to_numpy()]
-        ranking.per_sample.insert(1, "id", result.ids[ranking.per_sample["sample"].to_numpy()])
-        ranking_table = ranking.table
-        write_csv(out / "ranking.csv", ranking.table)
-        write_csv(out / "ranking_samples.csv", ranking.per_sample)
-        save_figure(plot_ranking(ranking, title=f"sample {chosen[0]} ({x.shape[1]} values, {args.bins} bins)"),
-                    out / "ranking.png")
-        files += ["ranking.csv", "ranking_samples.csv", "ranking.png"]
-        doc["ranking"] = {"bins": args.bins, "criterion": "sum of squared errors, normalised histogram vs fitted pdf",
-                          "samples": chosen.tolist(), "table": ranking.table.to_dict(orient="records")}
-    text = _table(doc, ranking_table)
-    write_text(out / "distfit.txt", text + "\n")
-    doc["files"] = files + ["distfit.txt"]
-    write_json(out / "distfit.json", doc)
+    with output_folder(out, args.overwrite, command="maelens distfit") as staging:
+        write_csv(staging / "distfit.csv", result.to_frame())
+        save_figure(plot_pvalue_ecdf(result), staging / "pvalues_ecdf.png")
+        save_figure(plot_df_distribution(result), staging / "df_hist.png")
+        if args.rank_samples > 0:
+            chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
+            ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
+            ranking.per_sample["sample"] = chosen[ranking.per_sample["sample"].to_numpy()]
+            ranking.per_sample.insert(1, "id", result.ids[ranking.per_sample["sample"].to_numpy()])
+            ranking_table = ranking.table
+            write_csv(staging / "ranking.csv", ranking.table)
+            write_csv(staging / "ranking_samples.csv", ranking.per_sample)
+            scaled = f", divided by {ranking.example_scale:.3g}" if ranking.example_scale != 1 else ""
+            title = f"sample {chosen[0]} ({x.shape[1]} values{scaled}, {args.bins} bins)"
+            save_figure(plot_ranking(ranking, title=title), staging / "ranking.png")
+            files += ["ranking.csv", "ranking_samples.csv", "ranking.png"]
+            doc["ranking"] = {"bins": args.bins,
+                              "criterion": "sum of squared errors, normalised histogram vs fitted pdf",
+                              "samples": chosen.tolist(), "table": ranking.table.to_dict(orient="records")}
+        text = _table(doc, ranking_table)
+        write_text(staging / "distfit.txt", text + "\n")
+        doc["files"] = files + ["distfit.txt"]
+        write_json(staging / "distfit.json", doc)
     if args.json:
         print(to_json(doc))
     elif not args.quiet:

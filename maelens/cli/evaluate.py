@@ -9,8 +9,9 @@ from pathlib import Path
 from ..analysis.features import POOLS
 from ..errors import ConfigError, DataError
 from ..models.masking import MASKINGS
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, finite_float, fraction,
-                     load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int, preflight)
+from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args, finite_float,
+                     fraction, load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int,
+                     preflight)
 
 METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 
@@ -67,6 +68,7 @@ def register(subparsers) -> None:
     ev.add_argument("--epochs", type=positive_int, default=None, metavar="E",
                     help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
     add_run_args(ev, out_metavar="PATH")
+    add_overwrite_arg(ev)
     ev.set_defaults(func=run_evaluate)
 
     sim = subparsers.add_parser(
@@ -169,7 +171,7 @@ def _sources(args: argparse.Namespace, methods: list[str]):
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..analysis.evaluate import PARAMETRIC_METHODS, check_methods, evaluate_features
     from ..analysis.features import FeatureSet
-    from ..io import to_json, write_csv, write_json
+    from ..io import output_folder, to_json, write_csv, write_json
 
     preflight(args, "dir")
     methods = _methods(args)
@@ -187,10 +189,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                test_size=args.test_size, seed=args.seed, params=params, device=args.device,
                                names=names, quiet=args.quiet)
     out: Path = args.out
-    write_csv(out / "evaluation.csv", report.to_frame())
-    write_json(out / "evaluation.json", report.to_dict())
-    if report.maps:
-        _save_maps(out, report, train.settings.get("classes"))
+    with output_folder(out, args.overwrite, command="maelens evaluate") as staging:
+        write_csv(staging / "evaluation.csv", report.to_frame())
+        write_json(staging / "evaluation.json", report.to_dict())
+        if report.maps:
+            _save_maps(staging, report, train.settings.get("classes"))
     if args.json:
         print(to_json(report.to_dict()))
     elif not args.quiet:
@@ -269,7 +272,7 @@ def run_similarity(args: argparse.Namespace) -> int:
 
     from ..analysis.similarity import similar_images
     from ..data import denormalize
-    from ..io import save_figure, to_json, write_csv
+    from ..io import atomic_path, save_figure, to_json, write_csv
     from ..plots.evaluate import plot_similarity_grid
 
     preflight(args, "figure")
@@ -296,8 +299,11 @@ def run_similarity(args: argparse.Namespace) -> int:
     fig = plot_similarity_grid(np.stack([r[1] for r in rows]), np.stack([np.stack(r[2][:k]) for r in rows]),
                                np.stack([r[3][:k] for r in rows]), row_titles=[r[0] for r in rows],
                                neighbour_titles=np.array([r[4][:k] for r in rows]))
-    figure = save_figure(fig, args.out)
-    csv = write_csv(args.out.with_suffix(".csv"), table)
+    figure, csv = args.out, args.out.with_suffix(".csv")
+    # both files are renamed into place only once both are written: a crash leaves neither
+    with atomic_path(figure) as figure_tmp, atomic_path(csv) as csv_tmp:
+        save_figure(fig, figure_tmp)
+        write_csv(csv_tmp, table)
     if args.json:
         print(to_json({"figure": str(figure), "csv": str(csv), "results": table.to_dict(orient="records")}))
     elif not args.quiet:

@@ -10,9 +10,6 @@ from pathlib import Path
 from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
                      non_negative_float, non_negative_int, note, positive_float, positive_int, preflight, seed_int)
 
-#: Warm-up epochs when --warmup-epochs is not given (IPOL sec. 4), shortened to --epochs when longer.
-DEFAULT_WARMUP_EPOCHS = 2.0
-
 
 def register(subparsers) -> None:
     """Add the ``train`` and ``reconstruct`` sub-commands."""
@@ -22,7 +19,7 @@ def register(subparsers) -> None:
 
 def _register_train(subparsers) -> None:
     from ..models.presets import PRESETS
-    from ..train.config import LOSSES, SCHEDULES
+    from ..train.config import DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES
     from ..train.precision import PRECISIONS
 
     p = subparsers.add_parser(
@@ -34,7 +31,8 @@ def _register_train(subparsers) -> None:
                    help="reconstruction target: pixel, norm-pix (MAE) or ycbcr (IPOL weighted MSE) "
                         "(default: %(default)s)")
     add_data_args(p)
-    p.set_defaults(split="train")
+    # no --batch-size given: the library's default (64 per process), lowered to fit a small data set
+    p.set_defaults(split="train", batch_size=None)
     add_mask_args(p)
     add_run_args(p)
     p.set_defaults(device="auto")
@@ -90,12 +88,12 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.with_loss(
         args.loss, preset=args.preset, data=args.data, split=args.split, num_images=args.num_images,
         epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
-        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=_warmup_epochs(args),
+        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet)
-    result = train(config)
+    result = train(config, notify=lambda message: note(args, message))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
@@ -113,18 +111,6 @@ def _train(args: argparse.Namespace) -> int:
             print(f"{r['epoch']:>5}  {r['loss']:>9.4f}  {r['lr']:>9.2e}  {r['images_per_s']:>9.1f}")
         print(f"checkpoint: {result.checkpoint}\nlogs, figures and summary.json in {result.out_dir}")
     return 0
-
-
-def _warmup_epochs(args: argparse.Namespace) -> float:
-    """``--warmup-epochs``, or the default shortened to ``--epochs`` when the run is shorter (said once):
-    only a value the user gave may conflict with the other options."""
-    if args.warmup_epochs is not None:
-        return args.warmup_epochs
-    if args.epochs >= DEFAULT_WARMUP_EPOCHS:
-        return DEFAULT_WARMUP_EPOCHS
-    note(args, f"warm-up shortened to {args.epochs} epoch(s): the default {DEFAULT_WARMUP_EPOCHS:g} is longer "
-               f"than --epochs {args.epochs} (set --warmup-epochs to choose)")
-    return float(args.epochs)
 
 
 def _reconstruct(args: argparse.Namespace) -> int:

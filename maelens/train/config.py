@@ -18,6 +18,10 @@ from .precision import PRECISIONS
 
 SCHEDULES = ("cosine", "linear")
 LOSSES = ("pixel", "norm-pix", "ycbcr")
+#: Warm-up epochs when ``warmup_epochs`` is None (IPOL sec. 4), shortened to ``epochs`` when the run is shorter.
+DEFAULT_WARMUP_EPOCHS = 2.0
+#: Images per process and micro-batch when ``batch_size`` is None (MAE), lowered when the data set is smaller.
+DEFAULT_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,11 @@ class TrainConfig:
     """Everything a pretraining run needs; ``lr=None`` means ``blr * effective_batch / 256``.
 
     ``epochs``, ``warmup_epochs`` count passes over the data; ``batch_size`` is per process, so the
-    effective batch is ``batch_size * accum_iter * world_size``. ``precision``: ``auto`` (bf16 autocast
+    effective batch is ``batch_size * accum_iter * world_size``. Defaults fit the other settings: the
+    ``warmup_epochs=None`` default is :data:`DEFAULT_WARMUP_EPOCHS` shortened to ``epochs``
+    (:attr:`effective_warmup_epochs`), the ``batch_size=None`` default is :data:`DEFAULT_BATCH_SIZE`
+    lowered so that a step fits in the data (:meth:`batch_size_for`); a value given explicitly is never
+    changed, and one that conflicts is a ConfigError. ``precision``: ``auto`` (bf16 autocast
     where the device computes it natively, else float32; see :mod:`maelens.train.precision`), ``fp32`` or
     ``bf16``; the resolved choice and its reason go to the run's log and summary. The old ``bf16=True``
     is still accepted by :meth:`from_dict` as ``precision="bf16"``. ``fused_attention=None`` picks timm's
@@ -41,14 +49,14 @@ class TrainConfig:
     split: str = "train"
     num_images: int | None = None
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int | None = None
     accum_iter: int = 1
     blr: float = 1.5e-4
     lr: float | None = None
     min_lr: float = 0.0
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    warmup_epochs: float = 2.0
+    warmup_epochs: float | None = None
     schedule: str = "cosine"
     clip_grad: float | None = None
     masking: str = "random"
@@ -73,6 +81,8 @@ class TrainConfig:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "accum_iter": self.accum_iter,
                     "save_every": self.save_every}
         for name, value in positive.items():
+            if name == "batch_size" and value is None:  # the default, fitted to the data by batch_size_for
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("keep_last", "recon_images", "num_workers"):
@@ -90,7 +100,7 @@ class TrainConfig:
             raise ConfigError(f"mask_ratio must be in (0, 1) for pretraining, got {self.mask_ratio!r}")
         if self.loss_target not in LOSS_TARGETS:
             raise ConfigError(f"loss_target must be one of {', '.join(LOSS_TARGETS)}, got {self.loss_target!r}")
-        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+        if self.warmup_epochs is not None and not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs!r}")
         if self.blr <= 0 or (self.lr is not None and self.lr <= 0):
             raise ConfigError("blr and lr must be positive")
@@ -118,15 +128,31 @@ class TrainConfig:
     def out_dir(self) -> Path:
         return Path(self.out)
 
-    def effective_batch_size(self, world_size: int = 1) -> int:
-        """Images per optimizer step over all processes."""
-        return self.batch_size * self.accum_iter * world_size
+    @property
+    def effective_warmup_epochs(self) -> float:
+        """``warmup_epochs``, or the default :data:`DEFAULT_WARMUP_EPOCHS` shortened to ``epochs``."""
+        if self.warmup_epochs is not None:
+            return float(self.warmup_epochs)
+        return min(DEFAULT_WARMUP_EPOCHS, float(self.epochs))
 
-    def peak_lr(self, world_size: int = 1) -> float:
+    def batch_size_for(self, num_images: int, world_size: int = 1) -> int:
+        """Images per process and micro-batch for a data set of ``num_images``: ``batch_size`` as given,
+        else :data:`DEFAULT_BATCH_SIZE` lowered so that one optimizer step (``accum_iter`` micro-batches
+        on each of ``world_size`` processes) fits in the data (at least 1)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(1, min(DEFAULT_BATCH_SIZE, num_images // (self.accum_iter * world_size)))
+
+    def effective_batch_size(self, world_size: int = 1, batch_size: int | None = None) -> int:
+        """Images per optimizer step over all processes (``batch_size``: the one resolved for the data,
+        default ``self.batch_size`` or :data:`DEFAULT_BATCH_SIZE`)."""
+        return (batch_size or self.batch_size or DEFAULT_BATCH_SIZE) * self.accum_iter * world_size
+
+    def peak_lr(self, world_size: int = 1, batch_size: int | None = None) -> float:
         """Absolute lr after warm-up: ``lr`` if given, else MAE's ``blr * effective_batch / 256``."""
         if self.lr is not None:
             return float(self.lr)
-        return self.blr * self.effective_batch_size(world_size) / 256
+        return self.blr * self.effective_batch_size(world_size, batch_size) / 256
 
     # ---- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, ConfigError, DataError, MaelensError
-from ..io import atomic_path, write_json
+from ..errors import CheckpointError, ConfigError, DataError, MaelensError, OutputError
+from ..io import atomic_path, folder_lock, write_json
 from ..models.mae import MaskedAutoencoderViT, set_fused_attention
-from .config import TrainConfig
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
 from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
 from .optim import build_optimizer
 from .precision import resolve_precision, usable_cpu_threads
@@ -62,16 +62,25 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: Dataset | None = None) -> TrainResult:
+def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: Dataset | None = None,
+          notify: Callable[[str], None] | None = None) -> TrainResult:
     """Pretrain an MAE as ``config`` says; ``dataset`` (items ``(image, label)`` or ``image``) replaces
     ``config.data``, ``val_dataset`` supplies the images of the per-epoch reconstruction figure.
 
-    Under ``torchrun`` every process calls this; only rank 0 writes files. Raises
-    :class:`DivergenceError` on a NaN/inf loss, after keeping the last good checkpoint.
+    A default adapted to the run (the warm-up shortened to ``epochs``, the batch size lowered to a small
+    data set) is said once through ``notify(message)`` (default: ``note: ...`` on stderr unless
+    ``config.quiet``) and listed under ``notes`` in the summary.
+
+    Under ``torchrun`` every process calls this; only rank 0 writes files, and it holds the lock of
+    ``config.out`` for the whole run (:func:`maelens.io.folder_lock`): a second run started into the same
+    folder is refused with an :class:`~maelens.errors.OutputError` naming the holder's pid. Raises
+    :class:`DivergenceError` on a NaN/inf loss, after keeping the last good checkpoint, and a
+    :class:`~maelens.errors.DataError` when the training images hold NaN or infinite values.
     """
     info = init_distributed(config.device)
     try:
-        return _Run(config, info, dataset, val_dataset).run()
+        with folder_lock(config.out_dir) if info.is_main else nullcontext():
+            return _Run(config, info, dataset, val_dataset, notify).run()
     finally:
         cleanup(info)
 
@@ -85,6 +94,42 @@ def remove_stale_checkpoints(folder: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def _stored_float_images(dataset: Dataset) -> tuple[Any, np.ndarray] | None:
+    """(float images (N, ...), the dataset's indices into them) when ``dataset`` keeps its images as an
+    in-memory float array (an :class:`~maelens.data.ImageDataset` of model inputs, a TensorDataset, or a
+    Subset of either), else None. Only float images can hold NaN or inf: pixels are uint8."""
+    indices = np.arange(len(dataset))
+    while isinstance(dataset, Subset):
+        indices = np.asarray(dataset.indices)[indices]
+        dataset = dataset.dataset
+    raw = getattr(dataset, "raw", None)
+    if raw is not None and getattr(raw, "normalized", False) and not isinstance(raw.images, list):
+        return raw.images, indices
+    tensors = getattr(dataset, "tensors", None)  # torch.utils.data.TensorDataset
+    if tensors and torch.is_tensor(tensors[0]) and tensors[0].is_floating_point():
+        return tensors[0], indices
+    return None
+
+
+def nonfinite_images(dataset: Dataset) -> np.ndarray:
+    """Indices (ascending) of the images of ``dataset`` that hold a NaN or infinite value: one vectorised
+    check for in-memory float images, else one pass over the dataset (items ``(image, label)`` or ``image``)."""
+    stored = _stored_float_images(dataset)
+    if stored is not None:
+        images, indices = stored
+        bad = []
+        for start in range(0, len(indices), 1024):  # in chunks: no second copy of a large data set
+            chunk = torch.as_tensor(images[indices[start:start + 1024]])
+            bad.append(start + np.flatnonzero(~torch.isfinite(chunk.reshape(len(chunk), -1)).all(dim=1).numpy()))
+        return np.concatenate(bad) if bad else np.zeros(0, np.int64)
+    return np.array([i for i in range(len(dataset)) if not torch.isfinite(_images(dataset[i])).all()], dtype=np.int64)
+
+
+def _print_note(message: str) -> None:
+    """The default ``notify`` of :func:`train` (unless ``quiet``): the message on stderr."""
+    tqdm.write(f"note: {message}", file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
@@ -126,8 +171,10 @@ def accumulate_gradients(model: torch.nn.Module, micro_batches: list[torch.Tenso
 class _Run:
     """One training run: set-up in ``__init__``, the epochs in :meth:`run`."""
 
-    def __init__(self, config: TrainConfig, info: DistInfo, dataset: Dataset | None, val_dataset: Dataset | None):
+    def __init__(self, config: TrainConfig, info: DistInfo, dataset: Dataset | None, val_dataset: Dataset | None,
+                 notify: Callable[[str], None] | None = None):
         self.config = config
+        self.notify = notify if notify is not None else (_print_note if not config.quiet else lambda message: None)
         self.info = info
         self.out = config.out_dir
         self.model_config = config.model_config()
@@ -154,16 +201,18 @@ class _Run:
 
         self.sampler = DistributedSampler(self.dataset, num_replicas=info.world_size, rank=info.rank,
                                           shuffle=True, seed=config.seed)
-        self.loader = DataLoader(self.dataset, batch_size=config.batch_size, sampler=self.sampler,
+        self.batch_size = config.batch_size_for(len(self.dataset), info.world_size)
+        self.notes = self._adapted_defaults()
+        self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                                  num_workers=config.num_workers, pin_memory=info.device.type == "cuda",
                                  drop_last=True)
         self.steps_per_epoch = len(self.loader) // config.accum_iter
         if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"no full optimizer step fits in an epoch: {len(self.dataset)} images for batch size "
-                f"{config.batch_size} x accum_iter {config.accum_iter} x {info.world_size} process(es); "
+                f"{self.batch_size} x accum_iter {config.accum_iter} x {info.world_size} process(es); "
                 f"lower --batch-size or --accum-iter, or use more images")
-        self.peak_lr = config.peak_lr(info.world_size)
+        self.peak_lr = config.peak_lr(info.world_size, self.batch_size)
         self.optimizer = build_optimizer(self.model, lr=self.peak_lr, weight_decay=config.weight_decay,
                                          betas=config.betas)
         self.mask_generator = torch.Generator()
@@ -184,6 +233,19 @@ class _Run:
         self.checkpoint_path: Path | None = self.resumed_from
 
     # ---- set-up -----------------------------------------------------------------------------
+    def _adapted_defaults(self) -> list[str]:
+        """One sentence per default that was changed to fit this run (the values given are never changed)."""
+        c, notes = self.config, []
+        if c.warmup_epochs is None and c.effective_warmup_epochs < DEFAULT_WARMUP_EPOCHS:
+            notes.append(f"warm-up shortened to {c.epochs} epoch(s): the default {DEFAULT_WARMUP_EPOCHS:g} is longer "
+                         f"than --epochs {c.epochs} (set --warmup-epochs to choose)")
+        if c.batch_size is None and self.batch_size < DEFAULT_BATCH_SIZE:
+            per_step = f" x accum_iter {c.accum_iter}" if c.accum_iter > 1 else ""
+            per_step += f" x {self.info.world_size} processes" if self.info.world_size > 1 else ""
+            notes.append(f"batch size lowered to {self.batch_size}: the default {DEFAULT_BATCH_SIZE}{per_step} is "
+                         f"more than the {len(self.dataset)} training images (set --batch-size to choose)")
+        return notes
+
     def _resume_path(self) -> Path | None:
         resume = self.config.resume
         if not resume:
@@ -205,7 +267,22 @@ class _Run:
             dataset = Subset(dataset, range(c.num_images))
         if len(dataset) == 0:
             raise DataError(f"the training data {c.data!r} holds no images")
+        if _stored_float_images(dataset) is not None:  # cheap when the images are in memory: check them now
+            self._refuse_nonfinite_data(dataset)
         return dataset
+
+    def _data_name(self) -> str:
+        return "given to train()" if self.explicit_data else repr(self.config.data)
+
+    def _refuse_nonfinite_data(self, dataset: Dataset | None = None) -> None:
+        """Raise a DataError naming the data and how many of its images hold NaN or infinite values,
+        if any do: such images make the loss NaN whatever the learning rate."""
+        dataset = self.dataset if dataset is None else dataset
+        bad = nonfinite_images(dataset)
+        if bad.size:
+            raise DataError(f"the training data {self._data_name()} holds {bad.size} of {len(dataset)} images with "
+                            f"NaN or infinite values (first: image {bad[0]}); the loss cannot be computed from "
+                            f"them: fix or remove those images")
 
     def _figure_inputs(self, val_dataset: Dataset | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """A fixed batch of images and fixed mask noise for the per-epoch reconstruction figure."""
@@ -270,6 +347,9 @@ class _Run:
         with RunLog(self.out, enabled=self.info.is_main, keep_before_epoch=keep) as log:
             log.log(csv_row=False, kind="start", epoch=self.start_epoch, step=self.global_step, **self.precision.to_dict(),
                     device=str(self.info.device), threads=torch.get_num_threads())
+            if self.info.is_main:
+                for message in self.notes:
+                    self.notify(message)
             if self.info.is_main and not c.quiet:
                 tqdm.write(f"precision: {self.precision.name} ({self.precision.reason}); "
                            f"{torch.get_num_threads()} CPU thread(s)", file=sys.stderr)
@@ -312,10 +392,13 @@ class _Run:
             for step in range(self.steps_per_epoch):
                 step_start = time.perf_counter()
                 lr = lr_at(epoch + step / self.steps_per_epoch, peak_lr=self.peak_lr, epochs=c.epochs,
-                           warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, schedule=c.schedule)
+                           warmup_epochs=c.effective_warmup_epochs, min_lr=c.min_lr, schedule=c.schedule)
                 set_lr(self.optimizer, lr)
-                loss = self._accumulate([_images(next(batches)) for _ in range(c.accum_iter)])
+                micro_batches = [_images(next(batches)) for _ in range(c.accum_iter)]
+                loss = self._accumulate(micro_batches)
                 if not math.isfinite(loss):
+                    if any(not torch.isfinite(imgs).all() for imgs in micro_batches):
+                        self._refuse_nonfinite_data()  # bad images, not a bad learning rate
                     self._diverged(epoch, loss)
                 if c.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad)
@@ -385,10 +468,10 @@ class _Run:
         try:
             save_checkpoint(path, self.model, epoch=epoch, optimizer=self.optimizer,
                             train_config=self.config.to_dict(), extra=extra)
-        except OSError as err:  # disk full, folder removed...: the previous checkpoint.pt is intact
+        except (OSError, OutputError) as err:  # disk full, folder removed...: the previous checkpoint.pt is intact
             kept = "the previous one is kept" if self.checkpoint_path else "no checkpoint was written yet"
-            raise CheckpointError(f"could not save {path} after epoch {epoch} ({err.strerror or err}); "
-                                  f"{kept}") from err
+            why = err if isinstance(err, OutputError) else f"could not save {path} ({err.strerror or err})"
+            raise CheckpointError(f"{why} after epoch {epoch}; {kept}") from err
         self.checkpoint_path = path
         if self.config.keep_last:
             self._keep_numbered(path, epoch)
@@ -422,7 +505,10 @@ class _Run:
             "device": str(self.info.device),
             "precision": self.precision.to_dict(),
             "threads": torch.get_num_threads(),
-            "effective_batch_size": self.config.effective_batch_size(self.info.world_size),
+            "batch_size": self.batch_size,
+            "effective_batch_size": self.config.effective_batch_size(self.info.world_size, self.batch_size),
+            "warmup_epochs": self.config.effective_warmup_epochs,
+            "notes": self.notes,
             "peak_lr": self.peak_lr,
             "steps_per_epoch": self.steps_per_epoch,
             "time_s": time_s,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
-from .config import TrainConfig
+from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
 from .loop import CHECKPOINT_NAME, TrainResult, train
 
 # Settings that do not change the trained weights: a run stored with other values still counts.
@@ -19,12 +19,25 @@ _IGNORED = ("out", "resume", "quiet", "num_workers", "device")
 def _differences(stored: dict, config: TrainConfig) -> list[str]:
     """Settings that differ; a setting missing from an older stored config counts as its default
     (fields are only ever added with a default that reproduces the earlier behaviour)."""
-    wanted = json.loads(json.dumps(config.to_dict()))
+    wanted = _effective(json.loads(json.dumps(config.to_dict())))
     if "precision" not in stored and "bf16" in stored:  # stored before issue 12
         stored = {**stored, "precision": "bf16" if stored["bf16"] else "fp32"}
     defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-    stored = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    stored = _effective({**{k: v for k, v in defaults.items() if k not in stored}, **stored})
     return sorted(k for k, v in wanted.items() if k not in _IGNORED and stored.get(k) != v)
+
+
+def _effective(settings: dict) -> dict:
+    """``settings`` with the defaults written as None since issue 16 replaced by the values they stand
+    for, so that a run stored with the explicit 2.0 warm-up epochs and batch size 64 of earlier
+    versions matches a new default run. A default batch lowered to a small data set stays comparable:
+    earlier versions refused such runs, so no stored 64 stands for a lowered batch."""
+    out = dict(settings)
+    if out.get("warmup_epochs") is None:
+        out["warmup_epochs"] = min(DEFAULT_WARMUP_EPOCHS, float(out.get("epochs", 0)))
+    if out.get("batch_size") is None:
+        out["batch_size"] = DEFAULT_BATCH_SIZE
+    return out
 
 
 def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
