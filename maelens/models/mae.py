@@ -16,7 +16,7 @@ from ..errors import MaelensError
 from .losses import YCBCR_WEIGHTS, masked_patch_mse, normalize_patches, rgb_to_ycbcr
 from .masking import MaskIds, ids_from_noise, num_kept, sample_noise
 from .pos_embed import sincos_2d
-from .presets import ModelConfig
+from .presets import YCBCR_TARGETS, ModelConfig
 
 
 #: How a fine-tuned encoder pools its tokens into one feature: mean of the patch tokens, or the CLS token.
@@ -262,8 +262,9 @@ class MaskedAutoencoderViT(nn.Module):
 
     # ---- loss -------------------------------------------------------------------------------
     def target_images(self, imgs: torch.Tensor) -> torch.Tensor:
-        """Images in the space the decoder predicts: model inputs, or YCbCr of the de-normalised RGB."""
-        if self.config.loss_target == "ycbcr":
+        """Images in the space the decoder predicts: model inputs, or YCbCr of the de-normalised RGB
+        (``ycbcr``: the paper's weighted MSE_w; ``ycbcr-plain``: the same channels, unweighted MSE)."""
+        if self.config.loss_target in YCBCR_TARGETS:
             mean = torch.tensor(self.config.norm_mean, device=imgs.device, dtype=imgs.dtype)[:, None, None]
             std = torch.tensor(self.config.norm_std, device=imgs.device, dtype=imgs.dtype)[:, None, None]
             return rgb_to_ycbcr(imgs * std + mean)

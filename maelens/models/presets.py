@@ -10,7 +10,11 @@ from ..errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-LOSS_TARGETS = ("pixel", "ycbcr")
+#: Reconstruction targets: ``pixel`` (the model's normalised RGB inputs), ``ycbcr`` (the IPOL paper's
+#: weighted MSE_w on Y, Cb, Cr; the name checkpoints have stored since it was the only YCbCr target) and
+#: ``ycbcr-plain`` (plain MSE on the same three channels, the paper's unweighted YCbCr run).
+LOSS_TARGETS = ("pixel", "ycbcr", "ycbcr-plain")
+YCBCR_TARGETS = ("ycbcr", "ycbcr-plain")
 
 
 @dataclass(frozen=True)

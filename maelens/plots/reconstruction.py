@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from ..io import save_figure
 from ..models.losses import YCBCR_WEIGHTS, normalize_patches, patch_errors, ycbcr_to_rgb
 from ..models.mae import MaskedAutoencoderViT
+from ..models.presets import YCBCR_TARGETS
 
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 
@@ -52,7 +53,7 @@ def predictions_to_rgb(model: MaskedAutoencoderViT, imgs: torch.Tensor, pred: to
         var = target.var(dim=-1, keepdim=True)
         pred = pred * (var + 1e-6) ** 0.5 + mean
     images = model.unpatchify(pred)
-    if model.config.loss_target == "ycbcr":
+    if model.config.loss_target in YCBCR_TARGETS:
         return ycbcr_to_rgb(images).clamp(0, 1)
     return to_rgb(model, images)
 
