@@ -200,3 +200,43 @@ def test_encoder_analyses_run_on_a_timm_vit_from_the_command_line(tmp_path, caps
     assert main(["attention-stats", *common, "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no decoder" in err
+
+
+def test_encoder_attention_stats_equal_the_full_report_and_run_without_a_decoder(tmp_path, capsys):
+    from maelens import create_model
+    from maelens.analysis.attention_dataset import attention_stats
+    from maelens.analysis.encoder_attention import encoder_attention_stats
+
+    mae = create_model("tiny").eval()
+    data = load_dataset("bundled", image_size=32, split="test", limit=10)
+    options = dict(mask="grid", mask_ratio=0.75, batch_size=4, seed=3)
+    full = attention_stats(mae, data, encoder=True, num_examples=0, **options).encoder_layers
+    alone = encoder_attention_stats(mae, data, **options).encoder_layers
+    assert len(alone) == 3
+    for a, b in zip(alone, full, strict=True):
+        np.testing.assert_allclose(a["head_mean_attention_distance"], b["head_mean_attention_distance"], rtol=1e-12)
+        np.testing.assert_allclose(a["head_entropy"], b["head_entropy"], rtol=1e-12)
+    # a timm ViT has no decoder: --encoder gives its heads' distance and entropy
+    path = str(save(timm_vit(), tmp_path / "w.safetensors"))
+    assert main(["attention-stats", "--ckpt", path, "--arch", ARCH, "--encoder", "--mask-ratio", "0",
+                 "--num-images", "6", "--quiet", "--out", str(tmp_path / "a")]) == 0
+    import pandas as pd
+
+    heads = pd.read_csv(tmp_path / "a" / "attention_heads.csv")
+    assert len(heads) == 2 * 3 and set(heads["part"]) == {"encoder"}
+    doc = json.loads((tmp_path / "a" / "attention_stats.json").read_text())
+    assert doc["checkpoint_format"] == "timm" and doc["mask_ratio"] == 0 and len(doc["encoder_layers"]) == 2
+
+
+def test_the_recorder_refuses_attention_it_cannot_recompute():
+    from torch import nn
+
+    class Other(nn.Module):  # e.g. relative position biases added to the logits: not visible in qkv
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.Identity()
+
+    model = nn.Module()
+    model.blocks = nn.ModuleList([Other()])
+    with pytest.raises(ConfigError, match="block 0 .* uses Identity, not timm's Attention"):
+        AttentionRecorder(model, ("encoder",))

@@ -1,5 +1,6 @@
-"""Record per-layer, per-head attention probabilities of a :class:`MaskedAutoencoderViT` with
-forward hooks, without touching its outputs.
+"""Record per-layer, per-head attention probabilities of a :class:`MaskedAutoencoderViT` (or of any
+model whose ``blocks`` use timm's ``Attention``, such as a timm VisionTransformer) with forward hooks,
+without touching its outputs.
 
 timm's fused attention (``scaled_dot_product_attention``) never materialises the probabilities, so
 each block's ``attn.qkv`` projection is hooked: its output is exactly the ``qkv`` the block uses,
@@ -13,11 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import torch
+from timm.layers import Attention
 from torch import nn
 
 from ..errors import ConfigError
 
 PARTS = ("encoder", "decoder")
+#: Attention modules whose probabilities are exactly ``softmax(q_norm(q) k_norm(k)ᵀ · scale)`` of their
+#: ``qkv`` output: timm's ``Attention`` (maelens blocks, timm VisionTransformer blocks whatever the model).
+RECOMPUTABLE = (Attention,)
 
 
 @dataclass
@@ -69,10 +74,13 @@ def attention_blocks(model: nn.Module, part: str) -> list[nn.Module]:
             "this model has no decoder (encoder-only weights): decoder attention needs a full MAE checkpoint"
         )
     blocks = model.blocks if part == "encoder" else model.decoder_blocks
-    for blk in blocks:
+    for i, blk in enumerate(blocks):
         attn = getattr(blk, "attn", None)
-        if not all(hasattr(attn, name) for name in ("qkv", "num_heads", "head_dim", "scale")):
-            raise ConfigError(f"{part} block {type(blk).__name__} has no timm-style qkv attention to record")
+        if type(attn) not in RECOMPUTABLE:
+            # other attentions add what qkv does not show (relative position biases, separate q/v biases,
+            # rotary embeddings ...): their maps cannot be recomputed from qkv, so none is recorded
+            raise ConfigError(f"{part} block {i} ({type(blk).__name__}) uses {type(attn).__name__}, not timm's "
+                              "Attention: its attention maps cannot be recomputed from its qkv projection")
     return list(blocks)
 
 

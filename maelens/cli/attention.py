@@ -58,12 +58,13 @@ def _add_top_n(parser: argparse.ArgumentParser) -> None:
                         help="attention entries of a row searched for its influencer (default: %(default)s)")
 
 
-def _load(args: argparse.Namespace):
-    """The model of ``--ckpt`` (head counts as given or stored) and its settings record."""
+def _load(args: argparse.Namespace, encoder_only: bool = False):
+    """The model of ``--ckpt`` (head counts as given or stored) and its settings record; a model without
+    a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``)."""
     loaded = load_checkpoint_from_args(args)
-    if not loaded.model.has_decoder:
-        raise ConfigError(f"{args.ckpt} has no decoder (encoder-only weights): decoder attention metrics need a "
-                          "full MAE checkpoint")
+    if not loaded.model.has_decoder and not encoder_only:
+        raise ConfigError(f"{args.ckpt} has no decoder ({loaded.release} weights): decoder attention metrics need "
+                          "a full MAE checkpoint (--encoder alone reports the encoder's attention distance and entropy)")
     return loaded.model, loaded.settings()
 
 
@@ -86,8 +87,10 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
     preflight(args, "dir")
-    model, model_settings = _load(args)
+    model, model_settings = _load(args, encoder_only=args.encoder)
     dataset = _dataset(model, args.data, args.split, args.num_images)
+    if not model.has_decoder:
+        return _run_encoder_stats(args, model, model_settings, dataset)
     report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
                              encoder=args.encoder, all_images=args.all_images, batch_size=args.batch_size,
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
@@ -119,6 +122,32 @@ def run_stats(args: argparse.Namespace) -> int:
         print(text)
         print(f"wrote {out}/attention_stats.csv, attention_stats.json, attention_heads.csv and figures",
               file=sys.stderr)
+    return 0
+
+
+def _run_encoder_stats(args: argparse.Namespace, model, model_settings: dict, dataset) -> int:
+    """``attention-stats --encoder`` on a model without a decoder (fine-tuned, timm): the encoder's
+    attention distance and entropy per head, in the files and columns of the full report."""
+    from ..analysis.encoder_attention import encoder_attention_stats
+    from ..io import output_folder, to_json, write_csv, write_json, write_text
+
+    report = encoder_attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio,
+                                     batch_size=args.batch_size, seed=args.seed, device=args.device,
+                                     num_workers=args.num_workers, quiet=args.quiet)
+    doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
+    text = report.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    out: Path = args.out
+    with output_folder(out, args.overwrite, command="maelens attention-stats") as staging:
+        write_csv(staging / "attention_stats.csv", report.to_frame())
+        write_json(staging / "attention_stats.json", doc)
+        write_csv(staging / "attention_heads.csv", report.heads_frame())
+        write_text(staging / "attention_stats.txt", text + "\n")
+    if args.json:
+        print(to_json(doc))
+    elif not args.quiet:
+        print(text)
+        print(f"wrote {out}/attention_stats.csv, attention_stats.json and attention_heads.csv (encoder only: the "
+              "model has no decoder)", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,106 @@
+"""Mean attention distance and entropy of every encoder head over a dataset, for any encoder: an MAE's,
+or one without a decoder (fine-tuned and linear-probe files, timm ViTs). This is the encoder part of
+``maelens attention-stats --encoder``; the decoder metrics of IPOL sec. 5 need a decoder and live in
+:mod:`maelens.analysis.attention_dataset`.
+
+Per image and head: the attention-weighted distance in pixels between the centres of the visible
+patches (Dosovitskiy et al. 2021, Fig. 7) and the entropy of the patch queries' rows, each averaged over
+the queries (:mod:`maelens.analysis.attention`); then averaged over the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, DataError
+from ..models.masking import sample_mask
+from .attention import attention_entropy, mean_attention_distance, patch_distances
+from .hooks import AttentionChunk, AttentionRecorder
+
+
+@dataclass
+class EncoderAttentionReport:
+    """Result of :func:`encoder_attention_stats`: ``settings`` and, per encoder layer, a dict with
+    ``layer``, ``mean_attention_distance`` and ``entropy`` (head means) and their per-head lists
+    ``head_mean_attention_distance`` / ``head_entropy`` (the keys of ``AttentionReport.encoder_layers``)."""
+
+    settings: dict[str, Any]
+    encoder_layers: list[dict[str, Any]]
+
+    def to_frame(self) -> Any:
+        """pandas DataFrame, one row per encoder layer."""
+        import pandas as pd
+
+        return pd.DataFrame([{"part": "encoder", "layer": row["layer"],
+                              "mean_attention_distance": row["mean_attention_distance"], "entropy": row["entropy"]}
+                             for row in self.encoder_layers])
+
+    def heads_frame(self) -> Any:
+        """pandas DataFrame, one row per (layer, head): mean attention distance and entropy."""
+        import pandas as pd
+
+        return pd.DataFrame([{"part": "encoder", "layer": row["layer"], "head": head, "mean_attention_distance": d,
+                              "entropy": e}
+                             for row in self.encoder_layers
+                             for head, (d, e) in enumerate(zip(row["head_mean_attention_distance"],
+                                                               row["head_entropy"]))])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: the settings and ``encoder_layers``."""
+        return {**self.settings, "encoder_layers": self.encoder_layers}
+
+
+@torch.no_grad()
+def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: str = "random",
+                            mask_ratio: float = 0.0, batch_size: int = 64, seed: int = 0,
+                            device: str | torch.device = "cpu", num_workers: int = 0,
+                            quiet: bool = True) -> EncoderAttentionReport:
+    """Mean attention distance and entropy of every head of every encoder layer of ``model`` over
+    ``dataset`` (items ``(image, label)``), with ``mask`` / ``mask_ratio`` applied to the encoder input
+    (0: the whole image). Masks come from a generator seeded with ``seed``."""
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    model = model.to(device).eval()
+    cfg = model.config
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    sums: torch.Tensor | None = None  # (layers, 2, heads): distance and entropy summed over images
+    images = 0
+    for batch in tqdm(loader, desc="encoder attention", disable=quiet, unit="batch"):
+        imgs = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
+        # the patch position of each visible token: draw the masks on a copy of the generator state,
+        # then let the encoder draw the same ones
+        state = generator.get_state()
+        kept = sample_mask(mask, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator,
+                           device=imgs.device).ids_keep
+        generator.set_state(state)
+        distances = patch_distances(kept, cfg.grid_size, cfg.patch_size)  # (B, K, K) pixels
+
+        def reduce(chunk: AttentionChunk, distances: torch.Tensor = distances) -> torch.Tensor:
+            # (b, 2, H): per image and head, distance and entropy averaged over the patch queries
+            return torch.stack([mean_attention_distance(chunk.probs, distances[chunk.rows]),
+                                attention_entropy(chunk.probs, chunk.logits)], dim=1)
+
+        with AttentionRecorder(model, ("encoder",), reduce=reduce) as rec:
+            model.encode(imgs, mask_ratio, masking=mask, generator=generator)
+        batch_sums = torch.stack(rec.maps["encoder"]).double().sum(dim=1)  # (layers, 2, heads)
+        sums = batch_sums if sums is None else sums + batch_sums
+        images += imgs.shape[0]
+    if sums is None:
+        raise DataError("the dataset is empty: no attention to analyse")
+    means = (sums / images).cpu().numpy()
+    layers = [{"layer": layer, "mean_attention_distance": float(np.mean(means[layer, 0])),
+               "entropy": float(np.mean(means[layer, 1])), "head_mean_attention_distance": means[layer, 0].tolist(),
+               "head_entropy": means[layer, 1].tolist()} for layer in range(means.shape[0])]
+    settings = {"mask": mask, "mask_ratio": mask_ratio, "seed": seed, "model": cfg.name, "num_images": images,
+                "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
+    return EncoderAttentionReport(settings=settings, encoder_layers=layers)
+
+
+__all__ = ["EncoderAttentionReport", "encoder_attention_stats"]
