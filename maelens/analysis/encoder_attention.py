@@ -66,10 +66,9 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: s
     (0: the whole image). Masks come from a generator seeded with ``seed``."""
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    model = model.to(device).eval()
-    cfg = model.config
-    generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    cfg, generator = model.config, torch.Generator().manual_seed(seed)
+    model = model.to(device).eval()
     sums: torch.Tensor | None = None  # (layers, 2, heads): distance and entropy summed over images
     images = 0
     for batch in tqdm(loader, desc="encoder attention", disable=quiet, unit="batch"):
