@@ -136,6 +136,18 @@ def test_other_input_size_regenerates_the_sincos_tables_exactly(tmp_path):
         load_checkpoint(tmp_path / "tiny.pth", image_size=30)
 
 
+def test_other_input_size_of_a_hugging_face_folder(tmp_path):
+    from test_checkpoint_formats import write_hf
+
+    model = scrambled(create_model("tiny", num_heads=8, decoder_num_heads=2))
+    write_hf(tmp_path / "hf", model, "safetensors")
+    ckpt = load_checkpoint(tmp_path / "hf", image_size=48)
+    at48 = create_model("tiny", num_heads=8, decoder_num_heads=2, img_size=48)
+    at48.load_state_dict({k: v for k, v in model.state_dict().items() if "pos_embed" not in k}, strict=False)
+    assert ckpt.config.img_size == 48 and ckpt.config.num_heads == 8
+    assert_same_outputs(at48.eval(), ckpt.model, size=48)
+
+
 def test_image_size_on_the_command_line_is_recorded_in_the_settings(tmp_path):
     torch.save({"model": create_model("tiny").state_dict()}, tmp_path / "tiny.pth")
     assert main(["features", "--ckpt", str(tmp_path / "tiny.pth"), "--image-size", "48", "--num-images", "4",

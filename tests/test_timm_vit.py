@@ -197,6 +197,9 @@ def test_encoder_analyses_run_on_a_timm_vit_from_the_command_line(tmp_path, caps
     report = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert report["results"][0]["method"] == "knn" and report["results"][0]["n"] == 40
     capsys.readouterr()
+    assert main(["info", "--ckpt", path, "--arch", ARCH, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architecture"] == ARCH and info["classifier_pooling"] == "CLS token after the final norm"
     assert main(["attention-stats", *common, "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no decoder" in err

@@ -133,7 +133,7 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
         heads[key], sources[key] = 1, NOT_STORED  # a placeholder: the parameter count does not depend on it
     if not decoder_depth:
         heads.setdefault("decoder_num_heads", 1)
-    provenance.update(sources)
+    provenance.update({k: v for k, v in sources.items() if k in wanted})  # no decoder: no decoder heads
     known = {f.name for f in fields(ModelConfig)}
     name = shape_preset if shape_preset is not None and all(
         heads[k] == getattr(PRESETS[shape_preset], k) for k in wanted) else "custom"

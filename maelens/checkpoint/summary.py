@@ -24,7 +24,8 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         "format": ckpt.format,
         "format_description": FORMATS[ckpt.format],
         "release": ckpt.release,
-        "architecture": (match_preset(config) if ckpt.heads_known else None) or "custom",
+        "architecture": ((match_preset(config) if ckpt.heads_known else None)
+                         or (config.name if ckpt.format == "timm" else "custom")),
         "config": shown,
         "heads_known": ckpt.heads_known,
         "provenance": dict(ckpt.provenance),
