@@ -1,5 +1,7 @@
 """Errors that speak to the user: the CLI prints their message on one line and exits with status 2."""
 
+from pathlib import Path
+
 
 class MaelensError(Exception):
     """Base class: a problem with the user's input (file, argument, data), not a bug."""
@@ -21,6 +23,6 @@ class OutputError(MaelensError):
     """An output could not be written or put in place (no space left on device, a folder already
     used, another run holding it); ``path`` is the file or folder concerned."""
 
-    def __init__(self, message: str, path: "object | None" = None):
+    def __init__(self, message: str, path: Path | None = None):
         super().__init__(message)
         self.path = path

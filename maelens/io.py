@@ -61,7 +61,7 @@ def disk_full_names(path: str | os.PathLike) -> Iterator[None]:
     except Exception as err:
         if not (_caused_by_full_disk(err) or _out_of_space(Path(path).parent)):
             raise
-        raise OutputError(f"no space left on device while writing {path}", path) from err
+        raise OutputError(f"no space left on device while writing {path}", Path(path)) from err
 
 
 def _caused_by_full_disk(err: BaseException) -> bool:
@@ -199,10 +199,11 @@ def output_folder(path: str | os.PathLike, overwrite: bool = False, *, command: 
     block is one :class:`~maelens.errors.OutputError` naming the final path, not the staging one.
     """
     target = Path(path)
+    if target.parent.is_dir():
+        _remove_dead_siblings(target)
     check_output_folder(target, overwrite)
     with disk_full_names(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_siblings(target)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial",
                                         dir=target.parent))
     try:
@@ -235,6 +236,8 @@ def _put_in_place(staging: Path, target: Path, overwrite: bool) -> None:
     except OSError as err:
         if old is not None:
             os.replace(old, target)
+        if err.errno == errno.ENOTDIR:
+            raise OutputError(f"{target}: exists and is not a folder; nothing was written", target) from None
         if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise OutputError(f"{target}: another command wrote there while this one ran; nothing was written "
                               f"(pass --overwrite to replace it, or choose another folder)", target) from None
@@ -245,11 +248,16 @@ def _put_in_place(staging: Path, target: Path, overwrite: bool) -> None:
 
 def _remove_dead_siblings(target: Path) -> None:
     """Delete the staging and replaced-folder siblings of ``target`` whose process is gone (killed
-    before it could clean up); those of running processes are theirs."""
+    before it could clean up; those of running processes are theirs). A replaced folder whose
+    replacement never arrived (killed between the two renames) is put back instead."""
     pattern = re.compile(_SIBLING.format(name=re.escape(target.name)))
-    for sibling in target.parent.iterdir():
+    for sibling in sorted(target.parent.iterdir()):
         match = pattern.match(sibling.name)
-        if match and sibling.is_dir() and not pid_alive(int(match.group(1))):
+        if not match or not sibling.is_dir() or pid_alive(int(match.group(1))):
+            continue
+        if match.group(2) == "old" and not os.path.lexists(target):
+            os.replace(sibling, target)
+        else:
             shutil.rmtree(sibling, ignore_errors=True)
 
 
@@ -292,19 +300,29 @@ def folder_lock(folder: str | os.PathLike, what: str = "training run") -> Iterat
         return
     folder = Path(folder)
     created = not folder.exists()
-    with disk_full_names(folder / LOCK_NAME):
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(fcntl, folder, what)
+    try:
+        with disk_full_names(folder / LOCK_NAME):
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = _acquire(fcntl, folder, what)
+    except BaseException:
+        if created:
+            _remove_if_empty(folder)
+        raise
     try:
         yield folder / LOCK_NAME
     finally:
         (folder / LOCK_NAME).unlink(missing_ok=True)  # still held: a waiting process re-checks the inode
         os.close(fd)
         if created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: the run wrote its outputs
-                pass
+            _remove_if_empty(folder)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if nothing is in it (a run refused at set-up); keep it otherwise."""
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: the run wrote its outputs
+        pass
 
 
 def _acquire(fcntl: Any, folder: Path, what: str) -> int:

@@ -30,6 +30,12 @@ from maelens.train.reuse import _differences
 from test_bad_input import assert_one_line, files, run  # noqa: F401 - files: the shared fixture
 
 
+def dead_pid():
+    """The pid of a process that has exited (a Python that printed its pid and ended)."""
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
 def leftovers(folder):
     """Hidden staging, replaced or temporary entries beside or inside ``folder``'s parent."""
     return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}."))
@@ -69,10 +75,9 @@ def test_a_second_train_into_a_locked_folder_is_refused(files, tmp_path, capsys)
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(files, tmp_path, capsys):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out = tmp_path / "run"
     out.mkdir()
-    (out / LOCK_NAME).write_text(dead.stdout)
+    (out / LOCK_NAME).write_text(f"{dead_pid()}\n")
     code, err = run(_train(files, out), capsys)
     assert code == 0, err
     assert (out / "checkpoint.pt").is_file() and not (out / LOCK_NAME).exists()
@@ -158,8 +163,7 @@ def test_an_interrupted_analysis_leaves_no_partial_outputs(interrupt, files, tmp
 
 
 def test_a_staging_folder_of_a_killed_command_is_removed(files, tmp_path, capsys):
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout)
+    dead = dead_pid()
     out = tmp_path / "eval"
     stale = tmp_path / f".eval.{dead}.k3j9x2ab.partial"
     stale.mkdir()
@@ -168,6 +172,18 @@ def test_a_staging_folder_of_a_killed_command_is_removed(files, tmp_path, capsys
     alive.mkdir()
     assert run(_evaluate(files, out), capsys)[0] == 0
     assert not stale.exists() and alive.is_dir()
+
+
+def test_a_folder_replaced_by_a_killed_command_is_put_back(files, tmp_path, capsys):
+    """Killed between renaming the old folder aside and the new one into place: the old results return."""
+    dead = dead_pid()
+    old = tmp_path / f".eval.{dead}.q1w2e3r4.old"
+    old.mkdir()
+    (old / "evaluation.csv").write_text("earlier results")
+    (old / OUTPUT_MARKER).write_text("written by maelens evaluate")
+    out = tmp_path / "eval"
+    assert_one_line(*run(_evaluate(files, out), capsys), "already holds files")
+    assert (out / "evaluation.csv").read_text() == "earlier results" and not old.exists()
 
 
 def test_similarity_writes_its_figure_and_csv_together(files, tmp_path, capsys, monkeypatch):

@@ -382,7 +382,7 @@ class _Run:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         batches = iter(self.loader)
-        images_per_step = c.effective_batch_size(self.info.world_size)
+        images_per_step = c.effective_batch_size(self.info.world_size, self.batch_size)
         losses: list[float] = []
         epoch_start = time.perf_counter()
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch} ({epoch + 1}/{c.epochs})", unit="step",
