@@ -149,6 +149,7 @@ def test_other_input_size_resamples_the_learned_table_as_timm_does(tmp_path):
     ({"class_token": False, "global_pool": "avg"}, "no CLS token"),
     ({"qk_norm": True}, "q/k normalisation (block 0)"),
     ({"global_pool": "map"}, "global_pool='map'"),
+    ({"pos_embed": "none"}, "no absolute position embedding"),
 ])
 def test_structures_maelens_cannot_represent_are_refused_with_the_reason(tmp_path, kwargs, reason):
     # the structure is read from the keys, so the file loads into timm and only the reason stops it
@@ -162,6 +163,8 @@ def test_mismatched_files_and_names_are_one_clear_error(tmp_path):
     path = save(timm_vit(), tmp_path / "w.safetensors")
     with pytest.raises(CheckpointError, match="has no model named vit_nonexistent"):
         load_checkpoint(path, arch="timm:vit_nonexistent")
+    with pytest.raises(CheckpointError, match="builds a timm VisionTransformerDistilled, not a plain"):
+        load_checkpoint(path, arch="timm:deit_tiny_distilled_patch16_224")
     with pytest.raises(CheckpointError, match="expected timm:NAME"):
         load_checkpoint(path, arch="vit_tiny_patch16_224")
     with pytest.raises(CheckpointError, match=r"wrong shape of blocks.0.attn.proj.bias \(192,\) \(expected \(384,\)\)"):

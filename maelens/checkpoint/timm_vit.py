@@ -74,13 +74,13 @@ def load_timm_encoder(arch: str, state: dict[str, torch.Tensor], where: str) -> 
         raise CheckpointError(f"--arch {arch}: timm {timm.__version__} has no model named {name.split('.')[0]} "
                               "(e.g. vit_base_patch16_224, vit_small_patch14_dinov2)")
     notes: list[str] = []
+    defaults = _defaults(name, arch)
     overrides = _overrides_from_file(state)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **overrides)
     except (TypeError, ValueError, AssertionError, RuntimeError) as err:
         raise CheckpointError(f"--arch {arch}: timm cannot build {name} with {_shown(overrides)} read from "
                               f"{where} ({err})") from None
-    defaults = _defaults(name)
     changed = {k: v for k, v in overrides.items() if defaults.get(k) not in (None, v)}
     if changed:
         notes.append(f"{_shown(changed)} from the file ({name}'s defaults: "
@@ -96,8 +96,8 @@ def load_timm_encoder(arch: str, state: dict[str, torch.Tensor], where: str) -> 
 def _overrides_from_file(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The options of timm's ``VisionTransformer`` that the keys and shapes determine: ``patch_size``,
     ``depth``, ``img_size``, average or attention pooling, ``qkv_bias``, LayerScale
-    (``init_values``; its value is loaded), ``qk_norm``, register tokens, no CLS token and a position
-    table without a CLS row (``no_embed_class``)."""
+    (``init_values``; its value is loaded), ``qk_norm``, register tokens, no CLS token, no position table
+    and a position table without a CLS row (``no_embed_class``)."""
     out: dict[str, Any] = {}
     proj = state.get("patch_embed.proj.weight")
     if proj is not None and proj.ndim == 4 and proj.shape[-1] == proj.shape[-2]:
@@ -119,7 +119,9 @@ def _overrides_from_file(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     if not out["class_token"]:
         out["global_pool"] = out.get("global_pool", "avg")  # timm refuses token pooling without a CLS token
     pos = state.get("pos_embed")
-    if pos is not None and "patch_size" in out and pos.ndim == 3:
+    if pos is None:
+        out["pos_embed"] = "none"
+    elif "patch_size" in out and pos.ndim == 3:
         prefix = int("cls_token" in state) + out.get("reg_tokens", 0)
         for tokens, no_embed_class in ((prefix, False), (0, True)):
             grid = math.isqrt(max(pos.shape[1] - tokens, 0))
@@ -130,23 +132,29 @@ def _overrides_from_file(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     return out
 
 
-def _defaults(name: str) -> dict[str, Any]:
-    """The named model's default patch size, depth and input size, read from a copy built on the meta
-    device (no memory, no initialisation cost); empty when that fails."""
+def _defaults(name: str, arch: str) -> dict[str, Any]:
+    """The named model's structural defaults (the options :func:`_overrides_from_file` may change), read
+    from a copy built on the meta device (no memory, no initialisation); a model that is not timm's plain
+    ``VisionTransformer`` is refused here, before options it may not take are passed to it."""
     import timm
+    from timm.models.vision_transformer import VisionTransformer
 
     try:
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False, num_classes=0)
-        blk = model.blocks[0]
-        return {"patch_size": model.patch_embed.patch_size[0], "depth": len(model.blocks),
-                "img_size": model.patch_embed.img_size[0], "global_pool": model.global_pool,
-                "qkv_bias": blk.attn.qkv.bias is not None, "init_values": None if isinstance(blk.ls1, nn.Identity)
-                else 1.0, "qk_norm": not isinstance(blk.attn.q_norm, nn.Identity),
-                "reg_tokens": model.num_reg_tokens, "class_token": model.has_class_token,
-                "no_embed_class": model.no_embed_class}
-    except Exception:  # a description only: the model itself is built below, where errors are reported
+    except Exception:  # a description only: the model itself is built next, where errors are reported
         return {}
+    if type(model) is not VisionTransformer:
+        raise CheckpointError(f"--arch {arch} builds a timm {type(model).__name__}, not a plain VisionTransformer: "
+                              "maelens converts only the ViTs it can represent exactly")
+    blk = model.blocks[0]
+    return {"patch_size": model.patch_embed.patch_size[0], "depth": len(model.blocks),
+            "img_size": model.patch_embed.img_size[0], "global_pool": model.global_pool,
+            "qkv_bias": blk.attn.qkv.bias is not None,
+            "init_values": None if isinstance(blk.ls1, nn.Identity) else 1.0,
+            "qk_norm": not isinstance(blk.attn.q_norm, nn.Identity), "reg_tokens": model.num_reg_tokens,
+            "class_token": model.has_class_token, "no_embed_class": model.no_embed_class,
+            "pos_embed": "learn" if model.pos_embed is not None else "none"}
 
 
 def _shown(values: dict[str, Any]) -> str:
