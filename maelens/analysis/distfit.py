@@ -305,7 +305,11 @@ def load_samples(path: str | Path, token_index: int | None = None) -> "Any":
     if not path.is_file():
         raise DataError(f"{path}: feature file not found")
     if path.suffix == ".npz":
-        fs = FeatureSet.load(path)
+        with np.errstate(over="ignore", under="ignore"):  # FeatureSet keeps float32; wider values are restored below
+            fs = FeatureSet.load(path)
+        wide = _beyond_float32(path)
+        if wide is not None:
+            fs = FeatureSet(features=wide, labels=fs.labels, ids=fs.ids, settings=fs.settings)
     elif path.suffix == ".npy":
         try:
             feats = np.load(path, allow_pickle=False)
@@ -320,6 +324,21 @@ def load_samples(path: str | Path, token_index: int | None = None) -> "Any":
         raise DataError(f"{path}: expected a .npy or .npz feature file")
     settings = {**fs.settings, "features_file": str(path), "token_index": token_index}
     return FeatureSet(features=as_samples(fs.features, token_index), labels=fs.labels, ids=fs.ids, settings=settings)
+
+
+def _beyond_float32(path: Path) -> np.ndarray | None:
+    """The float64 ``features`` of an ``.npz`` when casting them to float32 (as FeatureSet does) would
+    turn values into inf or 0 (beyond about 3e38 or below 1e-38 in magnitude), else None: the fits run
+    in float64 and would otherwise report such values as infinite."""
+    with np.load(path, allow_pickle=False) as data:
+        feats = data["features"]
+    if feats.dtype != np.float64 or feats.size == 0:
+        return None
+    magnitude = np.abs(feats[feats != 0])
+    f32 = np.finfo(np.float32)
+    if magnitude.size and (magnitude.max() > f32.max or magnitude.min() < f32.tiny):
+        return feats
+    return None
 
 
 # ----------------------------------------------------------------------------- ranking (Table 2)
