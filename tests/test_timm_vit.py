@@ -176,6 +176,13 @@ def test_mismatched_files_and_names_are_one_clear_error(tmp_path):
         load_checkpoint(tmp_path / "renamed.pth", arch=ARCH)
     with pytest.raises(ConfigError, match="cannot be combined with --arch"):
         load_checkpoint(path, arch=ARCH, num_heads=3)
+    broken = timm_vit().state_dict()
+    broken["blocks.0.mlp.fc1.bias"][0] = float("nan")
+    torch.save(broken, tmp_path / "nan.pth")
+    with pytest.raises(CheckpointError, match="NaN or infinite weights in 1 tensor.*: blocks.0.mlp.fc1.bias"):
+        load_checkpoint(tmp_path / "nan.pth", arch=ARCH)
+    inspected = load_checkpoint(tmp_path / "nan.pth", arch=ARCH, allow_nonfinite=True)
+    assert any("loaded for inspection only" in n for n in inspected.notes)
 
 
 def test_encoder_analyses_run_on_a_timm_vit_from_the_command_line(tmp_path, capsys):

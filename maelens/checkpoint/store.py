@@ -188,6 +188,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     source = locate(path)
     where = str(source.weights)
     layout = classify(read_weights(source.weights), where)
+    finite_notes = check_finite(layout.state, where, allow_nonfinite)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
     if arch is not None:
         found = _timm_config(layout, arch, where, heads)
@@ -197,10 +198,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         found = _hf_config(layout, source, hf, where, heads)
     else:
         found = _shape_config(layout, where, heads, require_heads)
-    notes = layout.notes + found.notes
+    notes = layout.notes + found.notes + finite_notes
     provenance = {**layout.provenance, **found.provenance}
     state = found.state if found.state is not None else layout.state
-    notes += check_finite(state, where, allow_nonfinite)
     config = found.config
     provenance.update(position_provenance(config, state))
     if image_size is not None:
