@@ -1,5 +1,7 @@
 """Checkpoints: maelens's own format (atomic, ``weights_only``-loadable) and loading of official
-facebookresearch/mae, Hugging Face ViTMAE and encoder-only ViT weights, format detected automatically."""
+facebookresearch/mae (pretrained, visualize, training, fine-tuned and linear-probe files), Hugging Face
+ViTMAE and encoder-only ViT weights, format detected automatically; timm Vision Transformers by name
+(:mod:`.timm_vit`); other input sizes (:mod:`.resize`)."""
 
 from __future__ import annotations
 
