@@ -2,9 +2,6 @@
 writes, and the result matches one process training on the same images with twice the batch."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,6 +11,8 @@ from torch.utils.data import TensorDataset
 from maelens import load_checkpoint
 from maelens.train import TrainConfig, train
 from maelens.train.runlog import read_log
+
+from torchrun_helper import run_two_processes
 
 WORKER = textwrap.dedent('''
     import os, sys, torch
@@ -31,12 +30,8 @@ WORKER = textwrap.dedent('''
 
 
 def test_two_gloo_processes_end_with_identical_weights(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(out)], env=env, capture_output=True, text=True, timeout=300)
+    proc = run_two_processes(WORKER, tmp_path, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0 = torch.load(out / "weights-rank0.pt", weights_only=True)
     rank1 = torch.load(out / "weights-rank1.pt", weights_only=True)

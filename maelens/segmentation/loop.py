@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
-from ..io import write_json
+from ..io import folder_lock, write_json
 from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from ..models.presets import ModelConfig, get_config
 from ..train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
@@ -65,12 +65,14 @@ def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_d
 
     ``train_data`` / ``eval_data`` (items ``(image, mask)``, with ``num_classes`` and ``classes``) replace
     ``config.data``; ``encoder`` (an MAE in memory) replaces ``config.init`` as the source of the pretrained
-    encoder. Under ``torchrun`` every process calls this; only rank 0 writes files. Raises
+    encoder. Under ``torchrun`` every process calls this; only rank 0 writes files, holding the lock of
+    ``config.out`` (:func:`maelens.io.folder_lock`) so that a second run into the same folder is refused. Raises
     :class:`~maelens.train.DivergenceError` on a NaN/inf training loss, after keeping the last good checkpoint.
     """
     info = init_distributed(config.device)
     try:
-        return _Finetune(config, info, train_data, eval_data, encoder).run()
+        with folder_lock(config.out_dir, "segmentation run") if info.is_main else nullcontext():
+            return _Finetune(config, info, train_data, eval_data, encoder).run()
     finally:
         cleanup(info)
 
