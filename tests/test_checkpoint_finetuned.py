@@ -203,3 +203,24 @@ def test_a_broken_preprocessor_config_is_reported_under_its_own_name(tmp_path, p
         load_checkpoint(tmp_path / "hf")
     assert "preprocessor_config.json" in str(err.value) and expected in str(err.value)
     assert "config.json:" not in str(err.value).replace("preprocessor_config.json", "")
+
+
+def test_a_hugging_face_image_classifier_loads_as_a_cls_pooled_encoder(tmp_path):
+    from test_checkpoint_formats import to_hf
+
+    model = scrambled(create_model("tiny"))
+    encoder = {k: v for k, v in model.state_dict().items() if not k.startswith(("decoder", "mask_token"))}
+    weights = to_hf(encoder) | {"classifier.weight": torch.zeros(5, 64), "classifier.bias": torch.zeros(5)}
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    from test_checkpoint_formats import hf_config
+
+    config = hf_config(model.config) | {"model_type": "vit", "architectures": ["ViTForImageClassification"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ckpt = load_checkpoint(tmp_path / "model.safetensors")
+    assert ckpt.format == "huggingface" and ckpt.release == "fine-tuned"
+    assert ckpt.provenance["layer_norm_eps"] == "config.json" and ckpt.provenance["num_heads"] == "config.json"
+    assert ckpt.model.encoder_head.pool == "cls" and any("Linear 64->5" in n for n in ckpt.notes)
+    x = images()
+    with torch.no_grad():
+        tokens = model.encode(x, mask_ratio=0.0).tokens
+        assert torch.equal(ckpt.model.pool_features(ckpt.model.encode(x, mask_ratio=0.0).tokens), tokens[:, 0])

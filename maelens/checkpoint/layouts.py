@@ -195,6 +195,7 @@ _HF_PREFIXES = [
     ("vit.embeddings.patch_embeddings.projection.", "patch_embed.proj."),
     ("vit.layernorm.", "norm."),
     ("decoder.", ""),  # decoder_embed, mask_token, decoder_pos_embed, decoder_norm, decoder_pred
+    ("classifier.", "head."),  # ViTForImageClassification: a linear head on the CLS token after layernorm
 ]
 # Inside a layer; ``attention.output.dense`` must be tried before ``output.dense``.
 _HF_LAYER = [

@@ -295,7 +295,7 @@ def _hf_config(layout: Layout, source: Source, hf: dict[str, Any], where: str,
                                                str(source.preprocessor_json))
     config = _override_heads(config, heads, notes, where)
     train_config = {"mask_ratio": hf.get("mask_ratio"), "norm_pix_loss": config.norm_pix_loss}
-    return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)})
+    return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)}, layout.head)
 
 
 def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], require_heads: bool) -> _Found:
@@ -347,11 +347,12 @@ def _override_heads(config: ModelConfig, heads: dict[str, int | None], notes: li
 
 
 def _vit_mae_config(source: Source) -> dict[str, Any] | None:
-    """The folder's ``config.json`` when it describes a ViTMAE model (``model_type`` vit_mae or absent)."""
+    """The folder's ``config.json`` when it describes a ViTMAE model (``model_type`` vit_mae or absent) or
+    a plain ViT (``vit``, e.g. a fine-tuned ``ViTForImageClassification``: the same encoder fields)."""
     if source.config_json is None:
         return None
     hf = read_json(source.config_json)
-    return hf if hf.get("model_type", "vit_mae") == "vit_mae" else None
+    return hf if hf.get("model_type", "vit_mae") in ("vit_mae", "vit") else None
 
 
 def _args_dict(args: Any) -> dict[str, Any]:
