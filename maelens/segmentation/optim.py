@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..train.optim import NO_DECAY_NAMES
 
 OPTIMIZERS = ("adamw", "sgd")
-NO_DECAY_SEGMENTER = (*NO_DECAY_NAMES, "cls_emb")
+#: Exempt from weight decay beside 1-D tensors and biases: the ViT's ``no_weight_decay()`` list that MAE's
+#: fine-tuning passes to ``param_groups_lrd`` (CLS token, position table) and Segmenter's class embeddings.
+NO_DECAY_SEGMENTER = ("cls_token", "pos_embed", "cls_emb")
 
 
 def layer_id(name: str, depth: int) -> int:
