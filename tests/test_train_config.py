@@ -9,6 +9,7 @@ import torch
 
 from maelens import create_model
 from maelens.errors import ConfigError
+from maelens.models import PRESETS
 from maelens.train import TrainConfig
 from maelens.train.optim import build_optimizer, param_groups
 from maelens.train.schedule import lr_at, set_lr
@@ -67,22 +68,69 @@ def test_set_lr_honours_lr_scale():
     assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-3), pytest.approx(2e-3)]
 
 
-def test_param_groups_exempt_biases_norms_and_tokens():
-    model = create_model("tiny")
+def official_groups(model):
+    """The official pretraining's grouping, restated from its behaviour (facebookresearch/mae
+    main_pretrain.py -> timm add_weight_decay(model, 0.05) with an empty skip list): no decay iff the
+    tensor is 1-D or its name ends in '.bias'; frozen tensors in no group."""
+    no_decay, decay = set(), set()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if len(param.shape) == 1 or name.endswith(".bias") else decay).add(name)
+    return no_decay, decay
+
+
+def named_groups(model, **kwargs):
     names = {id(p): n for n, p in model.named_parameters()}
-    no_decay, decay = param_groups(model, 0.05)
+    no_decay, decay = param_groups(model, 0.05, **kwargs)
     assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
-    exempt = {names[id(p)] for p in no_decay["params"]}
-    decayed = {names[id(p)] for p in decay["params"]}
-    assert {"cls_token", "mask_token", "norm.weight", "norm.bias", "blocks.0.norm1.weight",
-            "blocks.0.attn.qkv.bias", "decoder_pred.bias"} <= exempt
-    assert {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.2.mlp.fc2.weight",
-            "decoder_embed.weight", "decoder_pred.weight"} <= decayed
-    assert all(not n.endswith(".bias") for n in decayed)
+    return {names[id(p)] for p in no_decay["params"]}, {names[id(p)] for p in decay["params"]}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_default_groups_are_the_official_rule_on_every_preset(preset):
+    with torch.device("meta"):  # shapes only: mae-huge need not be allocated
+        model = create_model(preset)
+    assert named_groups(model) == official_groups(model)
+
+
+def test_param_groups_by_hand_and_the_timm_variant():
+    model = create_model("tiny")
+    exempt, decayed = named_groups(model)
+    assert {"norm.weight", "norm.bias", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias",
+            "decoder_pred.bias"} <= exempt
+    assert {"cls_token", "mask_token", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight",
+            "blocks.2.mlp.fc2.weight", "decoder_embed.weight", "decoder_pred.weight"} <= decayed
     # every trainable parameter once; the fixed position tables in neither group
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert exempt | decayed == trainable and not exempt & decayed
     assert "pos_embed" not in trainable | exempt | decayed
+    timm_exempt, timm_decayed = named_groups(model, decay_tokens=False)
+    tokens = {"cls_token", "mask_token"}
+    assert timm_exempt == exempt | tokens and timm_decayed == decayed - tokens
+
+
+def test_decay_tokens_is_recorded_and_old_runs_keep_their_meaning():
+    from maelens.train.reuse import _differences
+
+    assert TrainConfig().decay_tokens is True and TrainConfig(decay_tokens=False).to_dict()["decay_tokens"] is False
+    # a run stored before the field existed exempted the tokens: it matches --no-decay-tokens only
+    stored = {k: v for k, v in json.loads(json.dumps(TrainConfig().to_dict())).items() if k != "decay_tokens"}
+    assert _differences(stored, TrainConfig(decay_tokens=False)) == []
+    assert _differences(stored, TrainConfig()) == ["decay_tokens"]
+
+
+def test_schedule_is_the_official_adjust_learning_rate():
+    """facebookresearch/mae util/lr_sched.py, restated: lr = peak * epoch / warmup during warm-up, then
+    min_lr + (peak - min_lr) * 0.5 * (1 + cos(pi * (epoch - warmup) / (epochs - warmup))), epoch fractional
+    (data_iter_step / len(data_loader) + epoch)."""
+    peak, min_lr, warmup, epochs, steps = 6e-4, 1e-6, 5, 40, 7
+    for epoch in range(epochs):
+        for it in range(steps):
+            e = it / steps + epoch
+            official = (peak * e / warmup if e < warmup else
+                        min_lr + (peak - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (e - warmup) / (epochs - warmup))))
+            assert lr_at(e, peak_lr=peak, epochs=epochs, warmup_epochs=warmup, min_lr=min_lr) == pytest.approx(
+                official, rel=1e-12, abs=1e-18)
 
 
 def test_optimizer_is_adamw_with_mae_betas():

@@ -49,6 +49,9 @@ def _register_train(subparsers) -> None:
                    help=f"linear warm-up length, fractional allowed (default: {DEFAULT_WARMUP_EPOCHS:g} as IPOL, "
                         "or --epochs when fewer)")
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="decay after warm-up (IPOL used linear)")
+    p.add_argument("--no-decay-tokens", dest="decay_tokens", action="store_false",
+                   help="exempt the CLS and mask tokens from weight decay, as timm's ViT (default: decayed, as the "
+                        "official MAE pretraining)")
     p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM", help="clip the gradient norm")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto: bfloat16 autocast where the device computes it natively (CUDA with bf16, CPUs with "
@@ -88,7 +91,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.with_loss(
         args.loss, preset=args.preset, data=args.data, split=args.split, num_images=args.num_images,
         epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
-        min_lr=args.min_lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
+        min_lr=args.min_lr, weight_decay=args.weight_decay, decay_tokens=args.decay_tokens,
+        warmup_epochs=args.warmup_epochs,
         schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,

@@ -1,8 +1,11 @@
 """The training run's configuration: one frozen dataclass, stored as a plain dict in every checkpoint.
 
-Defaults follow MAE (He et al., AdamW betas (0.9, 0.95), weight decay 0.05, base lr 1.5e-4 scaled by
-effective batch / 256) and the IPOL paper's sec. 4 (base lr 1.5e-4, 2 warm-up epochs; the paper
-used a linear decay, ``schedule="linear"``).
+Defaults follow the official MAE pretraining recipe (facebookresearch/mae ``main_pretrain.py``: AdamW
+betas (0.9, 0.95), weight decay 0.05 on every matrix and on the CLS / mask tokens, base lr 1.5e-4
+scaled by effective batch / 256, per-iteration warm-up then half-cosine) and the IPOL paper's sec. 4
+(base lr 1.5e-4, 2 warm-up epochs; the paper used a linear decay, ``schedule="linear"``). Where maelens
+differs on purpose: ``warmup_epochs`` defaults to 2 (the official 40 is for 800-1600 epochs).
+``decay_tokens=False`` exempts the tokens from weight decay as timm's ViT does.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class TrainConfig:
     lr: float | None = None
     min_lr: float = 0.0
     weight_decay: float = 0.05
+    decay_tokens: bool = True
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_epochs: float | None = None
     schedule: str = "cosine"

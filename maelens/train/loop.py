@@ -214,6 +214,7 @@ class _Run:
                 f"lower --batch-size or --accum-iter, or use more images")
         self.peak_lr = config.peak_lr(info.world_size, self.batch_size)
         self.optimizer = build_optimizer(self.model, lr=self.peak_lr, weight_decay=config.weight_decay,
+                                         decay_tokens=config.decay_tokens,
                                          betas=config.betas)
         self.mask_generator = torch.Generator()
         self.start_epoch = 0

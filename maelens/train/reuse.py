@@ -16,13 +16,18 @@ from .loop import CHECKPOINT_NAME, TrainResult, train
 _IGNORED = ("out", "resume", "quiet", "num_workers", "device")
 
 
+#: Fields added with a default that changed the behaviour, and the value that reproduces what runs
+#: stored before the field existed did (issue 18: the CLS / mask tokens were exempt from weight decay).
+_BEFORE_THE_FIELD = {"decay_tokens": False}
+
+
 def _differences(stored: dict, config: TrainConfig) -> list[str]:
-    """Settings that differ; a setting missing from an older stored config counts as its default
-    (fields are only ever added with a default that reproduces the earlier behaviour)."""
+    """Settings that differ; a setting missing from an older stored config counts as its default,
+    except the fields of ``_BEFORE_THE_FIELD``, whose earlier behaviour is stated there."""
     wanted = _effective(json.loads(json.dumps(config.to_dict())))
     if "precision" not in stored and "bf16" in stored:  # stored before issue 12
         stored = {**stored, "precision": "bf16" if stored["bf16"] else "fp32"}
-    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    defaults = {**json.loads(json.dumps(TrainConfig().to_dict())), **_BEFORE_THE_FIELD}
     stored = _effective({**{k: v for k, v in defaults.items() if k not in stored}, **stored})
     return sorted(k for k, v in wanted.items() if k not in _IGNORED and stored.get(k) != v)
 
