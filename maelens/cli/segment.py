@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import (add_checkpoint_arg, add_run_args, non_negative_float, non_negative_int, positive_float,
-                     positive_int, preflight)
+from .common import (add_checkpoint_arg, add_run_args, load_checkpoint_from_args, non_negative_float,
+                     non_negative_int, positive_float, positive_int, preflight)
 
 
 def _decay(text: str) -> float:
@@ -82,6 +82,8 @@ def _segment(args: argparse.Namespace) -> int:
     from ..segmentation import SCRATCH, SegmentConfig, finetune
 
     preflight(args, "dir", allow_auto=True)
+    # the shared loader honours every --ckpt option (head counts, --arch, --image-size)
+    encoder = None if args.from_scratch else load_checkpoint_from_args(args, device="cpu").model
     warmup = args.warmup_epochs if args.warmup_epochs is not None else min(1.0, float(args.epochs))
     config = SegmentConfig(
         init=SCRATCH if args.from_scratch else args.ckpt, preset=args.preset, num_heads=args.num_heads,
@@ -92,7 +94,7 @@ def _segment(args: argparse.Namespace) -> int:
         warmup_epochs=warmup, schedule=args.schedule, clip_grad=args.clip_grad, seed=args.seed,
         precision=args.precision, device=args.device, num_workers=args.num_workers, out=str(args.out),
         resume=args.resume, figure_images=args.figure_images, quiet=args.quiet)
-    result = finetune(config)
+    result = finetune(config, encoder=encoder)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     s = result.summary

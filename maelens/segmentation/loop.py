@@ -64,8 +64,8 @@ def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_d
     """Fine-tune a segmenter as ``config`` says.
 
     ``train_data`` / ``eval_data`` (items ``(image, mask)``, with ``num_classes`` and ``classes``) replace
-    ``config.data``; ``encoder`` (an MAE in memory) replaces ``config.init`` as the source of the pretrained
-    encoder. Under ``torchrun`` every process calls this; only rank 0 writes files, holding the lock of
+    ``config.data``; ``encoder`` (an MAE in memory) is the pretrained encoder instead of loading
+    ``config.init``, which then only names it in the records. Under ``torchrun`` every process calls this; only rank 0 writes files, holding the lock of
     ``config.out`` (:func:`maelens.io.folder_lock`) so that a second run into the same folder is refused. Raises
     :class:`~maelens.train.DivergenceError` on a NaN/inf training loss, after keeping the last good checkpoint.
     """
@@ -112,7 +112,7 @@ class _Finetune:
         self.model = Segmenter(arch, self.num_classes, c.decoder)
         if pretrained is not None:
             self.model.encoder.load_state_dict(encoder_state(pretrained))
-        self.init_source = "scratch" if pretrained is None else ("in-memory MAE" if encoder is not None else c.init)
+        self.init_source = "scratch" if pretrained is None else ("in-memory MAE" if c.from_scratch else c.init)
         set_fused_attention(self.model, info.device.type == "cuda")
         self.model.to(info.device)
 
