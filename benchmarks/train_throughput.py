@@ -12,7 +12,10 @@ unsupported ``torch.compile`` is reported instead of stopping the run.
 Modes: ``eager`` (timm attention with explicit softmax, float32), ``fused`` (scaled_dot_product_attention),
 ``bf16`` (eager attention under ``torch.autocast(dtype=bfloat16)``, the loss in float32: what
 ``--precision auto`` picks on a CPU with AVX512-BF16/AMX or a bf16 GPU), ``compile`` (torch.compile of the
-model, attention as the trainer's default for the device).
+model, attention as the trainer's default for the device), ``official`` (the facebookresearch/mae
+``models_mae.MaskedAutoencoderViT`` with the preset's sizes, float32, from a local checkout given with
+``--official-repo DIR``; nothing of it is bundled here; timm's ``Block`` no longer takes its ``qk_scale``
+argument, so that one keyword is dropped, and ``np.float``, gone from numpy, is aliased to ``float``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,43 @@ import subprocess
 import sys
 import time
 
-MODES = ("eager", "fused", "bf16", "compile")
+MODES = ("eager", "fused", "bf16", "compile", "official")
 
 
-def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: int, device: str) -> list[dict]:
+def official_model(preset: str, repo: str | None):
+    """The official ``models_mae.MaskedAutoencoderViT`` built with ``preset``'s sizes from a local checkout."""
+    import functools
+    import importlib
+
+    import timm.models.vision_transformer as vit
+    from torch import nn
+
+    from maelens import create_model
+
+    if not repo:
+        raise SystemExit("mode 'official' needs --official-repo DIR (a facebookresearch/mae checkout)")
+    sys.path.insert(0, repo)
+    block = vit.Block
+
+    def compatible_block(*args, qk_scale=None, **kwargs):  # timm >= 0.9 dropped qk_scale (always None there)
+        return block(*args, **kwargs)
+
+    import numpy as np
+
+    if not hasattr(np, "float"):  # numpy >= 1.24 removed np.float, which the official sin-cos tables use
+        np.float = float
+    official = importlib.import_module("models_mae")
+    official.Block = compatible_block
+    c = create_model(preset).config
+    return official.MaskedAutoencoderViT(
+        img_size=c.img_size, patch_size=c.patch_size, in_chans=c.in_chans, embed_dim=c.embed_dim, depth=c.depth,
+        num_heads=c.num_heads, decoder_embed_dim=c.decoder_embed_dim, decoder_depth=c.decoder_depth,
+        decoder_num_heads=c.decoder_num_heads, mlp_ratio=c.mlp_ratio,
+        norm_layer=functools.partial(nn.LayerNorm, eps=c.layer_norm_eps), norm_pix_loss=c.norm_pix_loss)
+
+
+def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: int, device: str,
+            official_repo: str | None = None) -> list[dict]:
     """Median images/s of each mode over ``steps`` timed steps, the modes interleaved step by step
     so that other load on the machine hits them alike; ``ratio`` is relative to eager in this process."""
     import torch
@@ -43,19 +79,22 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
     runners, warmup_s = {}, {}
     for mode in modes:
         torch.manual_seed(0)
-        model = create_model(preset).to(dev).train()
-        set_fused_attention(model, mode == "fused" or (mode == "compile" and dev.type == "cuda"))
+        model = (official_model(preset, official_repo) if mode == "official" else create_model(preset)).to(dev).train()
+        set_fused_attention(model, mode == "fused" or (mode == "compile" and dev.type == "cuda"))  # official: eager too
         step_model = torch.compile(model) if mode == "compile" else model
         optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
-        size = model.config.img_size
+        size = create_model(preset).config.img_size if mode == "official" else model.config.img_size
         imgs = torch.randn(batch_size, 3, size, size, device=dev)
         generator = torch.Generator().manual_seed(0)
         precision = resolve_precision("bf16" if mode == "bf16" else "fp32", dev)
 
         def step(step_model=step_model, optimizer=optimizer, imgs=imgs, generator=generator,
-                 precision=precision) -> None:
+                 precision=precision, official=mode == "official") -> None:
             with precision.autocast(dev.type):
-                loss, _, _ = step_model(imgs, 0.75, masking="random", generator=generator)
+                if official:  # the official forward draws its masks with torch.rand
+                    loss, _, _ = step_model(imgs, 0.75)
+                else:
+                    loss, _, _ = step_model(imgs, 0.75, masking="random", generator=generator)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -78,7 +117,7 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
     speed = {mode: batch_size / statistics.median(t) for mode, t in times.items()}
     return [{"preset": preset, "mode": mode, "status": "ok", "images_per_s": speed[mode],
              "vs_eager": speed[mode] / speed["eager"] if "eager" in speed else None,
-             "warmup_s": warmup_s[mode], "parameters": model.num_trainable_parameters(),
+             "warmup_s": warmup_s[mode], "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
              "threads": torch.get_num_threads()} for mode in modes]
 
 
@@ -86,6 +125,8 @@ def run_child(preset: str, modes: list[str], args: argparse.Namespace) -> list[d
     """:func:`measure` in a fresh process, killed after ``args.timeout`` seconds."""
     cmd = [sys.executable, __file__, "--child", preset, ",".join(modes), "--batch-size", str(args.batch_size),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+    if args.official_repo:
+        cmd += ["--official-repo", args.official_repo]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -127,13 +168,15 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "ipol64"])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=["eager", "fused", "bf16", "compile"], choices=MODES)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per (preset, mode)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--official-repo", default=None, metavar="DIR",
+                        help="a facebookresearch/mae checkout, for the 'official' mode")
     parser.add_argument("--child", nargs=2, metavar=("PRESET", "MODES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "auto":
@@ -142,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.child:
         preset, modes = args.child
-        print(json.dumps(measure(preset, modes.split(","), args.batch_size, args.steps, args.warmup, args.device)))
+        print(json.dumps(measure(preset, modes.split(","), args.batch_size, args.steps, args.warmup, args.device,
+                                 args.official_repo)))
         return 0
     rows = []
     plain = [m for m in args.modes if m != "compile"]
