@@ -33,7 +33,7 @@ from ..io import folder_lock, write_json
 from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from ..models.presets import ModelConfig, get_config
 from ..train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
-from ..train.loop import DivergenceError, remove_stale_checkpoints, seed_everything
+from ..train.loop import DivergenceError, derived_seed, remove_stale_checkpoints, seed_everything
 from ..train.precision import resolve_precision, usable_cpu_threads
 from ..train.schedule import lr_at, set_lr
 from .config import SegmentConfig
@@ -75,10 +75,6 @@ def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_d
             return _Finetune(config, info, train_data, eval_data, encoder).run()
     finally:
         cleanup(info)
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class _Finetune:
@@ -133,7 +129,7 @@ class _Finetune:
         self.final: dict[str, Any] = {}
         self.resumed_from: Path | None = None
         self.saved_rng: list[Any] | None = None
-        seed_everything(_seed(c.seed, info.rank, 2))
+        seed_everything(derived_seed(c.seed, info.rank, 2))
         if resume_path is not None:
             self._load(resume_path)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
@@ -189,7 +185,7 @@ class _Finetune:
         states = extra.get("rank_states") or []
         self.saved_rng = states[self.info.rank] if len(states) == self.info.world_size else None
         if self.saved_rng is None:
-            seed_everything(_seed(self.config.seed, self.info.rank, 2, self.start_epoch))
+            seed_everything(derived_seed(self.config.seed, self.info.rank, 2, self.start_epoch))
         self.resumed_from = path
 
     # ---- the epochs -------------------------------------------------------------------------

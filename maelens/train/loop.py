@@ -139,7 +139,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _derived_seed(*parts: int) -> int:
+def derived_seed(*parts: int) -> int:
     """An independent 63-bit seed for each (seed, rank, purpose, ...) combination."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0]) >> 1
 
@@ -222,8 +222,8 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.resumed_from: Path | None = None
         self.saved_rng: dict[str, Any] | None = None
-        seed_everything(_derived_seed(config.seed, info.rank, 0))
-        self.mask_generator.manual_seed(_derived_seed(config.seed, info.rank, 1))
+        seed_everything(derived_seed(config.seed, info.rank, 0))
+        self.mask_generator.manual_seed(derived_seed(config.seed, info.rank, 1))
         if resume_path is not None:
             self._load(resume_path)
 
@@ -336,8 +336,8 @@ class _Run:
         if len(states) == self.info.world_size:
             self.saved_rng = states[self.info.rank]
         else:  # another number of processes: the saved per-rank streams do not map, so seed afresh
-            seed_everything(_derived_seed(self.config.seed, self.info.rank, 0, self.start_epoch))
-            self.mask_generator.manual_seed(_derived_seed(self.config.seed, self.info.rank, 1, self.start_epoch))
+            seed_everything(derived_seed(self.config.seed, self.info.rank, 0, self.start_epoch))
+            self.mask_generator.manual_seed(derived_seed(self.config.seed, self.info.rank, 1, self.start_epoch))
         self.resumed_from = path
 
     # ---- the epochs -------------------------------------------------------------------------
@@ -346,8 +346,8 @@ class _Run:
         started = time.perf_counter()
         keep = self.start_epoch if self.resumed_from is not None else None
         with RunLog(self.out, enabled=self.info.is_main, keep_before_epoch=keep) as log:
-            log.log(csv_row=False, kind="start", epoch=self.start_epoch, step=self.global_step, **self.precision.to_dict(),
-                    device=str(self.info.device), threads=torch.get_num_threads())
+            log.log(csv_row=False, kind="start", epoch=self.start_epoch, step=self.global_step,
+                    **self.precision.to_dict(), device=str(self.info.device), threads=torch.get_num_threads())
             if self.info.is_main:
                 for message in self.notes:
                     self.notify(message)
