@@ -29,8 +29,8 @@ from ..models.mae import MaskedAutoencoderViT
 LAYER_PARTS = ("encoder", "decoder")
 LAYER_POOLS = ("mean", "cls", "tokens", "flatten")
 
-__all__ = ["LAYER_PARTS", "LAYER_POOLS", "BlockRecorder", "adapt_images", "apply_final_norm", "layer_blocks",
-           "layer_names", "pool_layer", "run_layers"]
+__all__ = ["LAYER_PARTS", "LAYER_POOLS", "PARTS_CHOICES", "BlockRecorder", "adapt_images", "apply_final_norm",
+           "layer_blocks", "layer_names", "pool_layer", "resolve_parts", "run_layers"]
 
 
 def layer_blocks(model: MaskedAutoencoderViT, parts: Iterable[str] = ("encoder",)) -> list[tuple[str, nn.Module]]:
@@ -144,3 +144,19 @@ def adapt_images(imgs: torch.Tensor, source: MaskedAutoencoderViT, target: Maske
         pixels = F.interpolate(pixels, size=(b.img_size, b.img_size), mode="bilinear", align_corners=False,
                                antialias=True)
     return (pixels - stats(b.norm_mean)) / stats(b.norm_std)
+
+
+#: What a ``--parts`` option may say: ``auto`` is the encoder, and the decoder where the model has one.
+PARTS_CHOICES = ("auto", "encoder", "decoder", "all")
+
+
+def resolve_parts(model: MaskedAutoencoderViT, parts: str = "auto") -> tuple[str, ...]:
+    """The parts ``parts`` stands for on ``model`` (``all`` needs a decoder; ``auto`` takes it when present)."""
+    if parts not in PARTS_CHOICES:
+        raise ConfigError(f"layer parts must be one of {', '.join(PARTS_CHOICES)}, got {parts!r}")
+    if parts == "auto":
+        return ("encoder", "decoder") if model.has_decoder else ("encoder",)
+    if parts == "all":
+        layer_blocks(model, LAYER_PARTS)  # refuses a model without a decoder
+        return LAYER_PARTS
+    return (parts,)

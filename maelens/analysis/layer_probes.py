@@ -32,7 +32,8 @@ PROBE_POOLS = ("mean", "cls")
 #: The methods of :func:`evaluate_features` that make sense per layer (the 2-D maps do not).
 PROBE_METHODS = ("knn", "pca-knn", "linear")
 
-__all__ = ["PROBE_METHODS", "PROBE_POOLS", "LayerFeatures", "LayerProbeReport", "layer_features", "probe_layers"]
+__all__ = ["PROBE_METHODS", "PROBE_POOLS", "LayerFeatures", "LayerProbeReport", "check_pools", "check_probe_methods",
+           "layer_features", "probe_layers"]
 
 
 @dataclass
@@ -57,10 +58,9 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     (``mean``, ``cls``) with and/or without the final norm (``norms``), from one forward pass per batch
     (``mask_ratio=0``: the whole image, as ``maelens features``)."""
     pools, norms = list(dict.fromkeys(pools)), list(dict.fromkeys(bool(n) for n in norms))
-    bad = [p for p in pools if p not in PROBE_POOLS]
-    if bad or not pools or not norms:
-        raise ConfigError(f"layer probes pool by {', '.join(PROBE_POOLS)} (got {', '.join(pools) or 'none'}) with "
-                          "at least one norm setting")
+    check_pools(pools)
+    if not norms:
+        raise ConfigError("layer probes need at least one norm setting (raw and/or after the final norm)")
     model = model.to(device).eval()
     names = layer_names(model, ("encoder",))
 
@@ -93,6 +93,21 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
                             {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
             for key, parts in chunks.items()}
     return LayerFeatures(layers=names, sets=sets)
+
+
+def check_pools(pools: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` unless ``pools`` is a non-empty selection of :data:`PROBE_POOLS`."""
+    bad = [p for p in pools if p not in PROBE_POOLS]
+    if bad or not pools:
+        raise ConfigError(f"layer probes pool by {', '.join(PROBE_POOLS)}, got {', '.join(pools) or 'none'}")
+
+
+def check_probe_methods(methods: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` unless ``methods`` is a non-empty selection of :data:`PROBE_METHODS`."""
+    check_methods(methods)
+    other = [m for m in methods if m not in PROBE_METHODS]
+    if other:
+        raise ConfigError(f"layer probes run {', '.join(PROBE_METHODS)}, not {', '.join(other)}")
 
 
 @dataclass
@@ -132,10 +147,7 @@ def probe_layers(train: LayerFeatures, test: LayerFeatures | None = None, method
     variants) with ``methods`` through :func:`evaluate_features` (``k``, ``folds``, ``test_size``,
     ``seed``, ``params``, ``device`` and further ``options`` such as ``metric`` are passed on)."""
     methods = list(methods)
-    check_methods(methods)
-    other = [m for m in methods if m not in PROBE_METHODS]
-    if other:
-        raise ConfigError(f"layer probes run {', '.join(PROBE_METHODS)}, not {', '.join(other)}")
+    check_probe_methods(methods)
     if test is not None and test.variants() != train.variants():
         raise DataError("train and test layer features must hold the same layers and poolings")
     rows = []
