@@ -118,8 +118,8 @@ class LinearCKAAccumulator:
     """Streamed linear CKA between all pairs of ``len(dims)`` layers of feature dimensions ``dims``.
 
     Keeps, in float64, the row count n, the sum s of the (shifted) stacked features z (Σ dims) and
-    the sum M of their outer products; the centred cross-covariance is ``C = M - s sᵀ / n`` and
-    ``CKA(a, b) = ||C_ab||²_F / (||C_aa||_F ||C_bb||_F)``. The features are shifted by the first
+    the sum M of their outer products (its upper block triangle: M is symmetric); the centred
+    cross-covariance is ``C = M - s sᵀ / n`` and ``CKA(a, b) = ||C_ab||²_F / (||C_aa||_F ||C_bb||_F)``. The features are shifted by the first
     batch's mean before summing, which keeps ``M - s sᵀ / n`` free of cancellation when the means are
     large (transformer features have offsets far above their spread on some channels).
     """
@@ -133,6 +133,8 @@ class LinearCKAAccumulator:
         self.sum = torch.zeros(total, dtype=torch.float64, device=device)
         self.outer = torch.zeros(total, total, dtype=torch.float64, device=device)
         self.raw_sq = torch.zeros(len(self.dims), dtype=torch.float64, device=device)
+        ends = np.cumsum(self.dims).tolist()
+        self._bounds = list(zip([0] + ends[:-1], ends))
 
     def update(self, features: Sequence[torch.Tensor]) -> None:
         """Add the same m rows of every layer: ``features[l]`` is (m, dims[l])."""
@@ -145,13 +147,20 @@ class LinearCKAAccumulator:
         z = z - self.shift
         self.n += z.shape[0]
         self.sum += z.sum(dim=0)
-        self.outer.addmm_(z.T, z)  # every pairwise cross-product at once
+        # the upper block triangle only (layer a against layers a, a+1, ...): M is symmetric, and one
+        # product per layer updates all its pairs at once
+        for start, stop in self._bounds:
+            self.outer[start:stop, start:].addmm_(z[:, start:stop].T, z[:, start:])
 
     def result(self) -> np.ndarray:
         """CKA matrix (L, L) of the rows added so far."""
         if self.n < 2:
             raise DataError(f"CKA needs at least 2 samples, got {self.n}")
-        cov = self.outer - torch.outer(self.sum, self.sum) / self.n
+        upper = self.outer
+        full = upper + upper.T
+        for start, stop in self._bounds:  # the diagonal blocks were counted twice
+            full[start:stop, start:stop] -= upper[start:stop, start:stop]
+        cov = full - torch.outer(self.sum, self.sum) / self.n
         # block sums of squares ||C_ab||²_F for every pair, by one-hot segment matrices
         seg = torch.repeat_interleave(torch.arange(len(self.dims), device=cov.device),
                                       torch.tensor(self.dims, device=cov.device))
