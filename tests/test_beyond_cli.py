@@ -109,3 +109,34 @@ def test_cli_choices_match_the_library():
     assert cka_cli.ESTIMATORS == cka.ESTIMATORS and cka_cli.POOLS == layer_outputs.LAYER_POOLS
     assert cka_cli.PARTS == layer_outputs.PARTS_CHOICES
     assert rollout_cli.HEAD_FUSIONS == rollout.HEAD_FUSIONS and rollout_cli.DISCARD_SCOPES == rollout.DISCARD_SCOPES
+
+
+def test_timm_vit_layers_rollout_and_cka_against_a_maelens_model(files, tmp_path, capsys):
+    import timm
+
+    from maelens.analysis.layer_outputs import run_layers
+    from maelens.checkpoint import load_checkpoint
+
+    torch.manual_seed(0)
+    ref = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2,
+                            num_classes=0).eval()
+    path = tmp_path / "w.pt"
+    torch.save(ref.state_dict(), path)
+    # the hooked block outputs of the converted encoder are timm's own block outputs
+    x = torch.randn(2, 3, 32, 32)
+    seen = []
+    handles = [blk.register_forward_hook(lambda m, i, o: seen.append(o)) for blk in ref.blocks]
+    with torch.no_grad():
+        ref.forward_features(x)
+    for h in handles:
+        h.remove()
+    ours = run_layers(load_checkpoint(path, arch="timm:vit_tiny_patch16_224").model, x)
+    for got, want in zip(ours, seen):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5)
+    code, doc, _ = _run(["cka", "--ckpt", str(path), "--arch", "timm:vit_tiny_patch16_224", "--ckpt-b", files["ckpt"],
+                         "--parts-b", "encoder", "--data", files["data"], "--split", "all", "--out",
+                         str(tmp_path / "cka")], capsys)
+    assert code == 0 and np.array(doc["cka"]).shape == (2, 3)
+    code, doc, _ = _run(["rollout", "--ckpt", str(path), "--arch", "timm:vit_tiny_patch16_224", "--data",
+                         files["data"], "--split", "all", "--index", "1", "--out", str(tmp_path / "roll")], capsys)
+    assert code == 0 and doc["patch"] == [2, 2] and doc["layers"] == 2
