@@ -164,3 +164,11 @@ def test_layer_cka_refusals(tiny):
     assert res.settings["dropped_images"] == 1 and res.settings["num_images"] == 8
     with pytest.raises(DataError, match="no minibatch"):
         layer_cka(tiny, _Images(3), estimator="minibatch", batch_size=4, quiet=True)
+
+
+def test_masked_cka_of_a_model_with_itself_sees_the_same_masks(tiny):
+    data = _Images(8)
+    for masking in ("random", "grid"):
+        res = layer_cka(tiny, data, model_b=tiny, mask_ratio=0.75, masking=masking, pool="tokens", batch_size=4,
+                        quiet=True)
+        np.testing.assert_allclose(np.diag(res.matrix), 1.0, atol=1e-9)

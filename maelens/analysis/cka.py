@@ -7,8 +7,8 @@ Two estimators, both with linear kernels on the rows of the feature matrices X (
   which for linear kernels and column-centred X, Y is ``||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F)``).
   The dot-product form needs only the cross-covariances, so the stream keeps the sums of the
   features and of their outer products (float64), never a Gram matrix: memory is (Σ p)² whatever
-  the number of images. All layers are stacked side by side, so one matrix product per batch updates
-  every pairwise accumulator at once.
+  the number of images. All layers are stacked side by side, so one matrix product per layer and
+  batch updates its accumulators against all later layers at once (M is symmetric).
 - ``minibatch``: the minibatch CKA of Nguyen, Raghu & Kornblith 2021 ("Do Wide and Deep Networks Learn
   the Same Things?", ICLR, sec. 3): the unbiased HSIC estimator of Song et al. 2012 (``hsic1``) is
   averaged over minibatches of n >= 4 rows, and CKA is the ratio of the averages. Each minibatch
@@ -300,7 +300,8 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     labels = [f"a:{n}" for n in names[0]] + ([f"b:{n}" for n in names[1]] if model_b is not None else [])
     acc_cls = LinearCKAAccumulator if estimator == "linear" else MinibatchCKAAccumulator
     acc = None
-    generator = torch.Generator().manual_seed(seed)
+    # one generator per model, seeded alike: both draw the same masks (same grid, same batches)
+    generators = [torch.Generator().manual_seed(seed) for _ in models]
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     images = dropped = 0
     for imgs, _ in tqdm(loader, desc="cka", disable=quiet, unit="batch"):
@@ -308,13 +309,11 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
         if estimator == "minibatch" and imgs.shape[0] < MIN_BATCH:
             dropped += imgs.shape[0]
             continue
-        noise = (model.masking_noise(imgs.shape[0], mask_ratio, masking, generator, imgs.device)[0]
-                 if mask_ratio > 0 else None)
         feats = []
-        for m, part in zip(models, (parts, parts_b)):
+        for m, part, generator in zip(models, (parts, parts_b), generators):
             x = adapt_images(imgs, model, m)
             feats += [pool_layer(t, pool) for t in run_layers(m, x, part, mask_ratio=mask_ratio, masking=masking,
-                                                               noise=noise)]
+                                                               generator=generator)]
         if acc is None:  # dimensions known from the first batch (flatten: K·D with K the kept patches)
             acc = acc_cls([f.shape[1] for f in feats], names=labels, device=device)
         acc.update(feats)
