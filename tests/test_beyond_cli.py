@@ -1,6 +1,7 @@
 """``maelens cka``, ``rollout``, ``probe-layers`` and ``token-stats`` (issue 14) on tiny checkpoints."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,16 @@ def test_timm_vit_layers_rollout_and_cka_against_a_maelens_model(files, tmp_path
     code, doc, _ = _run(["rollout", "--ckpt", str(path), "--arch", "timm:vit_tiny_patch16_224", "--data",
                          files["data"], "--split", "all", "--index", "1", "--out", str(tmp_path / "roll")], capsys)
     assert code == 0 and doc["patch"] == [2, 2] and doc["layers"] == 2
+
+
+@pytest.mark.parametrize("command", ["cka", "rollout", "probe-layers", "token-stats"])
+def test_used_out_folder_and_missing_device_are_refused_before_any_work(files, tmp_path, capsys, command):
+    extra = ["--index", "0"] if command == "rollout" else []
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "mine.txt").write_text("keep")
+    base = [command, "--ckpt", files["ckpt"], "--data", files["data"], "--split", "all", *extra]
+    assert main(base + ["--out", str(used)]) == 2
+    assert "already holds files" in capsys.readouterr().err and os.listdir(used) == ["mine.txt"]
+    assert main(base + ["--out", str(tmp_path / "new"), "--device", "nonsense:3"]) == 2
+    assert "--device nonsense:3" in capsys.readouterr().err and not (tmp_path / "new").exists()
