@@ -154,3 +154,15 @@ def test_used_out_folder_and_missing_device_are_refused_before_any_work(files, t
     assert "already holds files" in capsys.readouterr().err and os.listdir(used) == ["mine.txt"]
     assert main(base + ["--out", str(tmp_path / "new"), "--device", "nonsense:3"]) == 2
     assert "--device nonsense:3" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_rollout_of_image_files(files, tmp_path, capsys):
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(png)
+    code, doc, _ = _run(["rollout", "--ckpt", files["ckpt"], "--image", str(png), str(png), "--layers", "2",
+                         "--discard-scope", "row", "--discard-ratio", "0.2", "--out", str(tmp_path / "r")], capsys)
+    assert code == 0 and doc["images"] == ["photo.png", "photo.png"] and doc["layers"] == 2
+    with np.load(tmp_path / "r" / "rollout.npz") as z:
+        np.testing.assert_allclose(z["cls_maps"][0], z["cls_maps"][1])

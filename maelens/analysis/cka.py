@@ -69,7 +69,7 @@ def linear_cka(X: np.ndarray | torch.Tensor, Y: np.ndarray | torch.Tensor) -> fl
 
 
 def hsic1(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Unbiased HSIC estimate (Song et al. 2012; Nguyen et al. 2021, sec. 3, eq. 3) of Gram matrices
+    """Unbiased HSIC estimate (Song et al. 2012, as used by Nguyen et al. 2021, sec. 3) of Gram matrices
     K (..., n, n) and L (..., n, n), n >= 4:
 
     ``[tr(K̃L̃) + 1ᵀK̃1 · 1ᵀL̃1 / ((n-1)(n-2)) - 2/(n-2) · 1ᵀK̃L̃1] / (n(n-3))``, K̃, L̃ with zero diagonals.
@@ -86,7 +86,7 @@ def hsic1(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
 
 
 def minibatch_cka(batches_x: Sequence[np.ndarray | torch.Tensor], batches_y: Sequence[np.ndarray | torch.Tensor]) -> float:
-    """Minibatch CKA (Nguyen et al. 2021, sec. 3, eq. 2) of paired minibatches X_i (n_i, p), Y_i (n_i, q):
+    """Minibatch CKA (Nguyen et al. 2021, sec. 3) of paired minibatches X_i (n_i, p), Y_i (n_i, q):
     ``mean_i hsic1(X_i, Y_i) / sqrt(mean_i hsic1(X_i, X_i) · mean_i hsic1(Y_i, Y_i))`` with linear kernels."""
     batches_x, batches_y = list(batches_x), list(batches_y)
     if not batches_x or len(batches_x) != len(batches_y):

@@ -35,7 +35,8 @@ from .layer_outputs import BlockRecorder, layer_names
 MAD_SCALE = 1.482602218505602
 DEFAULT_K = 3.0
 
-__all__ = ["DEFAULT_K", "MAD_SCALE", "TokenStatsReport", "outlier_threshold", "token_norms", "token_stats"]
+__all__ = ["DEFAULT_K", "MAD_SCALE", "TokenStatsReport", "outlier_threshold", "summarise_norms", "token_norms",
+           "token_stats"]
 
 
 def outlier_threshold(norms: np.ndarray, k: float = DEFAULT_K) -> tuple[float, float, float]:
