@@ -156,28 +156,20 @@ class LinearCKAAccumulator:
         """CKA matrix (L, L) of the rows added so far."""
         if self.n < 2:
             raise DataError(f"CKA needs at least 2 samples, got {self.n}")
-        upper = self.outer
-        full = upper + upper.T
-        for start, stop in self._bounds:  # the diagonal blocks were counted twice
-            full[start:stop, start:stop] -= upper[start:stop, start:stop]
-        cov = full - torch.outer(self.sum, self.sum) / self.n
-        # block sums of squares ||C_ab||²_F for every pair, by one-hot segment matrices
-        seg = torch.repeat_interleave(torch.arange(len(self.dims), device=cov.device),
-                                      torch.tensor(self.dims, device=cov.device))
-        onehot = torch.nn.functional.one_hot(seg, len(self.dims)).to(cov.dtype)
-        block_sq = onehot.T @ cov.square() @ onehot
-        variance = torch.stack([blk.diagonal().sum() for blk in _diagonal_blocks(cov, self.dims)])
+        count = len(self.dims)
+        block_sq = torch.zeros(count, count, dtype=torch.float64, device=self.outer.device)
+        variance = torch.zeros(count, dtype=torch.float64, device=self.outer.device)
+        # centred cross-covariance C_ab = M_ab - s_a s_bᵀ / n, one block at a time (memory: one block)
+        for a, (a0, a1) in enumerate(self._bounds):
+            for b in range(a, count):
+                b0, b1 = self._bounds[b]
+                block = self.outer[a0:a1, b0:b1] - torch.outer(self.sum[a0:a1], self.sum[b0:b1]) / self.n
+                block_sq[a, b] = block_sq[b, a] = block.square().sum()
+                if a == b:
+                    variance[a] = block.diagonal().sum()
         _check_not_constant(variance, self.raw_sq, self.names, self.n)
         norms = block_sq.diagonal().sqrt()
         return (block_sq / torch.outer(norms, norms)).clamp(0.0, 1.0).cpu().numpy()
-
-
-def _diagonal_blocks(cov: torch.Tensor, dims: Sequence[int]) -> list[torch.Tensor]:
-    out, start = [], 0
-    for d in dims:
-        out.append(cov[start:start + d, start:start + d])
-        start += d
-    return out
 
 
 def _check_not_constant(variance: torch.Tensor, scale: torch.Tensor, names: Sequence[str], n: int) -> None:
