@@ -110,7 +110,8 @@ def run_layers(model: MaskedAutoencoderViT, imgs: torch.Tensor, parts: Sequence[
 def apply_final_norm(model: MaskedAutoencoderViT, name: str, tokens: torch.Tensor) -> torch.Tensor:
     """``tokens`` of layer ``name`` through its part's final LayerNorm (``norm`` or ``decoder_norm``), as
     the model normalises its last block's output; intermediate layers get the same norm (DINOv2's
-    ``get_intermediate_layers(norm=True)`` convention)."""
+    ``get_intermediate_layers(norm=True)`` convention). A global-pool fine-tuned encoder has no final norm
+    (an identity), so there the normalised and raw tokens coincide."""
     norm = model.norm if name.startswith("encoder.") else model.decoder_norm
     return norm(tokens)
 
