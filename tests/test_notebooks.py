@@ -11,7 +11,8 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # Notebook 1 trains the model the others reuse, so the order matters.
-ORDER = ("01_training", "02_attention", "03_distributions", "04_representations", "05_segmentation")
+ORDER = ("01_training", "02_attention", "03_distributions", "04_representations", "05_segmentation",
+         "06_beyond_the_paper")
 
 
 @pytest.mark.notebooks

@@ -33,6 +33,15 @@ _EXPORTS = {
     "wilson_interval": "stats",
 }
 
+# issue 14: analyses beyond the paper
+_EXPORTS.update({
+    "CKAResult": "cka", "layer_cka": "cka", "linear_cka": "cka", "minibatch_cka": "cka", "hsic1": "cka",
+    "attention_rollout": "rollout", "rollout_maps": "rollout", "RolloutResult": "rollout",
+    "layer_features": "layer_probes", "probe_layers": "layer_probes", "LayerProbeReport": "layer_probes",
+    "token_stats": "token_stats", "outlier_threshold": "token_stats", "TokenStatsReport": "token_stats",
+    "BlockRecorder": "layer_outputs", "run_layers": "layer_outputs",
+})
+
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:

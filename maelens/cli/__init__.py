@@ -15,7 +15,7 @@ import sys
 
 from ..errors import MaelensError
 
-COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment")
+COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes", "token_stats")
 
 
 def build_parser() -> argparse.ArgumentParser:
