@@ -15,13 +15,13 @@ from common import Context, Outcome, Recorder, pct, rgb_images
 from maelens.analysis.attention_dataset import attention_stats
 from maelens.analysis.distfit import encoder_samples, fit_samples, rank_distributions
 from maelens.analysis.evaluate import evaluate_features
-from maelens.analysis.reconstruction import reconstruction_error
+from maelens.analysis.reconstruction import reconstruct, reconstruction_error
 from maelens.analysis.similarity import similar_images
 from maelens.analysis.synthetic import synthetic_attention_samples
 from maelens.plots.attention import plot_influence_map, plot_layer_curves, plot_positional_bias
 from maelens.plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 from maelens.plots.evaluate import plot_map, plot_similarity_grid
-from maelens.plots.reconstruction import reconstruct, reconstruction_figure
+from maelens.plots.reconstruction import reconstruction_figure
 
 EXPERIMENTS: dict[str, Callable[[Context], Outcome]] = {}
 

@@ -11,12 +11,13 @@ class CheckpointError(MaelensError):
     """A checkpoint is missing, unreadable, unsafe, of unknown format, or does not fit the model."""
 
 
-class DataError(MaelensError):
-    """A dataset or image file is missing, unreadable or of the wrong shape."""
+class DataError(MaelensError, ValueError):
+    """A dataset or image file is missing, unreadable or of the wrong shape (a ``ValueError`` too, as
+    scikit-learn's contract asks of estimators given bad input)."""
 
 
-class ConfigError(MaelensError):
-    """An argument or configuration value is invalid."""
+class ConfigError(MaelensError, ValueError):
+    """An argument or configuration value is invalid (a ``ValueError`` too, as for :class:`DataError`)."""
 
 
 class OutputError(MaelensError):

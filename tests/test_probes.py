@@ -40,7 +40,7 @@ def test_linear_probe_learns_separable_problem():
     np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
     assert not probe.module_.norm.affine  # MAE's BatchNorm without affine parameters
     again = LinearProbe(epochs=30, batch_size=64, lr=1e-2, random_state=0).fit(X[:150], y[:150])
-    np.testing.assert_array_equal(probe.decision_function(X), again.decision_function(X))
+    np.testing.assert_array_equal(probe.logits(X), again.logits(X))
 
 
 def test_attentive_probe_finds_the_informative_token():
@@ -63,7 +63,7 @@ def test_probe_input_checks_and_sklearn_manners():
         AttentiveProbe().fit(X, y)
     with pytest.raises(DataError, match=r"\(N, F\)"):
         LinearProbe().fit(X.reshape(60, 4, 4), y)
-    with pytest.raises(DataError, match="single class"):
+    with pytest.raises(DataError, match="1 class"):
         LinearProbe(epochs=1).fit(X, np.zeros(60))
     with pytest.raises(ConfigError, match="not divisible"):
         AttentiveProbe(num_heads=3, epochs=1).fit(X.reshape(60, 4, 4), y)
@@ -72,5 +72,5 @@ def test_probe_input_checks_and_sklearn_manners():
     pipe = make_pipeline(StandardScaler(), LinearProbe(epochs=5, optimizer="sgd", lr=0.1, random_state=0))
     assert pipe.fit(X, np.array(["a", "b", "c"])[y]).predict(X[:3]).dtype.kind == "U"
     assert clone(AttentiveProbe(num_heads=2)).get_params()["num_heads"] == 2
-    with pytest.raises(DataError, match="fitted on 16-dimensional"):
+    with pytest.raises(DataError, match="expecting 16 features"):
         pipe[-1].predict(X[:, :5])

@@ -6,9 +6,8 @@ import torch
 
 from maelens import create_model
 from maelens.models.losses import normalize_patches, rgb_to_ycbcr
-from maelens.plots.reconstruction import (
-    predictions_to_rgb, reconstruct, reconstruction_figure, save_reconstruction, to_rgb,
-)
+from maelens.analysis.reconstruction import predictions_to_rgb, reconstruct, to_rgb
+from maelens.plots.reconstruction import reconstruction_figure, save_reconstruction
 
 
 def images(n=3, size=32, seed=0):

@@ -8,7 +8,7 @@ from maelens import create_model, load_checkpoint
 from maelens.checkpoint import save_checkpoint
 from maelens.models.losses import YCBCR_WEIGHTS, masked_patch_mse, rgb_to_ycbcr
 from maelens.models.presets import ModelConfig, get_config
-from maelens.plots.reconstruction import predictions_to_rgb
+from maelens.analysis.reconstruction import predictions_to_rgb
 
 
 def test_plain_and_weighted_ycbcr_losses():

@@ -30,10 +30,12 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import normalize
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_X_y
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from ._fit import fitted_input
 from .features import FeatureSet
 from .probes import AttentiveProbe, LinearProbe
 from .reduce import PCATSNE, GaussianVAE, ParametricTSNE, StudentTVAE, pca_components
@@ -53,7 +55,7 @@ DEFAULT_K = 20
 _REDUCERS = {"vae-gauss": GaussianVAE, "vae-t": StudentTVAE, "ptsne": ParametricTSNE}
 
 
-class KNNClassifier(BaseEstimator, ClassifierMixin):
+class KNNClassifier(ClassifierMixin, BaseEstimator):
     """k-nearest-neighbour vote on (N, F) features, computed in float64 by chunks of queries.
 
     ``metric``: ``cosine`` (distance 1 - cos) or ``euclidean``. ``weights``: ``uniform`` (majority),
@@ -79,6 +81,7 @@ class KNNClassifier(BaseEstimator, ClassifierMixin):
         if self.n_neighbors < 1:
             raise ConfigError(f"kNN needs k >= 1, got {self.n_neighbors}")
         X, y = check_X_y(X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
         self._reference = torch.from_numpy(self._prepare(X))
@@ -91,8 +94,7 @@ class KNNClassifier(BaseEstimator, ClassifierMixin):
 
     def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Distances (M, k) ascending and indices (M, k) of each query's nearest training samples."""
-        check_is_fitted(self, "classes_")
-        X = check_array(X, dtype=np.float64)
+        X = fitted_input(self, X, dtype=np.float64)
         k = min(self.n_neighbors, len(self._targets))
         dists, idxs = [], []
         for start in range(0, len(X), self.chunk_size):
@@ -126,7 +128,8 @@ class KNNClassifier(BaseEstimator, ClassifierMixin):
 
     def predict(self, X) -> np.ndarray:
         """The class with the largest vote (M,)."""
-        return self.classes_[self._votes(X).argmax(dim=1).numpy()]
+        winners = self._votes(X).argmax(dim=1).numpy()
+        return self.classes_[winners]
 
 
 def pca_knn(n_components: int = 50, random_state: int | None = None, **knn: Any):

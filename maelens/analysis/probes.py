@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ._fit import fit_minibatches, make_optimizer, seed_from, seeded
+from ._fit import fit_minibatches, fitted_input, make_optimizer, samples, seed_from, seeded
 
 _CHUNK = 4096  # samples per forward pass at prediction time
 
@@ -78,7 +79,7 @@ class AttentiveHead(nn.Module):
         return self.classifier(self.pool(tokens))
 
 
-class _Probe(BaseEstimator, ClassifierMixin):
+class _Probe(ClassifierMixin, BaseEstimator):
     """Shared fit/predict of the probes; subclasses set ``_ndim`` and build the head in ``_head``."""
 
     _ndim = 2
@@ -106,11 +107,13 @@ class _Probe(BaseEstimator, ClassifierMixin):
     def fit(self, X, y) -> "_Probe":
         """Train the head on frozen features ``X`` with labels ``y`` (N,)."""
         X = self._check_X(X)
-        y = column_or_1d(y)
+        y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
+        check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise DataError(f"{type(self).__name__}: the training labels hold a single class; need at least two")
+            raise DataError(f"{type(self).__name__}: the training labels hold 1 class ({samples(len(y))}); "
+                            f"need at least two")
         self.n_features_in_ = int(X.shape[-1])  # F, or the token dimension D (any number of tokens K)
         seed = seed_from(self.random_state)
         device = torch.device(self.device)
@@ -129,14 +132,10 @@ class _Probe(BaseEstimator, ClassifierMixin):
         return self
 
     def _fitted_input(self, X) -> np.ndarray:
-        check_is_fitted(self, "module_")
-        X = self._check_X(X)
-        if X.shape[-1] != self.n_features_in_:
-            raise DataError(f"{type(self).__name__} was fitted on {self.n_features_in_}-dimensional features, "
-                            f"got {X.shape[-1]}")
-        return X
+        X = fitted_input(self, X, dtype=np.float32, allow_nd=True)
+        return self._check_X(X)
 
-    def decision_function(self, X) -> np.ndarray:
+    def logits(self, X) -> np.ndarray:
         """Logits (N, C) in the order of ``classes_``."""
         X = self._fitted_input(X)
         device = next(self.module_.parameters()).device
@@ -144,13 +143,20 @@ class _Probe(BaseEstimator, ClassifierMixin):
             out = [self.module_(torch.from_numpy(X[i:i + _CHUNK]).to(device)).cpu() for i in range(0, len(X), _CHUNK)]
         return torch.cat(out).numpy()
 
+    def decision_function(self, X) -> np.ndarray:
+        """Confidence scores in scikit-learn's shape: the logits (N, C), or for two classes the logit of
+        ``classes_[1]`` minus that of ``classes_[0]`` (N,)."""
+        z = self.logits(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (N, C) (softmax of the logits)."""
-        return torch.softmax(torch.from_numpy(self.decision_function(X)), dim=1).numpy()
+        return torch.softmax(torch.from_numpy(self.logits(X)), dim=1).numpy()
 
     def predict(self, X) -> np.ndarray:
         """Most probable class of each sample (N,)."""
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        winners = self.logits(X).argmax(axis=1)  # NotFittedError before reading classes_
+        return self.classes_[winners]
 
 
 class LinearProbe(_Probe):

@@ -1,5 +1,12 @@
-"""Reconstruction quality on a dataset (IPOL Fig. 4 made quantitative): RGB error on the removed
-patches, next to a baseline that fills every removed patch with the image's mean visible colour."""
+"""Reconstructions (IPOL Fig. 4) and their quality on a dataset: the four panels of the figure
+(:func:`reconstruct`), and the RGB error on the removed patches next to a baseline that fills every
+removed patch with the image's mean visible colour (:func:`reconstruction_error`).
+
+Predictions are brought back to RGB in [0, 1]: a norm-pix model's per-patch standardised output is
+un-normalised with the mean and variance of the true target patch (as MAE's visualisation demo
+does), a YCbCr model's output goes through :func:`~maelens.models.losses.ycbcr_to_rgb`, and a pixel
+model's output is de-normalised with the model's mean/std.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +16,69 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.images import denormalize
+from ..models.losses import masked_mean, ycbcr_to_rgb
 from ..models.mae import MaskedAutoencoderViT
-from ..plots.reconstruction import predictions_to_rgb, to_rgb
+from ..models.presets import YCBCR_TARGETS
+
+
+@dataclass
+class Reconstruction:
+    """RGB images in [0, 1], each (B, 3, H, W): ``original``, ``masked`` (removed patches grey),
+    ``reconstruction`` and ``pasted`` (visible patches of the original put back); ``mask`` (B, L)
+    1 = removed; ``loss`` (B,) each image's training loss on its removed patches."""
+
+    original: torch.Tensor
+    masked: torch.Tensor
+    reconstruction: torch.Tensor
+    pasted: torch.Tensor
+    mask: torch.Tensor
+    loss: torch.Tensor
+
+
+def to_rgb(model: MaskedAutoencoderViT, imgs: torch.Tensor) -> torch.Tensor:
+    """Model inputs (B, 3, H, W), normalised with the model's mean/std -> RGB in [0, 1]."""
+    return denormalize(imgs, model.config.norm_mean, model.config.norm_std)
+
+
+def predictions_to_rgb(model: MaskedAutoencoderViT, imgs: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Decoder output (B, L, p*p*3) in the model's target space -> RGB images (B, 3, H, W) in [0, 1]."""
+    pred = pred.float()
+    if model.config.norm_pix_loss:
+        target = model.patchify(model.target_images(imgs))
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        pred = pred * (var + 1e-6) ** 0.5 + mean
+    images = model.unpatchify(pred)
+    if model.config.loss_target in YCBCR_TARGETS:
+        return ycbcr_to_rgb(images).clamp(0, 1)
+    return to_rgb(model, images)
+
+
+@torch.no_grad()
+def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, *, mask_ratio: float = 0.75,
+                masking: str = "random", noise: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, fill: float = 0.5) -> Reconstruction:
+    """Mask ``imgs`` (B, 3, H, W), run the MAE and return the four panels of the figure.
+
+    ``noise`` (B, L) fixes the masks exactly; otherwise ``masking`` is sampled with ``generator``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        loss_all, pred, mask = model(imgs, mask_ratio, noise, masking=masking, generator=generator)
+    finally:
+        model.train(was_training)
+    del loss_all
+    p = model.config.patch_size
+    pixel_mask = model.unpatchify(mask.unsqueeze(-1).expand(-1, -1, p * p * model.config.in_chans).to(imgs.dtype))
+    original = to_rgb(model, imgs.float())
+    recon = predictions_to_rgb(model, imgs.float(), pred)
+    masked = original * (1 - pixel_mask) + fill * pixel_mask
+    pasted = original * (1 - pixel_mask) + recon * pixel_mask
+    loss = masked_mean(model.patch_losses(imgs, pred), mask, dim=1)
+    return Reconstruction(original=original.cpu(), masked=masked.cpu(), reconstruction=recon.cpu(),
+                          pasted=pasted.cpu(), mask=mask.cpu(), loss=loss.cpu())
 
 
 @dataclass

@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ._fit import fit_minibatches, make_optimizer, seed_from, seeded
+from ._fit import fit_minibatches, fitted_input, make_optimizer, samples, seed_from, seeded
 
 MIN_SCALE = 1e-3  # floor on the decoder's scale: a likelihood with free variance can otherwise diverge
 MIN_DF = 0.1  # floor on the Student-t degrees of freedom
@@ -45,7 +45,7 @@ def pca_components(n_components: int, n_samples: int, n_features: int) -> int:
     return max(1, min(n_components, n_features, n_samples))
 
 
-class PCATSNE(BaseEstimator, TransformerMixin):
+class PCATSNE(TransformerMixin, BaseEstimator):
     """PCA to ``n_pca`` axes, then t-SNE to ``n_components`` dimensions with openTSNE.
 
     ``fit_transform`` returns the embedding of the fitted points; ``transform`` places new points
@@ -71,7 +71,7 @@ class PCATSNE(BaseEstimator, TransformerMixin):
 
         X = check_array(X, dtype=np.float64)
         if len(X) < 4:
-            raise DataError(f"t-SNE needs at least 4 samples, got {len(X)}")
+            raise DataError(f"t-SNE needs at least 4 samples, got {samples(len(X))}")
         seed = seed_from(self.random_state)
         self.n_features_in_ = X.shape[1]
         self.pca_ = PCA(pca_components(self.n_pca, *X.shape), svd_solver="full", random_state=seed).fit(X)
@@ -88,8 +88,7 @@ class PCATSNE(BaseEstimator, TransformerMixin):
 
     def transform(self, X) -> np.ndarray:
         """Embed new points (M, F) into the fitted map -> (M, n_components)."""
-        check_is_fitted(self, "embedding_")
-        X = check_array(X, dtype=np.float64)
+        X = fitted_input(self, X, dtype=np.float64)
         return np.asarray(self.embedding_.transform(self.pca_.transform(X)), dtype=np.float64)
 
 
@@ -103,25 +102,25 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class _Standardized(BaseEstimator, TransformerMixin):
+class _Standardized(TransformerMixin, BaseEstimator):
     """Shared plumbing of the parametric reducers: per-feature standardisation learnt at ``fit``
     and batched inference with the fitted network."""
 
     def _prepare(self, X) -> torch.Tensor:
-        X = check_array(X, dtype=np.float32)
-        if hasattr(self, "mean_") and X.shape[1] != self.n_features_in_:
-            raise DataError(f"{type(self).__name__} was fitted on {self.n_features_in_}-dimensional features, "
-                            f"got {X.shape[1]}")
+        """``X`` of a fitted reducer, standardised, on its device (``NotFittedError`` before ``fit``)."""
+        return self._scaled(fitted_input(self, X, dtype=np.float32))
+
+    def _scaled(self, X: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((X - self.mean_) / self.scale_).to(self.device)
 
     def _learn_scaling(self, X) -> torch.Tensor:
         X = check_array(X, dtype=np.float32)
         if len(X) < 2:
-            raise DataError(f"{type(self).__name__} needs at least 2 samples to fit, got {len(X)}")
+            raise DataError(f"{type(self).__name__} needs at least 2 samples to fit, got {samples(len(X))}")
         self.n_features_in_ = X.shape[1]
         self.mean_ = X.mean(axis=0)
         self.scale_ = np.maximum(X.std(axis=0), 1e-6).astype(np.float32)
-        return self._prepare(X)
+        return self._scaled(X)
 
     def _map(self, net: nn.Module, X) -> np.ndarray:
         xt = self._prepare(X)
@@ -300,7 +299,7 @@ class ParametricTSNE(_Standardized):
                               f"got {self.perplexity} and {self.dof}")
         xt = self._learn_scaling(X)
         if len(xt) < 4:
-            raise DataError(f"ParametricTSNE needs at least 4 samples, got {len(xt)}")
+            raise DataError(f"ParametricTSNE needs at least 4 samples, got {samples(len(xt))}")
         seed = seed_from(self.random_state)
         with seeded(seed):
             self.network_ = mlp([xt.shape[1], *self.hidden, self.n_components]).to(self.device)

@@ -48,7 +48,15 @@ def patch_errors(pred: torch.Tensor, target: torch.Tensor,
     return err.mean(dim=-1)
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of (B, L) per-patch ``values`` over the removed patches (``mask`` (B, L), 1 = removed): over
+    all of them (``dim=None``, MAE's loss) or per image (``dim=1``, (B,))."""
+    if dim is None:
+        return (values * mask).sum() / mask.sum()
+    return (values * mask).sum(dim) / mask.sum(dim)
+
+
 def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                      channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
     """Mean over removed patches (``mask`` (B, L), 1 = removed) of the per-patch MSE (MAE's loss)."""
-    return (patch_errors(pred, target, channel_weights) * mask).sum() / mask.sum()
+    return masked_mean(patch_errors(pred, target, channel_weights), mask)

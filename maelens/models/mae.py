@@ -13,7 +13,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
 from ..errors import MaelensError
-from .losses import YCBCR_WEIGHTS, masked_patch_mse, normalize_patches, rgb_to_ycbcr
+from .losses import YCBCR_WEIGHTS, masked_mean, normalize_patches, patch_errors, rgb_to_ycbcr
 from .masking import MaskIds, ids_from_noise, num_kept, sample_noise
 from .pos_embed import sincos_2d
 from .presets import YCBCR_TARGETS, ModelConfig
@@ -270,8 +270,9 @@ class MaskedAutoencoderViT(nn.Module):
             return rgb_to_ycbcr(imgs * std + mean)
         return imgs
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """MSE on removed patches only, optionally on per-patch normalised pixels / YCbCr weighted.
+    def patch_losses(self, imgs: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """(B, L) loss of every patch: the MSE of ``pred`` against the target patch (per-patch normalised
+        with ``norm_pix_loss``; YCbCr, channel-weighted as the paper's MSE_w for ``ycbcr``).
 
         Always float32, also under a bf16 autocast of the forward pass (issue 12): the targets (colour
         conversion, per-patch normalisation) and the loss are computed outside autocast."""
@@ -280,7 +281,11 @@ class MaskedAutoencoderViT(nn.Module):
             if self.config.norm_pix_loss:
                 target = normalize_patches(target)
             weights = YCBCR_WEIGHTS if self.config.loss_target == "ycbcr" else None
-            return masked_patch_mse(pred.float(), target, mask, weights)
+            return patch_errors(pred.float(), target, weights)
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MAE's training loss: the mean of :meth:`patch_losses` over the removed patches (``mask`` 1)."""
+        return masked_mean(self.patch_losses(imgs, pred), mask)
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None,
                 *, masking: str = "random", generator: torch.Generator | None = None
