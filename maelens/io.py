@@ -145,13 +145,17 @@ def write_csv(path: str | os.PathLike, frame: "Any") -> Path:
 
 
 def save_figure(fig: "Any", path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
+    """Save a matplotlib figure atomically; a figure made through pyplot is closed (released) too.
 
+    maelens's plots build ``matplotlib.figure.Figure`` objects without pyplot, which need neither a
+    backend nor closing; pyplot figures (a user's, or a notebook's) are handed back to pyplot."""
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
-    plt.close(fig)
+    if getattr(getattr(fig, "canvas", None), "manager", None) is not None:  # registered with pyplot
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return target
 
 

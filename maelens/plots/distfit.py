@@ -1,10 +1,9 @@
 """Figures of IPOL sec. 5 "Embeddings modelisation of Transformers": the empirical CDF of KS
 p-values per law (Figs. 6-7), the fitted Student-t df, and a sample's histogram under the fitted
-densities (Figs. 5 and 8). Every function returns a matplotlib Figure."""
+densities (Figs. 5 and 8). Every function returns a matplotlib Figure built without pyplot."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
@@ -18,7 +17,8 @@ _LAW_NAMES = {"norm": "Gaussian", "t": "Student-t"}
 def plot_pvalue_ecdf(result: DistFitResult, title: str | None = None) -> Figure:
     """Empirical CDF of the KS p-values of every law (Figs. 6-7), with the level alpha marked and
     the uniform CDF that exactly calibrated p-values would follow under H0."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    fig = Figure(figsize=(5.0, 3.8))
+    ax = fig.subplots()
     n = len(result)
     for law, fit in result.fits.items():
         p = np.sort(fit.pvalue)
@@ -40,7 +40,8 @@ def plot_pvalue_ecdf(result: DistFitResult, title: str | None = None) -> Figure:
 def plot_df_distribution(result: DistFitResult, bins: int = 40) -> Figure:
     """Histogram of the fitted Student-t degrees of freedom (log scale; the bounds marked)."""
     df = result.fits["t"].params["df"]
-    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    fig = Figure(figsize=(5.0, 3.4))
+    ax = fig.subplots()
     edges = np.logspace(np.log10(DF_MIN), np.log10(DF_MAX), bins + 1)
     ax.hist(df, bins=edges, color="C1", edgecolor="white", lw=0.3)
     ax.set_xscale("log")
@@ -56,7 +57,8 @@ def plot_df_distribution(result: DistFitResult, bins: int = 40) -> Figure:
 def plot_ranking(ranking: RankingResult, title: str | None = None) -> Figure:
     """The first sample's normalised histogram with each fitted density, labelled by its SSE (Fig. 8)."""
     values = ranking.example_values
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig = Figure(figsize=(6.0, 3.8))
+    ax = fig.subplots()
     density, edges, _ = ax.hist(values, bins=ranking.bins, density=True, color="0.8", edgecolor="0.65", lw=0.3,
                                 label="sample")
     grid = np.linspace(edges[0], edges[-1], 600)

@@ -17,15 +17,15 @@ def _class_names(labels: np.ndarray, classes: Sequence[str] | None) -> dict[int,
 def plot_map(coords: np.ndarray, labels: np.ndarray, *, test: np.ndarray | None = None,
              classes: Sequence[str] | None = None, title: str = "", ax=None) -> Figure:
     """Scatter of a 2-D map ``coords`` (N, 2) coloured by class ``labels`` (N,); held-out points
-    (``test`` (N,) bool) drawn with black edges (IPOL Figs. 13-14)."""
-    import matplotlib.pyplot as plt
+    (``test`` (N,) bool) drawn with black edges (IPOL Figs. 13-14); drawn on ``ax`` when given."""
+    from matplotlib import colormaps
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 5.5))
+        ax = Figure(figsize=(6, 5.5)).subplots()
     fig = ax.figure
     test = np.zeros(len(coords), bool) if test is None else np.asarray(test, bool)
     names = _class_names(labels, classes)
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
     size = float(np.clip(4000 / max(len(coords), 1), 2, 30))
     for i, (label, name) in enumerate(names.items()):
         sel = labels == label
@@ -50,10 +50,9 @@ def plot_similarity_grid(queries: np.ndarray, neighbours: np.ndarray, scores: np
     """Grid with one row per query: the query image, then its k most similar images with their cosine
     score (IPOL Fig. 11). ``queries`` (Q, H, W, 3) and ``neighbours`` (Q, k, H, W, 3) RGB in [0, 1];
     ``scores`` (Q, k); ``neighbour_titles`` (Q, k) optional extra caption (e.g. the image id)."""
-    import matplotlib.pyplot as plt
-
     q, k = scores.shape
-    fig, axes = plt.subplots(q, k + 1, figsize=(1.4 * (k + 1), 1.55 * q), squeeze=False)
+    fig = Figure(figsize=(1.4 * (k + 1), 1.55 * q))
+    axes = fig.subplots(q, k + 1, squeeze=False)
     for r in range(q):
         axes[r, 0].imshow(np.clip(queries[r], 0, 1))
         axes[r, 0].set_title(row_titles[r] if row_titles is not None else "query", fontsize=7)
