@@ -209,11 +209,16 @@ class MaskedAutoencoderViT(nn.Module):
         ``apply_norm=False`` returns the last block's output before the final LayerNorm.
         """
         noise, len_keep = self._resolve_noise(imgs, mask_ratio, noise, masking, generator)
+        # embed patches: (B, C, H, W) -> (B, L, D)
         x = self.patch_embed(imgs)
+        # add the position embedding of every patch (the CLS token's, row 0, is added below)
         x = x + self.pos_embed[:, 1:, :]
+        # masking: keep the (1 - mask_ratio) L patches with the smallest noise; length L -> K
         x, ids = self.random_masking(x, mask_ratio, noise, len_keep)
+        # prepend the CLS token with its position embedding: (B, 1 + K, D)
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
         x = torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        # the Transformer blocks see the visible patches only
         for blk in self.blocks:
             x = blk(x)
         if apply_norm:
@@ -247,16 +252,21 @@ class MaskedAutoencoderViT(nn.Module):
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """(B, 1+K, D) latent -> (B, L, p*p*C) predictions for every patch (CLS removed)."""
         self._require_decoder()
+        # project the encoder's tokens to the decoder's width: (B, 1 + K, D) -> (B, 1 + K, D_dec)
         x = self.decoder_embed(latent)
         b, n_tokens, d = x.shape
+        # append one shared mask token per removed patch (L - K of them) after the visible ones
         mask_tokens = self.mask_token.expand(b, ids_restore.shape[1] + 1 - n_tokens, -1)
         x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        # unshuffle: put every token back at its patch's place in the image
         x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
-        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = torch.cat([x[:, :1, :], x_], dim=1)  # the CLS token first again
+        # the decoder's own position embedding, then its blocks over all 1 + L tokens
         x = x + self.decoder_pos_embed
         for blk in self.decoder_blocks:
             x = blk(x)
         x = self.decoder_norm(x)
+        # predict the p*p*C values of every patch, and drop the CLS token
         x = self.decoder_pred(x)
         return x[:, 1:, :]
 
