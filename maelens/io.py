@@ -152,11 +152,16 @@ def save_figure(fig: "Any", path: str | os.PathLike, dpi: int = 120) -> Path:
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
-    if getattr(getattr(fig, "canvas", None), "manager", None) is not None:  # registered with pyplot
+    close_if_pyplot(fig)
+    return target
+
+
+def close_if_pyplot(fig: "Any") -> None:
+    """Release a figure made through pyplot (which keeps it alive until closed); others need nothing."""
+    if getattr(getattr(fig, "canvas", None), "manager", None) is not None:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    return target
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:

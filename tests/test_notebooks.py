@@ -24,6 +24,8 @@ def test_notebooks_run_in_quick_mode(tmp_path, monkeypatch):
     write_kernel_spec(tmp_path / "kernels" / "python3")
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
     monkeypatch.setenv("MAELENS_NOTEBOOK_MODE", "quick")
+    # the notebooks' models and outputs go to a temporary folder: tests never write into the repository
+    monkeypatch.setenv("MAELENS_NOTEBOOK_RUNS", str(tmp_path / "runs"))
     if "OMP_NUM_THREADS" not in os.environ:
         # One torch thread per kernel: the tiny model's ops are small, and two threads fighting
         # for cores shared with another worker made the notebooks about 4 times slower.

@@ -402,15 +402,39 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                       folds: int = 0, test_size: float = 0.25, seed: int = 0,
                       params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
                       names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
-    """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given).
+    """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given)
+    (IPOL sec. 6, Tables 3 and 4).
 
-    ``fit_on``: another feature set on which the parametric maps (vae-gauss, vae-t, ptsne) are
-    fitted before mapping the evaluated images (Table 4). ``params``: per-method estimator
-    overrides, e.g. ``{"linear": {"epochs": 20}}``. ``names``: labels of the inputs in messages
-    (keys ``train``, ``test``, ``fit_on``). Token features (N, K, D) feed the attentive probe and
-    are mean-pooled for every other method. ``k=None`` votes with :data:`DEFAULT_K` neighbours, or
-    all training images when fewer; a given ``k`` above the training images is an error. The
-    training set needs at least two classes.
+    Token features (N, K, D) feed the attentive probe and are mean-pooled for every other method.
+    The training set needs at least two classes.
+
+    Args:
+        train: labelled features; the evaluation's training images (all of them when ``test`` is
+            given, else split by ``folds`` / ``test_size``).
+        test: labelled features scored by the methods fitted on ``train``; None: held-out parts of ``train``.
+        methods: names from :data:`METHODS` (Table 3's ``knn``, ``pca-knn``, ``tsne-knn`` by default).
+        fit_on: another feature set on which the parametric maps (``vae-gauss``, ``vae-t``, ``ptsne``) are
+            fitted before mapping the evaluated images (Table 4: fitted on ImageNet, applied to weather scenes).
+        k: neighbours of every kNN vote; None: :data:`DEFAULT_K` (the paper's 20), or all training images
+            when fewer. A given ``k`` above the training images is an error.
+        metric: kNN distance, ``cosine`` or ``euclidean``.
+        weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
+        pca_dim: PCA axes before kNN and before t-SNE (Table 3 uses 50).
+        perplexity: t-SNE perplexity.
+        tsne_protocol: ``transform`` (fit the map on the training images, place the test images with
+            openTSNE's ``transform``) or ``paper`` (fit t-SNE on all images at once, as the paper does).
+        n_jobs: threads of openTSNE.
+        folds: stratified k-fold cross-validation when > 1 and no ``test``; 0: one stratified holdout.
+        test_size: share of ``train`` held out when ``folds`` is 0 and no ``test``.
+        seed: seeds the splits and every stochastic method.
+        params: per-method estimator overrides, e.g. ``{"linear": {"epochs": 20}}``.
+        device: torch device of the probes and parametric maps.
+        names: labels of the inputs in messages (keys ``train``, ``test``, ``fit_on``).
+        quiet: no progress bars.
+
+    Returns:
+        An :class:`EvaluationReport`: accuracy with a Wilson 95% interval per method, the protocol
+        used, and the 2-D maps of the plane methods.
     """
     names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
     params = dict(params or {})
