@@ -26,7 +26,8 @@ def _register_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
         description="Pretrain an MAE with AdamW and a warm-up + cosine/linear schedule (MAE; IPOL sec. 4). "
-                    "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes.")
+                    "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes. "
+                    "--method simclr trains the SimCLR baseline of IPOL sec. 6 instead (same trainer and outputs).")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS) + sorted(SIMCLR_PRESETS),
                    help="model preset (default: tiny, or simclr-r18 with --method simclr)")
     _add_simclr_args(p)
