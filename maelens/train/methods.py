@@ -108,9 +108,12 @@ class SimCLRMethod(Method):
              info: "DistInfo") -> torch.Tensor:
         from ..models.contrastive import nt_xent_loss
 
+        from .distributed import gather_rows
+
         z_a, z_b = model(inputs).chunk(2)
-        if info.distributed:
-            z_a, z_b = _gather(z_a), _gather(z_b)
+        # every process's projections: the negatives are the global batch's, and every process computes the
+        # same global loss; DDP's average of the per-process gradients is then exactly that loss's gradient
+        z_a, z_b = gather_rows(z_a, info), gather_rows(z_b, info)
         temperature = _bare(model).config.temperature
         return nt_xent_loss(z_a, z_b, temperature)
 
@@ -119,15 +122,6 @@ def _bare(model: nn.Module) -> nn.Module:
     from ..checkpoint.store import unwrap_model
 
     return unwrap_model(model)
-
-
-def _gather(z: torch.Tensor) -> torch.Tensor:
-    """The rows of every process, in rank order, with gradients flowing back to each process's own rows.
-    Every process then computes the same global loss; DDP's gradient average of the per-process sums
-    gives exactly the gradient of that loss."""
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(z.contiguous()))
 
 
 _METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod()}
