@@ -18,6 +18,7 @@ from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from ..models import MaskedAutoencoderViT, ModelConfig
 from ..models.mae import EncoderHead
+from ..models.simclr import SimCLR
 from ..models.simclr_config import SimCLRConfig, is_simclr_config
 from .files import Source, locate, read_json, read_weights
 from .infer import NOT_STORED, config_from_dict, config_from_hf, infer_config
@@ -44,7 +45,7 @@ class LoadedCheckpoint:
     ``linear-probe`` when the file held one (not loaded: maelens analyses the encoder).
     """
 
-    model: MaskedAutoencoderViT | nn.Module
+    model: MaskedAutoencoderViT | SimCLR
     format: str
     config: ModelConfig | SimCLRConfig
     epoch: int | None
@@ -273,7 +274,8 @@ def position_provenance(config: ModelConfig, state: dict[str, torch.Tensor]) -> 
     return out
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> MaskedAutoencoderViT:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+               **kwargs: Any) -> MaskedAutoencoderViT | SimCLR:
     """The model of any supported checkpoint, in eval mode (``kwargs`` as in :func:`load_checkpoint`): an MAE,
     or the SimCLR model of a maelens SimCLR run."""
     return load_checkpoint(path, device, **kwargs).model
