@@ -131,28 +131,62 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
 
     Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
     ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
-    (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``).
+    (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
+    (:class:`~maelens.models.simclr.SimCLR`) gives its pooled backbone feature h, as SimCLR evaluates it
+    (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0.
     """
+    if getattr(model, "method", "mae") == "simclr":
+        return _simclr_features(model, dataset, mask_ratio=mask_ratio, pool=pool, batch_size=batch_size,
+                                seed=seed, device=device, num_workers=num_workers, quiet=quiet)
     requested, pool = pool, resolve_pool(model, pool)
     if pool == "head" and not apply_norm:
         raise DataError("pool 'head' is defined on the normalised encoder output: it cannot be combined with "
                         "apply_norm=False")
     model = model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    chunks: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
+
+    def encode(imgs: torch.Tensor) -> torch.Tensor:
         out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator, apply_norm=apply_norm)
-        pooled = model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
-        chunks.append(pooled.float().cpu().numpy())
-        labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
-    if not chunks:
-        raise DataError("the dataset is empty: no features to extract")
-    ids = getattr(dataset, "ids", None)
-    ids = np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
+        return model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
+
+    features, labels = _over_batches(encode, dataset, batch_size, num_workers, quiet)
     settings = {"mask_ratio": mask_ratio, "masking": masking, "pool": pool, "pool_requested": requested,
                 "apply_norm": apply_norm, "seed": seed, "model": model.config.to_dict()}
     if pool == "head":
         settings["pooling"] = f"fine-tuned feature: {model.encoder_head.describe()}"
-    return FeatureSet(features=np.concatenate(chunks), labels=np.concatenate(labels), ids=ids, settings=settings)
+    return FeatureSet(features=features, labels=labels, ids=_ids(dataset), settings=settings)
+
+
+def _simclr_features(model, dataset: Dataset, *, mask_ratio: float, pool: str, batch_size: int, seed: int,
+                     device: str | torch.device, num_workers: int, quiet: bool) -> FeatureSet:
+    """The backbone features h (N, feature_dim) of a SimCLR model."""
+    if pool != "auto":
+        raise DataError(f"pool {pool!r} pools ViT tokens; a SimCLR model gives its pooled backbone feature "
+                        f"(use pool 'auto')")
+    if mask_ratio != 0:
+        raise DataError(f"a SimCLR model sees whole images: mask ratio must be 0, got {mask_ratio:g}")
+    model = model.to(device).eval()
+    features, labels = _over_batches(lambda imgs: model.features(imgs.to(device)), dataset, batch_size,
+                                     num_workers, quiet)
+    settings = {"mask_ratio": 0.0, "pool": "backbone", "pool_requested": pool, "seed": seed, "method": "simclr",
+                "model": model.config.to_dict()}
+    return FeatureSet(features=features, labels=labels, ids=_ids(dataset), settings=settings)
+
+
+def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
+                  quiet: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of ``forward(images)`` over the batches of ``dataset`` (items ``(image, label)``)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
+        chunks.append(forward(imgs).float().cpu().numpy())
+        labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+    if not chunks:
+        raise DataError("the dataset is empty: no features to extract")
+    return np.concatenate(chunks), np.concatenate(labels)
+
+
+def _ids(dataset: Dataset) -> np.ndarray:
+    ids = getattr(dataset, "ids", None)
+    return np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)

@@ -1,5 +1,6 @@
 """Saving maelens checkpoints atomically and loading any supported format into a
-:class:`~maelens.models.MaskedAutoencoderViT`."""
+:class:`~maelens.models.MaskedAutoencoderViT` (or, for a maelens SimCLR run, a
+:class:`~maelens.models.simclr.SimCLR`: :mod:`.simclr`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from ..models import MaskedAutoencoderViT, ModelConfig
 from ..models.mae import EncoderHead
+from ..models.simclr import SimCLR
+from ..models.simclr_config import SimCLRConfig, is_simclr_config
 from .files import Source, locate, read_json, read_weights
 from .infer import NOT_STORED, config_from_dict, config_from_hf, infer_config
 from .layouts import FORMATS, Layout, classify, name_list
@@ -32,7 +35,8 @@ _VISUALIZE_RELEASE = "mae_visualize_"
 
 @dataclass
 class LoadedCheckpoint:
-    """A loaded model (eval mode) and what its file held.
+    """A loaded model (eval mode) and what its file held: an MAE, or a SimCLR model (``method == "simclr"``,
+    ``config`` a :class:`~maelens.models.simclr_config.SimCLRConfig`) from a maelens SimCLR run.
 
     ``format`` is a key of :data:`FORMATS`; ``raw`` is the file's top-level dict without the weights
     (optimizer, scheduler, scaler, extra, args …; for a Hugging Face folder, its config.json under
@@ -41,9 +45,9 @@ class LoadedCheckpoint:
     ``linear-probe`` when the file held one (not loaded: maelens analyses the encoder).
     """
 
-    model: MaskedAutoencoderViT
+    model: MaskedAutoencoderViT | SimCLR
     format: str
-    config: ModelConfig
+    config: ModelConfig | SimCLRConfig
     epoch: int | None
     train_config: dict[str, Any] | None
     raw: dict[str, Any]
@@ -51,6 +55,11 @@ class LoadedCheckpoint:
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
     classifier: str | None = None
+
+    @property
+    def method(self) -> str:
+        """``mae``, or ``simclr`` for the model of a maelens SimCLR run."""
+        return getattr(self.config, "method", "mae")
 
     @property
     def heads_known(self) -> bool:
@@ -63,20 +72,24 @@ class LoadedCheckpoint:
         (encoder and decoder) or ``training`` (with optimizer state)."""
         if self.classifier is not None:
             return self.classifier
-        if not self.config.has_decoder:
+        if not self.config.has_decoder and self.method == "mae":
             return "encoder-only"
         return "training" if self.raw.get("optimizer") is not None else "full"
 
     @property
     def pooling(self) -> str | None:
         """How the fine-tuned encoder pools its tokens (:meth:`EncoderHead.describe`), None for an MAE."""
-        head = self.model.encoder_head
+        head = getattr(self.model, "encoder_head", None)
         return head.describe() if head is not None else None
 
     def settings(self) -> dict[str, Any]:
         """What an analysis output records about its model: file, format, kind, input size, the head counts
         used, how a fine-tuned classifier pooled the tokens (``classifier_pooling``) and where each
         architectural fact came from."""
+        if self.method != "mae":
+            return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
+                    "method": self.method, "image_size": self.config.img_size, "model": self.config.to_dict(),
+                    "provenance": dict(self.provenance)}
         return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
                 "image_size": self.config.img_size, "num_heads": self.config.num_heads,
                 "decoder_num_heads": self.config.decoder_num_heads if self.config.has_decoder else None,
@@ -106,8 +119,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, epoch: int | N
     """
     bare = unwrap_model(model)
     config = getattr(bare, "config", None)
-    if not isinstance(config, ModelConfig):
-        raise ConfigError(f"save_checkpoint needs a maelens MaskedAutoencoderViT, got {type(bare).__name__}")
+    if not isinstance(config, (ModelConfig, SimCLRConfig)):
+        raise ConfigError(f"save_checkpoint needs a maelens MaskedAutoencoderViT or SimCLR model, "
+                          f"got {type(bare).__name__}")
     from .. import __version__
 
     payload = {
@@ -190,6 +204,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     layout = classify(read_weights(source.weights), where)
     finite_notes = check_finite(layout.state, where, allow_nonfinite)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
+    if layout.format == "maelens" and is_simclr_config(layout.rest.get("config")):
+        return _simclr_checkpoint(layout, source.path, where, layout.notes + finite_notes, device,
+                                  given={**heads, "arch": arch}, image_size=image_size)
     if arch is not None:
         found = _timm_config(layout, arch, where, heads)
     elif layout.format == "maelens":
@@ -213,6 +230,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
                             train_config=found.train_config, raw=found.raw, path=source.path, notes=notes,
                             provenance=provenance, classifier=layout.release)
+
+
+def _simclr_checkpoint(layout: Layout, path: Path, where: str, notes: list[str], device: str | torch.device, *,
+                       given: dict[str, Any], image_size: int | None) -> LoadedCheckpoint:
+    from .simclr import load_simclr
+
+    model, config, provenance = load_simclr(layout, where, device, given=given, image_size=image_size)
+    epoch = layout.rest.get("epoch")
+    return LoadedCheckpoint(model=model, format="maelens", config=config,
+                            epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
+                            train_config=layout.rest.get("train_config"), raw=layout.rest, path=path, notes=notes,
+                            provenance=provenance)
 
 
 def check_finite(state: dict[str, torch.Tensor], where: str, allow: bool = False) -> list[str]:
@@ -245,8 +274,10 @@ def position_provenance(config: ModelConfig, state: dict[str, torch.Tensor]) -> 
     return out
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> MaskedAutoencoderViT:
-    """The model of any supported checkpoint, in eval mode (``kwargs`` as in :func:`load_checkpoint`)."""
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+               **kwargs: Any) -> MaskedAutoencoderViT | SimCLR:
+    """The model of any supported checkpoint, in eval mode (``kwargs`` as in :func:`load_checkpoint`): an MAE,
+    or the SimCLR model of a maelens SimCLR run."""
     return load_checkpoint(path, device, **kwargs).model
 
 

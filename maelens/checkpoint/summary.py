@@ -10,8 +10,16 @@ from .store import LoadedCheckpoint
 
 
 def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
-    """Format, architecture (preset name or ``custom``), trainable parameters, epoch, decoder and loss."""
+    """Format, architecture (preset name or ``custom``), trainable parameters, epoch, decoder and loss
+    (for a SimCLR model: backbone and projection-head parameters, feature width, temperature)."""
     model, config = ckpt.model, ckpt.config
+    if ckpt.method != "mae":
+        from .simclr import simclr_summary
+
+        return {"path": str(ckpt.path), "format": ckpt.format, "format_description": FORMATS[ckpt.format],
+                "release": ckpt.release, "architecture": config.name, "config": config.to_dict(),
+                "provenance": dict(ckpt.provenance), "trainable_parameters": model.num_trainable_parameters(),
+                "epoch": ckpt.epoch, "has_decoder": False, **simclr_summary(config, model), "notes": list(ckpt.notes)}
     trainable = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     decoder = sum(n for name, n in trainable if name.startswith(("decoder_", "mask_token")))
     total = sum(n for _, n in trainable)
@@ -44,6 +52,10 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
 def format_summary(info: dict[str, Any]) -> str:
     """A human-readable table of :func:`summarize`'s dict."""
     c = info["config"]
+    if info.get("method", "mae") != "mae":
+        from .simclr import format_simclr
+
+        return _table(format_simclr(info) + [("note", note) for note in info["notes"]], info["provenance"])
     grid = c["img_size"] // c["patch_size"]
     def heads(value: int | None) -> str:
         return "heads not stored" if value is None else f"{value} heads"
@@ -68,10 +80,14 @@ def format_summary(info: dict[str, Any]) -> str:
     if not info["heads_known"]:
         rows.append(("note", "analyses need the head counts: pass --num-heads H (and --decoder-num-heads H)"))
     rows += [("note", note) for note in info["notes"]]
+    return _table(rows, info["provenance"])
+
+
+def _table(rows: list[tuple[str, str]], provenance: dict[str, str]) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
-    if info["provenance"]:
-        fact_width = max(len(k) for k in info["provenance"])
+    if provenance:
+        fact_width = max(len(k) for k in provenance)
         lines.append("where each fact came from:")
-        lines += [f"  {fact:<{fact_width}}  {origin}" for fact, origin in info["provenance"].items()]
+        lines += [f"  {fact:<{fact_width}}  {origin}" for fact, origin in provenance.items()]
     return "\n".join(lines)

@@ -53,14 +53,19 @@ def add_checkpoint_arg(parser: argparse.ArgumentParser, required: bool = True,
                              "regenerated, learned ones resampled bicubically (recorded in the settings)")
 
 
-def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = None, **kwargs):
+def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = None, *, simclr: bool = False,
+                              **kwargs):
     """The :class:`~maelens.checkpoint.LoadedCheckpoint` of ``--ckpt`` with the head-count, ``--arch`` and
-    ``--image-size`` options."""
+    ``--image-size`` options; a SimCLR model is refused (a ConfigError) unless the command takes one (``simclr``)."""
     from ..checkpoint import load_checkpoint
 
-    return load_checkpoint(args.ckpt, device if device is not None else getattr(args, "device", "cpu"),
-                           num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
-                           arch=getattr(args, "arch", None), image_size=getattr(args, "image_size", None), **kwargs)
+    loaded = load_checkpoint(args.ckpt, device if device is not None else getattr(args, "device", "cpu"),
+                             num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
+                             arch=getattr(args, "arch", None), image_size=getattr(args, "image_size", None), **kwargs)
+    if loaded.method != "mae" and not simclr:
+        raise ConfigError(f"--ckpt {args.ckpt} holds a SimCLR model, and this command needs an MAE "
+                          f"(a SimCLR checkpoint works with info, features and evaluate)")
+    return loaded
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str = "bundled") -> None:

@@ -123,7 +123,7 @@ def run_features(args: argparse.Namespace) -> int:
     from ..io import to_json
 
     preflight(args, "file")
-    fs = _extract(args, load_checkpoint_from_args(args), args.split, args.pool)
+    fs = _extract(args, load_checkpoint_from_args(args, simclr=True), args.split, args.pool)
     path = fs.save(args.out)
     summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": fs.settings["pool"],
                "mask_ratio": args.mask_ratio, "data": args.data, "split": args.split}
@@ -160,7 +160,7 @@ def _sources(args: argparse.Namespace, methods: list[str]):
         if pool not in ("auto", "mean", "tokens"):
             raise ConfigError(f"the attentive probe needs patch tokens: use --pool mean or tokens, not {pool}")
         pool = "tokens"  # the other methods mean-pool the tokens, which equals --pool mean
-    loaded = load_checkpoint_from_args(args)
+    loaded = load_checkpoint_from_args(args, simclr=True)
     if args.split == "test":
         train, test = _extract(args, loaded, "train", pool), _extract(args, loaded, "test", pool)
         names = {"train": f"{args.data} (train split)", "test": f"{args.data} (test split)"}

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import to_json
 
     # describing a file needs no head count, and may look at broken weights when asked
-    ckpt = load_checkpoint_from_args(args, "cpu", require_heads=False, allow_nonfinite=args.allow_nonfinite)
+    ckpt = load_checkpoint_from_args(args, "cpu", simclr=True, require_heads=False,
+                                     allow_nonfinite=args.allow_nonfinite)
     info = summarize(ckpt)
     print(to_json(info) if args.json else format_summary(info))
     return 0

@@ -1,5 +1,5 @@
-"""``maelens train`` (pretrain an MAE, single process or under ``torchrun``) and ``maelens reconstruct``
-(the original / masked / reconstruction / pasted figure from a checkpoint)."""
+"""``maelens train`` (pretrain an MAE, or the SimCLR baseline with ``--method simclr``, single process or under
+``torchrun``) and ``maelens reconstruct`` (the original / masked / reconstruction / pasted figure from a checkpoint)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,18 @@ def register(subparsers) -> None:
 
 def _register_train(subparsers) -> None:
     from ..models.presets import PRESETS
+    from ..models.simclr_config import SIMCLR_PRESETS
     from ..train.config import DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES
     from ..train.precision import PRECISIONS
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
         description="Pretrain an MAE with AdamW and a warm-up + cosine/linear schedule (MAE; IPOL sec. 4). "
-                    "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes.")
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="model preset (default: %(default)s)")
+                    "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes. "
+                    "--method simclr trains the SimCLR baseline of IPOL sec. 6 instead (same trainer and outputs).")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS) + sorted(SIMCLR_PRESETS),
+                   help="model preset (default: tiny, or simclr-r18 with --method simclr)")
+    _add_simclr_args(p)
     p.add_argument("--loss", default="pixel", choices=LOSSES,
                    help="reconstruction target: pixel, norm-pix (MAE) or ycbcr (IPOL weighted MSE) "
                         "(default: %(default)s)")
@@ -69,6 +73,37 @@ def _register_train(subparsers) -> None:
     p.set_defaults(func=_train)
 
 
+def _add_simclr_args(p: argparse.ArgumentParser) -> None:
+    """``--method`` and the SimCLR model options (IPOL sec. 6's contrastive baseline)."""
+    from ..models.simclr_config import STEMS
+    from ..train.config import METHODS
+
+    p.add_argument("--method", default=None, choices=METHODS,
+                   help="mae (masked autoencoder) or simclr (contrastive ResNet baseline, NT-Xent loss); "
+                        "default: the preset's (simclr for the simclr-* presets)")
+    g = p.add_argument_group("SimCLR options (with --method simclr)")
+    g.add_argument("--temperature", type=positive_float, default=None, metavar="TAU",
+                   help="NT-Xent temperature (default: the preset's, 0.5)")
+    g.add_argument("--stem", default=None, choices=STEMS,
+                   help="ResNet stem: imagenet (torchvision's 7x7 conv + max-pool, the paper's parameter count) "
+                        "or cifar (3x3 conv, no max-pool) (default: imagenet)")
+    g.add_argument("--no-blur", action="store_true", help="no Gaussian blur in the augmentation")
+
+
+def _method_options(args: argparse.Namespace) -> dict:
+    """``method``, ``preset`` and SimCLR ``model_overrides`` for :class:`TrainConfig` from the options."""
+    from ..errors import ConfigError
+    from ..train.methods import method_of_preset
+
+    method = args.method or (method_of_preset(args.preset) if args.preset else "mae")
+    preset = args.preset or ("simclr-r18" if method == "simclr" else "tiny")
+    overrides = {"temperature": args.temperature, "stem": args.stem, "blur_prob": 0.0 if args.no_blur else None}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides and method != "simclr":
+        raise ConfigError("--temperature, --stem and --no-blur are SimCLR options: add --method simclr")
+    return {"method": method, "preset": preset, "model_overrides": overrides}
+
+
 def _register_reconstruct(subparsers) -> None:
     p = subparsers.add_parser("reconstruct", help="figure of original / masked / reconstruction / pasted images",
                               description="Reconstruct masked images with a checkpoint (IPOL Fig. 4 layout).")
@@ -89,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
 
     preflight(args, "dir", allow_auto=True)
     config = TrainConfig.with_loss(
-        args.loss, preset=args.preset, data=args.data, split=args.split, num_images=args.num_images,
+        args.loss, **_method_options(args), data=args.data, split=args.split, num_images=args.num_images,
         epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
         min_lr=args.min_lr, weight_decay=args.weight_decay, decay_tokens=args.decay_tokens,
         warmup_epochs=args.warmup_epochs,

@@ -122,10 +122,17 @@ PRESETS: dict[str, ModelConfig] = {
 
 def get_config(preset: str, **overrides: Any) -> ModelConfig:
     """The named preset with ``overrides`` applied (e.g. ``norm_pix_loss=True``)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    known = {f.name for f in fields(ModelConfig)}
+    return from_table(PRESETS, preset, overrides)
+
+
+def from_table(table: dict[str, Any], preset: str, overrides: dict[str, Any], kind: str = "") -> Any:
+    """The dataclass ``table[preset]`` with ``overrides`` applied; a ConfigError names an unknown preset or
+    option (``kind``: a word before "preset" / "model option" in the messages, e.g. ``SimCLR``)."""
+    what = f"{kind} " if kind else ""
+    if preset not in table:
+        raise ConfigError(f"unknown {what}preset {preset!r}; choose one of {', '.join(table)}")
+    known = {f.name for f in fields(table[preset])}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"unknown model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return replace(PRESETS[preset], **overrides)
+        raise ConfigError(f"unknown {what}model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(table[preset], **overrides)

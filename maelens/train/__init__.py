@@ -1,4 +1,5 @@
-"""MAE pretraining: :func:`train` runs a :class:`TrainConfig` (single process or under ``torchrun``)."""
+"""MAE pretraining (and the SimCLR baseline, ``method="simclr"``): :func:`train` runs a :class:`TrainConfig`
+(single process or under ``torchrun``)."""
 
 from .config import TrainConfig
 from .loop import DivergenceError, TrainResult, train

@@ -6,6 +6,9 @@ scaled by effective batch / 256, per-iteration warm-up then half-cosine) and the
 (base lr 1.5e-4, 2 warm-up epochs; the paper used a linear decay, ``schedule="linear"``). Where maelens
 differs on purpose: ``warmup_epochs`` defaults to 2 (the official 40 is for 800-1600 epochs).
 ``decay_tokens=False`` exempts the tokens from weight decay as timm's ViT does.
+
+``method`` chooses what is trained: ``mae`` (the default, and what a stored config without the field
+was) or ``simclr`` (the contrastive baseline of IPOL sec. 6 with a SimCLR preset, :mod:`.methods`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.masking import MASKINGS
-from ..models.presets import LOSS_TARGETS, ModelConfig, get_config
+from ..models.presets import LOSS_TARGETS, ModelConfig
+from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS, SimCLRConfig
 from .precision import PRECISIONS
+
+MAE = "mae"
+#: What a run trains: an MAE, or the SimCLR baseline (see :mod:`maelens.train.methods`).
+METHODS = (MAE, SIMCLR)
 
 SCHEDULES = ("cosine", "linear")
 LOSSES = ("pixel", "norm-pix", "ycbcr")
@@ -45,6 +53,7 @@ class TrainConfig:
     """
 
     preset: str = "tiny"
+    method: str = MAE
     model_overrides: dict[str, Any] = field(default_factory=dict)
     norm_pix_loss: bool = False
     loss_target: str = "pixel"
@@ -117,12 +126,29 @@ class TrainConfig:
         for key in ("norm_pix_loss", "loss_target"):
             if key in self.model_overrides:
                 raise ConfigError(f"set {key} as its own TrainConfig field, not in model_overrides")
+        self._check_method()
+
+    def _check_method(self) -> None:
+        """The preset must be a model of ``method``, and the MAE's loss options stay at their defaults for SimCLR."""
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == MAE and self.preset in SIMCLR_PRESETS:
+            raise ConfigError(f"preset {self.preset!r} is a SimCLR model: set method='simclr' "
+                              f"(maelens train --method simclr)")
+        if self.method == SIMCLR:
+            if self.preset not in SIMCLR_PRESETS:
+                raise ConfigError(f"method 'simclr' trains a SimCLR preset ({', '.join(SIMCLR_PRESETS)}), "
+                                  f"got preset {self.preset!r}")
+            if self.norm_pix_loss or self.loss_target != "pixel":
+                raise ConfigError("norm_pix_loss and loss_target are MAE reconstruction settings; SimCLR's "
+                                  "loss is NT-Xent (its temperature is a model option)")
 
     # ---- derived values ---------------------------------------------------------------------
-    def model_config(self) -> ModelConfig:
-        """The preset with the overrides and loss settings applied."""
-        return get_config(self.preset, **self.model_overrides, norm_pix_loss=self.norm_pix_loss,
-                          loss_target=self.loss_target)
+    def model_config(self) -> ModelConfig | SimCLRConfig:
+        """The preset with the overrides and loss settings applied (a SimCLRConfig for ``method="simclr"``)."""
+        from .methods import get_method
+
+        return get_method(self.method).model_config(self)
 
     @property
     def image_size(self) -> int:

@@ -75,3 +75,29 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     out = value.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / info.world_size
+
+
+class _GatherRows(torch.autograd.Function):
+    """All processes' rows (same count each), in rank order; the backward pass sums every process's gradient
+    of the gathered rows and returns this process's slice, so gradients reach the rows' owners."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, rows.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        n = grad.shape[0] // dist.get_world_size()
+        rank = dist.get_rank()
+        return grad[rank * n:(rank + 1) * n]
+
+
+def gather_rows(rows: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """(world_size * N, ...) rows of every process, differentiable; ``rows`` itself in a single process."""
+    if not info.distributed:
+        return rows
+    return _GatherRows.apply(rows)

@@ -1,6 +1,8 @@
 """The pretraining loop: MAE's ``main_pretrain``/``engine_pretrain`` recipe (AdamW, per-iteration lr,
 gradient accumulation, masked-patch loss) as used by the IPOL paper, sec. 4, with checkpoints that
 resume exactly, DistributedDataParallel under ``torchrun``, logs and a reconstruction figure per epoch.
+The same loop trains the SimCLR baseline (``method="simclr"``): only the model and how a batch becomes
+a loss differ (:mod:`.methods`).
 
 Epochs are numbered from 0 as in the official MAE code: ``checkpoint.pt`` with ``epoch == k`` holds
 the state after epoch k, and a resumed run starts at epoch k + 1.
@@ -29,9 +31,9 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError, MaelensError, OutputError
 from ..io import atomic_path, folder_lock, write_json
-from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
 from .distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
+from .methods import get_method
 from .optim import build_optimizer
 from .precision import resolve_precision, usable_cpu_threads
 from .runlog import RunLog
@@ -58,7 +60,7 @@ class TrainResult:
     final_loss: float
     history: list[dict[str, Any]]
     out_dir: Path
-    model: MaskedAutoencoderViT
+    model: torch.nn.Module
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,16 +155,31 @@ def accumulate_gradients(model: torch.nn.Module, micro_batches: list[torch.Tenso
                          masking: str = "random", generator: torch.Generator | None = None,
                          device: torch.device | str = "cpu", ddp: DistributedDataParallel | None = None,
                          autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
-    """Forward and backward each micro-batch (B, 3, H, W) with its loss divided by their number, so the
-    summed gradients equal those of one batch holding them all (MAE's ``accum_iter``); DDP
+    """Forward and backward each micro-batch (B, 3, H, W) through the MAE with its loss divided by their
+    number, so the summed gradients equal those of one batch holding them all (MAE's ``accum_iter``); DDP
     all-reduces only on the last. Returns the mean loss (detached scalar)."""
+    def mae_loss(imgs: torch.Tensor) -> torch.Tensor:
+        return model(imgs, mask_ratio, masking=masking, generator=generator)[0]
+
+    return accumulate(mae_loss, micro_batches, prepare=lambda imgs: imgs.to(device, non_blocking=True),
+                      device=device, ddp=ddp, autocast=autocast)
+
+
+def accumulate(loss_of: Callable[[Any], torch.Tensor], micro_batches: list[torch.Tensor], *,
+               prepare: Callable[[torch.Tensor], Any] = lambda imgs: imgs, device: torch.device | str = "cpu",
+               ddp: DistributedDataParallel | None = None,
+               autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
+    """Gradients of one optimizer step, whatever the method: each micro-batch is turned into the model's
+    input by ``prepare`` (outside autocast), its loss ``loss_of(input)`` (under ``autocast``) divided by
+    the number of micro-batches is back-propagated, and DDP all-reduces only on the last. Returns the
+    mean loss (detached scalar)."""
     total = torch.zeros((), device=device)
     for k, imgs in enumerate(micro_batches):
         last = k == len(micro_batches) - 1
+        inputs = prepare(imgs)
         with ddp.no_sync() if ddp is not None and not last else nullcontext():
             with autocast():
-                loss, _, _ = model(imgs.to(device, non_blocking=True), mask_ratio, masking=masking,
-                                   generator=generator)
+                loss = loss_of(inputs)
             (loss / len(micro_batches)).backward()
         total += loss.detach().float()
     return total / len(micro_batches)
@@ -190,14 +207,13 @@ class _Run:
         if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
             torch.set_num_threads(usable_cpu_threads())  # never more threads than cores we may run on
         seed_everything(config.seed)
-        self.model = MaskedAutoencoderViT(self.model_config)
-        fused = config.fused_attention if config.fused_attention is not None else info.device.type == "cuda"
-        set_fused_attention(self.model, fused)
-        self.model.to(info.device)
+        self.method = get_method(config.method)
+        self.model = self.method.build_model(self.model_config, config, info)
 
         self.explicit_data = dataset is not None
         self.dataset = self._training_data(dataset)
-        self.val_imgs, self.val_noise = self._figure_inputs(val_dataset) if info.is_main else (None, None)
+        figure = info.is_main and self.method.reconstruction_figure  # SimCLR reconstructs nothing
+        self.val_imgs, self.val_noise = self._figure_inputs(val_dataset) if figure else (None, None)
 
         self.sampler = DistributedSampler(self.dataset, num_replicas=info.world_size, rank=info.rank,
                                           shuffle=True, seed=config.seed)
@@ -261,7 +277,8 @@ class _Run:
         if dataset is None:
             from ..data import load_dataset
 
-            dataset = load_dataset(c.data, image_size=self.model_config.img_size, split=c.split, train=True,
+            dataset = load_dataset(c.data, image_size=self.model_config.img_size, split=c.split,
+                                   train=self.method.loader_augmentation,
                                    limit=c.num_images, seed=c.seed, mean=self.model_config.norm_mean,
                                    std=self.model_config.norm_std)
         elif c.num_images is not None and c.num_images < len(dataset):
@@ -418,11 +435,11 @@ class _Run:
 
     def _accumulate(self, micro_batches: list[torch.Tensor]) -> float:
         """Gradients of one optimizer step; the loss averaged over micro-batches and processes."""
-        c = self.config
-        loss = accumulate_gradients(self.step_model, micro_batches, mask_ratio=c.mask_ratio, masking=c.masking,
-                                    generator=self.mask_generator, device=self.info.device, ddp=self.ddp,
-                                    autocast=self._autocast)
-        return float(all_reduce_mean(loss, self.info))
+        c, method, generator, info = self.config, self.method, self.mask_generator, self.info
+        loss = accumulate(lambda inputs: method.loss(self.step_model, inputs, c, generator, info), micro_batches,
+                          prepare=lambda imgs: method.inputs(imgs, self.model_config, generator, info.device),
+                          device=info.device, ddp=self.ddp, autocast=self._autocast)
+        return float(all_reduce_mean(loss, info))
 
     def _diverged(self, epoch: int, loss: float) -> None:
         where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"

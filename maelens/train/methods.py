@@ -1,0 +1,142 @@
+"""Pretraining methods: what differs between an MAE run and a SimCLR run, and nothing else.
+
+A :class:`Method` says which model a run trains (:meth:`~Method.model_config`, :meth:`~Method.build_model`),
+how one batch of loader images becomes the model's input (:meth:`~Method.inputs`, outside autocast and
+without gradients) and how that input becomes a loss (:meth:`~Method.loss`), whether the loader applies
+MAE's pretraining augmentation, and whether a per-epoch reconstruction figure exists. Everything else
+(optimizer, schedule, accumulation, DDP, logs, NaN stop, checkpoints, resume) is the one trainer of
+:mod:`maelens.train.loop`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS
+from .config import MAE, METHODS
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
+    from .distributed import DistInfo
+
+
+class Method:
+    """The MAE (IPOL sec. 4; MAE's ``engine_pretrain``): masked-patch reconstruction loss of
+    :class:`~maelens.models.MaskedAutoencoderViT`, on images the loader augments (crop, flip)."""
+
+    name = MAE
+    #: the loader gives MAE's pretraining augmentation (``load_dataset(train=True)``)
+    loader_augmentation = True
+    #: the per-epoch original / masked / reconstruction figure applies
+    reconstruction_figure = True
+
+    def model_config(self, config: "TrainConfig") -> Any:
+        from ..models.presets import get_config
+
+        return get_config(config.preset, **config.model_overrides, norm_pix_loss=config.norm_pix_loss,
+                          loss_target=config.loss_target)
+
+    def build_model(self, model_config: Any, config: "TrainConfig", info: "DistInfo") -> nn.Module:
+        from ..models.mae import MaskedAutoencoderViT, set_fused_attention
+
+        model = MaskedAutoencoderViT(model_config)
+        fused = config.fused_attention if config.fused_attention is not None else info.device.type == "cuda"
+        set_fused_attention(model, fused)
+        return model.to(info.device)
+
+    def inputs(self, imgs: torch.Tensor, model_config: Any, generator: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+        """The model's input for a loader batch (B, 3, H, W)."""
+        return imgs.to(device, non_blocking=True)
+
+    def loss(self, model: nn.Module, inputs: torch.Tensor, config: "TrainConfig", generator: torch.Generator,
+             info: "DistInfo") -> torch.Tensor:
+        """The scalar loss of one micro-batch (under autocast; gradients flow)."""
+        loss, _, _ = model(inputs, config.mask_ratio, masking=config.masking, generator=generator)
+        return loss
+
+
+class SimCLRMethod(Method):
+    """SimCLR (Chen et al. 2020; IPOL sec. 6): two augmented views of each image (the batched augmentation
+    of :mod:`maelens.data.augment`, drawn from the run's generator), the NT-Xent loss of their projections.
+
+    Under DDP the projections of every process are gathered (with gradients) so that each image's
+    negatives are the 2N - 2 other views of the global batch, as SimCLR; BatchNorm is synchronised across
+    processes on CUDA (SimCLR's global BN; torch's SyncBatchNorm has no CPU kernel, so CPU processes keep
+    their own batch statistics).
+    """
+
+    name = SIMCLR
+    loader_augmentation = False  # the views are made here, from the plain images
+    reconstruction_figure = False
+
+    def model_config(self, config: "TrainConfig") -> Any:
+        from ..models.simclr_config import get_simclr_config
+
+        return get_simclr_config(config.preset, **config.model_overrides)
+
+    def build_model(self, model_config: Any, config: "TrainConfig", info: "DistInfo") -> nn.Module:
+        from ..models.simclr import SimCLR
+
+        model = SimCLR(model_config)
+        if info.distributed and info.device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model.to(info.device)
+
+    def inputs(self, imgs: torch.Tensor, model_config: Any, generator: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+        """(2B, 3, S, S): the first augmented view of each image, then the second, normalised."""
+        from ..data.augment import SimCLRAugment
+
+        c = model_config
+        augment = SimCLRAugment(c.img_size, crop_scale=c.crop_scale, crop_ratio=c.crop_ratio,
+                                jitter_strength=c.jitter_strength, jitter_prob=c.jitter_prob,
+                                gray_prob=c.gray_prob, blur_prob=c.blur_prob)
+        mean = torch.tensor(c.norm_mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(c.norm_std, device=device).view(1, 3, 1, 1)
+        with torch.no_grad():
+            # the loader's normalised images back to [0, 1], where the colour operations are defined
+            pixels = (imgs.to(device, non_blocking=True).float() * std + mean).clamp(0, 1)
+            views = torch.cat([augment(pixels, generator), augment(pixels, generator)])
+            return (views - mean) / std
+
+    def loss(self, model: nn.Module, inputs: torch.Tensor, config: "TrainConfig", generator: torch.Generator,
+             info: "DistInfo") -> torch.Tensor:
+        from ..models.contrastive import nt_xent_loss
+
+        from .distributed import gather_rows
+
+        z_a, z_b = model(inputs).chunk(2)
+        # every process's projections: the negatives are the global batch's, and every process computes the
+        # same global loss; DDP's average of the per-process gradients is then exactly that loss's gradient
+        z_a, z_b = gather_rows(z_a, info), gather_rows(z_b, info)
+        temperature = _bare(model).config.temperature
+        return nt_xent_loss(z_a, z_b, temperature)
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    from ..checkpoint.store import unwrap_model
+
+    return unwrap_model(model)
+
+
+_METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod()}
+
+
+def get_method(name: str) -> Method:
+    """The :class:`Method` called ``name`` (one of :data:`METHODS`)."""
+    if name not in _METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
+    return _METHODS[name]
+
+
+def method_of_preset(preset: str) -> str:
+    """The method whose model a preset names: ``simclr`` for the SimCLR presets, else ``mae``."""
+    return SIMCLR if preset in SIMCLR_PRESETS else MAE
+
+
+__all__ = ["MAE", "METHODS", "Method", "SimCLRMethod", "get_method", "method_of_preset"]
