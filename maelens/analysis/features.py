@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..errors import DataError
 from ..io import save_npz
-from ..models.mae import MaskedAutoencoderViT
+
+if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
+    import torch
+    from torch.utils.data import Dataset
+
+    from ..models.mae import MaskedAutoencoderViT
 
 POOLS = ("auto", "mean", "cls", "head", "flatten", "tokens")
 
@@ -122,7 +124,6 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
     raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
 
 
-@torch.no_grad()
 def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_ratio: float = 0.0,
                      masking: str = "random", pool: str = "auto", apply_norm: bool = True,
                      batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
@@ -133,6 +134,10 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``).
     """
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
     requested, pool = pool, resolve_pool(model, pool)
     if pool == "head" and not apply_norm:
         raise DataError("pool 'head' is defined on the normalised encoder output: it cannot be combined with "
@@ -142,11 +147,13 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
-        out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator, apply_norm=apply_norm)
-        pooled = model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
-        chunks.append(pooled.float().cpu().numpy())
-        labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+    with torch.no_grad():
+        for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
+            out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator,
+                               apply_norm=apply_norm)
+            pooled = model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
+            chunks.append(pooled.float().cpu().numpy())
+            labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
     if not chunks:
         raise DataError("the dataset is empty: no features to extract")
     ids = getattr(dataset, "ids", None)

@@ -45,7 +45,7 @@ def ks_statistic(cdf_sorted: np.ndarray) -> np.ndarray:
     return np.maximum(d_plus, d_minus)
 
 
-def ks_statistic_monotone(x_sorted: np.ndarray, cdf, block: int = 16) -> np.ndarray:
+def ks_statistic_monotone(x_sorted: np.ndarray, cdf, block: int | None = None) -> np.ndarray:
     """Two-sided KS statistic (N,) of each sorted row of ``x_sorted`` (N, M) against ``cdf``, a
     callable ``cdf(values, rows)`` giving the hypothesised CDF of ``values`` (K, B) for the rows
     ``rows`` (K,) of ``x``, evaluated only where it can matter; equal to
@@ -55,10 +55,14 @@ def ks_statistic_monotone(x_sorted: np.ndarray, cdf, block: int = 16) -> np.ndar
     on D. Between two evaluated values x_j <= x_i <= x_k the CDF is bracketed by F(x_j) and F(x_k),
     so (i + 1) / M - F(x_i) <= k / M - F(x_j) and F(x_i) - i / M <= F(x_k) - (j + 1) / M: the values
     of a block whose bound does not exceed the lower bound cannot change D and are never evaluated.
-    Worth it for costly CDFs (the Student-t's incomplete beta function).
+    Worth it for costly CDFs (the Student-t's incomplete beta function). A block's bound exceeds its
+    own deviations by about ``block / M`` while D is of order ``1 / sqrt(M)``: the default block,
+    ``sqrt(M) / 6`` (5 at M = 1,000, 10 at 3,840), leaves 15-25% of the values to evaluate.
     """
     x_sorted = np.asarray(x_sorted, dtype=np.float64)
     n, m = x_sorted.shape
+    if block is None:
+        block = int(np.clip(round(np.sqrt(m) / 6), 2, 32))
     nodes = np.unique(np.r_[np.arange(0, m, block), m - 1])
     if nodes.size * 2 >= m:
         return ks_statistic(cdf(x_sorted, np.arange(n)))
