@@ -1,5 +1,5 @@
 """Command start-up time: ``python -m maelens --help``, ``maelens distfit --help`` and ``maelens distfit
---features-file`` (200 x 3,840 values) against an empty interpreter (``python -c pass``), each in a fresh
+--features-file`` (200 x 3,840 values, no law ranking) against an empty interpreter (``python -c pass``), each in a fresh
 process, repeats interleaved; median and fastest wall time. ``--old PATH`` also runs the same commands on
 another checkout (e.g. ``git -C main archive HEAD | tar -x -C PATH``), interleaved with this one.
 
@@ -22,14 +22,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(argv: list[str], pythonpath: Path | None) -> float:
-    """Wall time of one run of ``python argv`` (its output discarded); fails loudly on a non-zero exit."""
+def timed(argv: list[str], checkout: Path | None) -> float:
+    """Wall time of one run of ``python argv`` in ``checkout`` (its maelens first on the path: ``-m``
+    puts the working directory there); its output discarded; fails loudly on a non-zero exit."""
     env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(checkout)
     start = time.perf_counter()
     subprocess.run([sys.executable, *argv], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                   stderr=subprocess.DEVNULL, cwd=checkout)
     return time.perf_counter() - start
 
 
@@ -47,7 +48,7 @@ def main() -> None:
             "maelens distfit --help": (["-m", "maelens", "distfit", "--help"], ROOT),
             "maelens distfit --features-file (200 x 3,840)":
                 (["-m", "maelens", "distfit", "--features-file", str(features), "--out", f"{tmp}/out",
-                  "--overwrite", "--quiet"], ROOT),
+                  "--overwrite", "--quiet", "--rank-samples", "0"], ROOT),
         }
         if args.old is not None:
             for name, (argv, path) in list(cases.items()):

@@ -7,9 +7,13 @@ analyses live in :mod:`maelens.analysis`, datasets in :mod:`maelens.data`, the t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError, DataError, MaelensError
+
+if TYPE_CHECKING:
+    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+    from .models import MaskedAutoencoderViT, ModelConfig, create_model
 
 __version__ = "0.1.0"
 
