@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
+from _timing import interleaved
 from torch.utils.data import DataLoader, TensorDataset
 
 from maelens.analysis.attention_dataset import attention_stats
@@ -43,16 +43,8 @@ def bench(preset: str, images: int, batch_size: int, repeats: int, mask: str, ra
         "attention_stats": lambda: attention_stats(model, dataset, mask=mask, mask_ratio=ratio, encoder=encoder,
                                                    batch_size=batch_size, num_examples=0),
     }
-    for run in runs.values():  # warm-up
-        run()
-    wall: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+    wall, cpu = interleaved(runs, repeats)
+
     def overhead(times: dict[str, list[float]], pick) -> float:
         return round(pick(times["attention_stats"]) / pick(times["forward"]) - 1, 3)
 

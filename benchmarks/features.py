@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
+from _timing import interleaved
 from torch.utils.data import DataLoader, TensorDataset
 
 from maelens.analysis.evaluate import evaluate_features
@@ -34,12 +34,6 @@ def plain_forward(model: torch.nn.Module, dataset: TensorDataset, batch_size: in
         model.encode(imgs, 0.0)
 
 
-def timed(run) -> tuple[float, float]:
-    start, start_cpu = time.perf_counter(), time.process_time()
-    run()
-    return time.perf_counter() - start, time.process_time() - start_cpu
-
-
 def bench_features(preset: str, images: int, batch_size: int, repeats: int, pools: list[str]) -> dict:
     torch.manual_seed(0)
     model = create_model(preset).eval()
@@ -49,15 +43,7 @@ def bench_features(preset: str, images: int, batch_size: int, repeats: int, pool
     for pool in pools:
         runs[f"features_{pool}"] = (lambda p: lambda: extract_features(model, dataset, pool=p, batch_size=batch_size,
                                                                        quiet=True))(pool)
-    for run in runs.values():  # warm-up
-        run()
-    wall: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            w, c = timed(run)
-            wall[name].append(w)
-            cpu[name].append(c)
+    wall, cpu = interleaved(runs, repeats)
     out = {"preset": preset, "images": images, "batch_size": batch_size, "threads": torch.get_num_threads(),
            "repeats": repeats, "forward_img_per_s": round(images / min(wall["forward"]), 1)}
     for pool in pools:
@@ -75,8 +61,10 @@ def bench_evaluate(n: int, dim: int, seed: int = 0) -> dict:
     centres = rng.standard_normal((10, dim)).astype(np.float32)
     feats = centres[labels] + 2.0 * rng.standard_normal((n, dim)).astype(np.float32)
     fs = FeatureSet(features=feats, labels=labels.astype(np.int64), ids=np.arange(n).astype(str))
-    wall, cpu = timed(lambda: evaluate_features(fs, None, ["knn", "pca-knn"], quiet=True))
-    return {"eval_images": n, "dim": dim, "evaluate_knn_pca_knn_s": round(wall, 2), "evaluate_cpu_s": round(cpu, 2)}
+    wall, cpu = interleaved({"evaluate": lambda: evaluate_features(fs, None, ["knn", "pca-knn"], quiet=True)}, 1,
+                            warmup=False)
+    return {"eval_images": n, "dim": dim, "evaluate_knn_pca_knn_s": round(wall["evaluate"][0], 2),
+            "evaluate_cpu_s": round(cpu["evaluate"][0], 2)}
 
 
 def main() -> None:
