@@ -117,3 +117,19 @@ def test_every_command_module_registers():
     for module in COMMAND_MODULES:
         assert hasattr(importlib.import_module(f"maelens.cli.{module}"), "register")
     assert "distfit" in text and "train" in text
+
+
+def test_a_module_without_source_is_imported_instead(monkeypatch):
+    from maelens.cli import names
+    from maelens.models.masking import MASKINGS
+
+    def no_source(module):
+        raise FileNotFoundError(module)
+
+    monkeypatch.setattr(names, "_assignments", no_source)
+    names.library_literal.cache_clear()
+    try:
+        assert names.library_literal("models.masking", "MASKINGS") == MASKINGS
+        assert names.library_literal("models.presets", "PRESETS")[0] == "ipol64"
+    finally:
+        names.library_literal.cache_clear()

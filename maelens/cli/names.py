@@ -39,8 +39,15 @@ def _assignments(module: str) -> dict[str, ast.expr]:
 def library_literal(module: str, name: str) -> Any:
     """The value of ``maelens.<module>.<name>`` when it is a literal; for a dict whose values are not
     (``PRESETS``: name -> ModelConfig(...)), the tuple of its keys. Raises ``LookupError`` when the
-    module defines no such literal (a programming error the start-up test catches)."""
-    value = _assignments(module).get(name)
+    module defines no such literal (a programming error the start-up test catches). Where the module
+    ships without its source, it is imported instead (correct, only slower)."""
+    try:
+        value = _assignments(module).get(name)
+    except FileNotFoundError:  # installed without sources (.pyc only): import it after all
+        import importlib
+
+        found = getattr(importlib.import_module(f"maelens.{module}"), name)
+        return tuple(found) if isinstance(found, dict) else found
     if value is None:
         raise LookupError(f"maelens.{module} has no top-level assignment to {name}")
     try:
