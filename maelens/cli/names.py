@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 _PACKAGE = Path(__file__).resolve().parents[1]
+_READ: set[tuple[str, str]] = set()
 
 
 @lru_cache(maxsize=None)
@@ -41,6 +42,7 @@ def library_literal(module: str, name: str) -> Any:
     (``PRESETS``: name -> ModelConfig(...)), the tuple of its keys. Raises ``LookupError`` when the
     module defines no such literal (a programming error the start-up test catches). Where the module
     ships without its source, it is imported instead (correct, only slower)."""
+    _READ.add((module, name))
     try:
         value = _assignments(module).get(name)
     except FileNotFoundError:  # installed without sources (.pyc only): import it after all
@@ -56,3 +58,8 @@ def library_literal(module: str, name: str) -> Any:
         if isinstance(value, ast.Dict) and all(key is not None for key in value.keys):
             return tuple(ast.literal_eval(key) for key in value.keys)
         raise LookupError(f"maelens.{module}.{name} is not a literal the parser can read without importing") from None
+
+
+def read_names() -> list[tuple[str, str]]:
+    """Every ``(module, name)`` read so far (after :func:`~maelens.cli.build_parser`: all the parser uses)."""
+    return sorted(_READ)
