@@ -1,7 +1,9 @@
 """Throughput of ``attention_stats`` (hooks + IPOL sec. 5 metrics + streaming pooling) against a
 plain forward pass of the same model on the same batches.
 
-Usage: ``python benchmarks/attention_stats.py [--presets tiny ipol64] [--images 512] [--repeats 3]``.
+Usage: ``python benchmarks/attention_stats.py [--presets tiny ipol64 mae-base] [--images 256]
+[--large-images 16] [--repeats 3]``; presets whose input is 224 pixels or more (``mae-base``: ViT-B/16,
+196 patches, decoder maps 16 x 197 x 197 per layer) run on ``--large-images`` images only.
 Both paths iterate the same DataLoader over random images with the same grid masking; the two are
 timed alternately, and the fastest repeat of each is compared (interference from other jobs only
 ever adds time, so the minimum is the most stable estimate on a shared machine; medians are printed
@@ -14,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
+from _timing import interleaved
 from torch.utils.data import DataLoader, TensorDataset
 
 from maelens.analysis.attention_dataset import attention_stats
-from maelens.models import create_model
+from maelens.models import create_model, get_config
 
 
 @torch.no_grad()
@@ -41,16 +43,8 @@ def bench(preset: str, images: int, batch_size: int, repeats: int, mask: str, ra
         "attention_stats": lambda: attention_stats(model, dataset, mask=mask, mask_ratio=ratio, encoder=encoder,
                                                    batch_size=batch_size, num_examples=0),
     }
-    for run in runs.values():  # warm-up
-        run()
-    wall: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            run()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+    wall, cpu = interleaved(runs, repeats)
+
     def overhead(times: dict[str, list[float]], pick) -> float:
         return round(pick(times["attention_stats"]) / pick(times["forward"]) - 1, 3)
 
@@ -65,8 +59,9 @@ def bench(preset: str, images: int, batch_size: int, repeats: int, mask: str, ra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["tiny", "ipol64"])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "ipol64", "mae-base"])
     parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--large-images", type=int, default=16, help="images for presets of 224 pixels or more")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--mask", default="grid")
@@ -77,8 +72,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     for preset in args.presets:
-        print(json.dumps(bench(preset, args.images, args.batch_size, args.repeats, args.mask, args.mask_ratio,
-                               args.encoder)), flush=True)
+        images = args.large_images if get_config(preset).img_size >= 224 else args.images
+        print(json.dumps(bench(preset, images, min(args.batch_size, images), args.repeats, args.mask,
+                               args.mask_ratio, args.encoder)), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,23 @@ analyses live in :mod:`maelens.analysis`, datasets in :mod:`maelens.data`, the t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, ConfigError, DataError, MaelensError
-from .models import MaskedAutoencoderViT, ModelConfig, create_model
+
+if TYPE_CHECKING:
+    from .checkpoint import load_checkpoint, load_model, save_checkpoint
+    from .models import MaskedAutoencoderViT, ModelConfig, create_model
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_model": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint"}
+# Imported on first use: the models and checkpoint I/O pull in torch and timm (seconds), which the
+# command line's parser and its numpy-only commands never need (issue 15).
+_LAZY = {"load_model": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+         "create_model": "models", "MaskedAutoencoderViT": "models", "ModelConfig": "models"}
 
 
 def __getattr__(name: str) -> Any:
-    # Checkpoint I/O pulls in safetensors/json readers; import it only when asked for.
     if name in _LAZY:
         import importlib
 

@@ -219,3 +219,28 @@ def test_encoder_samples_on_a_tiny_model():
         distfit.encoder_samples(model, dataset, features="mean", token_index=0, quiet=True)
     result = distfit.fit_samples(tokens.features)
     assert len(result) == 6 and np.isfinite(result.fits["t"].pvalue).all()
+
+
+def test_agrees_with_scipy_on_paper_size_samples():
+    # 3,840 values: one ipol64 image's visible encoder output (16 tokens x 240). KS statistics and
+    # p-values of our fitted laws straight from scipy.stats.kstest (exact kstwo), and scipy's own fits.
+    rng = np.random.default_rng(7)
+    n, m = 12, 3840
+    df = np.array([1.5, 2.5, 4.0, 6.0, 10.0, 30.0, 3.0, 5.0, np.inf, np.inf, np.inf, 8.0])
+    x = np.where(np.isinf(df)[:, None], rng.standard_normal((n, m)),
+                 rng.standard_t(np.where(np.isinf(df), 5.0, df)[:, None], (n, m)))
+    x = x * rng.uniform(0.5, 2.0, (n, 1)) + rng.uniform(-1.0, 1.0, (n, 1))
+    result = distfit.fit_samples(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for law, fit in result.fits.items():
+            for i, row in enumerate(x):
+                args = (fit.params["df"][i],) if law == "t" else ()
+                own = stats.kstest(row, law, args=args + (fit.params["loc"][i], fit.params["scale"][i]))
+                assert abs(own.statistic - fit.stat[i]) < 1e-12
+                assert abs(own.pvalue - fit.pvalue[i]) <= 1e-6 * own.pvalue + 1e-300
+        ref = [stats.t.fit(row) for row in x[:4]]
+    t = result.fits["t"]
+    np.testing.assert_allclose(t.params["df"][:4], [r[0] for r in ref], rtol=2e-3)
+    np.testing.assert_allclose(t.params["scale"][:4], [r[2] for r in ref], rtol=1e-3)
+    assert result.rejected("norm")[:4].all() and not result.rejected("norm")[8:11].any()

@@ -36,7 +36,7 @@ from scipy import special, stats
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from .kstest import ks_pvalue, ks_statistic
+from .kstest import ks_pvalue, ks_statistic_monotone
 from .stats import wilson_interval
 from .synthetic import synthetic_attention_samples
 from .tfit import DF_MAX, DF_MIN, fit_t
@@ -161,14 +161,17 @@ def _unscale(params: dict[str, np.ndarray], loglik: np.ndarray, scales: np.ndarr
     return params, loglik - m * np.log(scales)
 
 
-def _standard_cdf(law: str, z: np.ndarray, df: np.ndarray | None) -> np.ndarray:
-    if law == "norm":
-        return special.ndtr(z)
-    return special.stdtr(df[:, None], z)
+def _fitted_cdf(law: str, loc: np.ndarray, scale: np.ndarray, df: np.ndarray | None):
+    """``cdf(values, rows)``: the CDF of each row's fitted law at ``values`` (K, B) of rows ``rows`` (K,)."""
+    def cdf(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        z = (values - loc[rows, None]) / scale[rows, None]
+        return special.ndtr(z) if law == "norm" else special.stdtr(df[rows, None], z)
+    return cdf
 
 
 def _fit_and_stat(law: str, x_sorted: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict]:
-    """Fit ``law`` to sorted rows (n, M); parameters, log-likelihood, KS statistic, diagnostics."""
+    """Fit ``law`` to sorted rows (n, M); parameters, log-likelihood, KS statistic, diagnostics.
+    The CDF is evaluated only at the values that can set the statistic (:func:`ks_statistic_monotone`)."""
     if law == "norm":
         loc, scale, loglik = fit_norm(x_sorted)
         params, extra, df = {"loc": loc, "scale": scale}, {}, None
@@ -177,8 +180,7 @@ def _fit_and_stat(law: str, x_sorted: np.ndarray) -> tuple[dict[str, np.ndarray]
         params = {"df": fit.df, "loc": fit.loc, "scale": fit.scale}
         extra = {"df_at_bound": fit.at_bound, "converged": fit.converged}
         loc, scale, loglik, df = fit.loc, fit.scale, fit.loglik, fit.df
-    z = (x_sorted - loc[:, None]) / scale[:, None]
-    return params, loglik, ks_statistic(_standard_cdf(law, z, df)), extra
+    return params, loglik, ks_statistic_monotone(x_sorted, _fitted_cdf(law, loc, scale, df)), extra
 
 
 def _bootstrap_pvalues(law: str, stat: np.ndarray, params: dict[str, np.ndarray], m: int,

@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..errors import DataError
 from ..io import save_npz
-from ..models.mae import MaskedAutoencoderViT
+
+if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
+    import torch
+    from torch.utils.data import Dataset
+
+    from ..models.mae import MaskedAutoencoderViT
 
 POOLS = ("auto", "mean", "cls", "head", "flatten", "tokens")
 
@@ -122,7 +124,6 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
     raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
 
 
-@torch.no_grad()
 def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_ratio: float = 0.0,
                      masking: str = "random", pool: str = "auto", apply_norm: bool = True,
                      batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
@@ -143,6 +144,8 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
         raise DataError("pool 'head' is defined on the normalised encoder output: it cannot be combined with "
                         "apply_norm=False")
     model = model.to(device).eval()
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
 
     def encode(imgs: torch.Tensor) -> torch.Tensor:
@@ -175,12 +178,18 @@ def _simclr_features(model, dataset: Dataset, *, mask_ratio: float, pool: str, b
 
 def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
                   quiet: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(features, labels) of ``forward(images)`` over the batches of ``dataset`` (items ``(image, label)``)."""
+    """(features, labels) of ``forward(images)`` over the batches of ``dataset`` (items ``(image, label)``),
+    without gradients."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
-        chunks.append(forward(imgs).float().cpu().numpy())
+        with torch.no_grad():
+            chunks.append(forward(imgs).float().cpu().numpy())
         labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
     if not chunks:
         raise DataError("the dataset is empty: no features to extract")

@@ -5,6 +5,15 @@ Each sub-command lives in its own module exposing ``register(subparsers)``; it s
 stderr and exit status 2; so does an argparse error (a bad option value is refused by its ``type=``
 function in :mod:`.common`), through :class:`~.common.OneLineParser`, and :func:`main` returns that
 status rather than raising SystemExit.
+
+Start-up rule (issue 15): ``maelens --help``, ``maelens <command> --help`` and the commands that need no
+model (``distfit --features-file``) must not import torch, timm or torchvision, which cost seconds. A
+command module therefore imports torch, models, data loaders and analyses inside its handlers, never at
+module level nor in ``register``; the choices and defaults its options need (presets, maskings, ...)
+come from :func:`.names.library_literal`, which reads them from the library's source without importing
+it. ``tests/test_startup.py`` builds the parser and prints every command's help in a fresh interpreter
+and fails if any of those modules was imported. A new command only has to be listed in
+``COMMAND_MODULES`` and follow this rule.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from ..errors import ConfigError
-from ..models.masking import MASKINGS
+from .names import library_literal
+
+MASKINGS = library_literal("models.masking", "MASKINGS")
 
 
 def positive_heads(text: str) -> int:
@@ -153,11 +155,12 @@ def note(args: argparse.Namespace, message: str) -> None:
 
 def check_device(name: str, *, allow_auto: bool = False) -> None:
     """Refuse a ``--device`` this machine cannot use (unknown name, no GPU, a GPU index beyond the count)
-    with a ConfigError naming it, before any model or data is loaded (torch is imported only here)."""
+    with a ConfigError naming it, before any model or data is loaded (torch is imported only here, and not
+    for ``cpu``: commands that never load a model, such as ``distfit --features-file``, start without it)."""
+    if name == "cpu" or (allow_auto and name == "auto"):
+        return
     import torch
 
-    if allow_auto and name == "auto":
-        return
     expected = "cpu, cuda, cuda:N" + (" or auto" if allow_auto else "")
     try:
         device = torch.device(name)

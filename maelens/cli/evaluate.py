@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis.features import POOLS
 from ..errors import ConfigError, DataError
-from ..models.masking import MASKINGS
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args, finite_float,
-                     fraction, load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int,
+from .common import (MASKINGS, add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
+                     finite_float, fraction, load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int,
                      preflight)
+from .names import library_literal
+
+POOLS = library_literal("analysis.features", "POOLS")
 
 METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
 

@@ -8,6 +8,7 @@ import os
 
 from .common import (add_checkpoint_arg, add_run_args, load_checkpoint_from_args, non_negative_float,
                      non_negative_int, positive_float, positive_int, preflight)
+from .names import library_literal
 
 
 def _decay(text: str) -> float:
@@ -26,12 +27,12 @@ def _classes(text: str) -> int:
 
 def register(subparsers) -> None:
     """Add the ``segment`` sub-command."""
-    from ..data.segmentation import SEG_DEFAULT, SEG_SPEC_HELP
-    from ..models.presets import PRESETS
-    from ..segmentation.decoders import DECODERS
-    from ..segmentation.optim import OPTIMIZERS
-    from ..train.config import SCHEDULES
-    from ..train.precision import PRECISIONS
+    SEG_DEFAULT, SEG_SPEC_HELP = (library_literal("data.segmentation", name) for name in ("SEG_DEFAULT", "SEG_SPEC_HELP"))
+    PRESETS = library_literal("models.presets", "PRESETS")
+    DECODERS = library_literal("segmentation.decoders", "DECODERS")
+    OPTIMIZERS = library_literal("segmentation.optim", "OPTIMIZERS")
+    SCHEDULES = library_literal("train.config", "SCHEDULES")
+    PRECISIONS = library_literal("train.precision", "PRECISIONS")
 
     p = subparsers.add_parser(
         "segment", help="fine-tune a Segmenter on an MAE encoder (or from scratch) and score it (mIoU)",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
                      non_negative_float, non_negative_int, note, positive_float, positive_int, preflight, seed_int)
+from .names import library_literal
 
 
 def register(subparsers) -> None:
@@ -18,10 +19,11 @@ def register(subparsers) -> None:
 
 
 def _register_train(subparsers) -> None:
-    from ..models.presets import PRESETS
-    from ..models.simclr_config import SIMCLR_PRESETS
-    from ..train.config import DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES
-    from ..train.precision import PRECISIONS
+    PRESETS = library_literal("models.presets", "PRESETS")
+    DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES = (library_literal("train.config", name) for name in
+                                                ("DEFAULT_WARMUP_EPOCHS", "LOSSES", "SCHEDULES"))
+    PRECISIONS = library_literal("train.precision", "PRECISIONS")
+    SIMCLR_PRESETS = library_literal("models.simclr_config", "SIMCLR_PRESETS")
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
@@ -75,8 +77,8 @@ def _register_train(subparsers) -> None:
 
 def _add_simclr_args(p: argparse.ArgumentParser) -> None:
     """``--method`` and the SimCLR model options (IPOL sec. 6's contrastive baseline)."""
-    from ..models.simclr_config import STEMS
-    from ..train.config import METHODS
+    STEMS = library_literal("models.simclr_config", "STEMS")
+    METHODS = library_literal("train.config", "METHODS")
 
     p.add_argument("--method", default=None, choices=METHODS,
                    help="mae (masked autoencoder) or simclr (contrastive ResNet baseline, NT-Xent loss); "

@@ -24,8 +24,10 @@ from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS, SimCLRConfig
 from .precision import PRECISIONS
 
 MAE = "mae"
-#: What a run trains: an MAE, or the SimCLR baseline (see :mod:`maelens.train.methods`).
-METHODS = (MAE, SIMCLR)
+#: What a run trains: an MAE, or the SimCLR baseline (see :mod:`maelens.train.methods`). Written as a
+#: literal because the CLI reads it from this source without importing torch (maelens.cli.names).
+METHODS = ("mae", "simclr")
+assert METHODS == (MAE, SIMCLR)
 
 SCHEDULES = ("cosine", "linear")
 LOSSES = ("pixel", "norm-pix", "ycbcr")
