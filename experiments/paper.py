@@ -382,8 +382,10 @@ def ycbcr_pretrain(ctx: Context) -> Outcome:
         rows.append({"loss": loss, "rgb_masked_mse": mse, "final_over_first_epoch_loss": float(curves[loss][-1])})
     frame = pd.DataFrame(rows)
     rec.table("ycbcr_comparison", frame)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for loss, curve in curves.items():
         ax.plot(np.arange(1, len(curve) + 1), curve, label=loss)
     ax.set(xlabel="epoch", ylabel="training loss / first-epoch loss", title="pixel MSE vs YCbCr weighted MSE")

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .. import run_files
 from ..errors import CheckpointError
 
 #: Globals a checkpoint may need beyond tensors and plain types (the official ``args`` namespace).
@@ -25,7 +26,7 @@ HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch
                    "pytorch_model.bin.index.json")
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 #: The latest checkpoint that ``maelens train`` keeps in a run directory.
-RUN_CHECKPOINT = "checkpoint.pt"
+RUN_CHECKPOINT = run_files.CHECKPOINT
 
 
 @dataclass

@@ -62,9 +62,9 @@ def _load(args: argparse.Namespace, encoder_only: bool = False):
     """The model of ``--ckpt`` (head counts as given or stored) and its settings record; a model without
     a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``)."""
     loaded = load_checkpoint_from_args(args)
-    if not loaded.model.has_decoder and not encoder_only:
-        raise ConfigError(f"{args.ckpt} has no decoder ({loaded.release} weights): decoder attention metrics need "
-                          "a full MAE checkpoint (--encoder alone reports the encoder's attention distance and entropy)")
+    if not encoder_only:
+        loaded.model.require_decoder(str(args.ckpt), "decoder attention metrics",
+                                     " (--encoder alone reports the encoder's attention distance and entropy)")
     return loaded.model, loaded.settings()
 
 

@@ -58,9 +58,6 @@ def _second(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def run_cka(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ..analysis.cka import check_estimator, layer_cka
     from ..analysis.layer_outputs import resolve_parts
     from ..data import load_dataset

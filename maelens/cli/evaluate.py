@@ -228,9 +228,6 @@ def _neighbours(args: argparse.Namespace, train, test, fit_on, methods: list[str
 
 def _save_maps(out: Path, report, classes) -> None:
     """One scatter plot per 2-D map (IPOL Figs. 13-14) and all coordinates in maps.npz."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ..io import save_figure, save_npz
     from ..plots.evaluate import plot_map
 
@@ -264,9 +261,6 @@ def _parse_queries(values: list[str], image_size: int, mean, std) -> tuple[list,
 
 
 def run_similarity(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import numpy as np
     import pandas as pd
     import torch

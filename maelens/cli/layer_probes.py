@@ -50,9 +50,6 @@ def register(subparsers) -> None:
 
 
 def run_probe_layers(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ..analysis.layer_probes import check_pools, check_probe_methods, layer_features, probe_layers
     from ..data import load_dataset
     from ..io import output_folder, save_figure, to_json, write_csv, write_json

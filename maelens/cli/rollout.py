@@ -61,9 +61,6 @@ def register(subparsers) -> None:
 
 
 def run_rollout(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import numpy as np
     import torch
 

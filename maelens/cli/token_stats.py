@@ -33,9 +33,6 @@ def register(subparsers) -> None:
 
 
 def run_token_stats(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ..analysis.layer_outputs import resolve_parts
     from ..analysis.token_stats import token_stats
     from ..data import load_dataset

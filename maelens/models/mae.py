@@ -242,16 +242,17 @@ class MaskedAutoencoderViT(nn.Module):
         out = self.encode(imgs, mask_ratio, noise, **kwargs)
         return out.tokens, out.mask, out.ids_restore
 
-    def _require_decoder(self) -> None:
+    def require_decoder(self, source: str = "this model", needs: str = "reconstruction and decoder analyses",
+                        hint: str = "") -> None:
+        """The one check that a model has the decoder an analysis needs: raises :class:`MaelensError`
+        naming ``source`` (e.g. the checkpoint's path) and what ``needs`` it, with an optional ``hint``."""
         if not self.has_decoder:
-            raise MaelensError(
-                "this model has no decoder (encoder-only weights): reconstruction and decoder "
-                "analyses need a full MAE checkpoint"
-            )
+            raise MaelensError(f"{source} has no decoder (encoder-only weights): {needs} need a full MAE "
+                               f"checkpoint{hint}")
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """(B, 1+K, D) latent -> (B, L, p*p*C) predictions for every patch (CLS removed)."""
-        self._require_decoder()
+        self.require_decoder()
         # project the encoder's tokens to the decoder's width: (B, 1 + K, D) -> (B, 1 + K, D_dec)
         x = self.decoder_embed(latent)
         b, n_tokens, d = x.shape
@@ -301,7 +302,7 @@ class MaskedAutoencoderViT(nn.Module):
                 *, masking: str = "random", generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(loss, pred (B, L, p*p*C), mask (B, L) with 1 = removed)."""
-        self._require_decoder()
+        self.require_decoder()
         out = self.encode(imgs, mask_ratio, noise, masking=masking, generator=generator)
         pred = self.forward_decoder(out.tokens, out.ids_restore)
         loss = self.forward_loss(imgs, pred, out.mask)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from .. import run_files
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import folder_lock, write_json
 from ..models.mae import MaskedAutoencoderViT, set_fused_attention
@@ -43,7 +44,7 @@ from .optim import build_finetune_optimizer
 from .runlog import SegmentationLog
 from .store import load_segmenter, save_segmenter
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = run_files.CHECKPOINT
 
 
 @dataclass
@@ -213,7 +214,7 @@ class _Finetune:
                 self._save_checkpoint(epoch)
         summary = self._summary("completed", time.perf_counter() - started)
         if self.info.is_main:
-            write_json(self.out / "summary.json", summary)
+            write_json(self.out / run_files.SUMMARY, summary)
         self.model.eval()
         return SegmentResult(self.checkpoint_path, self.history, self.out, self.model, self.final, summary)
 
@@ -265,7 +266,7 @@ class _Finetune:
         message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
                    f"Last good checkpoint: {where}. Try a lower --lr/--blr, --clip-grad, or --precision fp32")
         if self.info.is_main:
-            write_json(self.out / "summary.json", self._summary("diverged", None, message))
+            write_json(self.out / run_files.SUMMARY, self._summary("diverged", None, message))
         raise DivergenceError(message)
 
     # ---- outputs ----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
+from .. import run_files
 from ..errors import CheckpointError, ConfigError, DataError, MaelensError, OutputError
 from ..io import atomic_path, folder_lock, write_json
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
@@ -39,7 +40,7 @@ from .precision import resolve_precision, usable_cpu_threads
 from .runlog import RunLog
 from .schedule import lr_at, set_lr
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = run_files.CHECKPOINT
 NUMBERED = re.compile(r"checkpoint-(\d{4,})\.pt$")
 #: Temporary files of ``checkpoint.pt`` / ``checkpoint-NNNN.pt`` left by a save that was killed midway
 #: (named by :func:`maelens.io.atomic_path`: ``.checkpoint.pt.<random>.pt``).
@@ -387,7 +388,7 @@ class _Run:
                     self._save_checkpoint(epoch)
         summary = self._summary("completed", time.perf_counter() - started)
         if self.info.is_main:
-            write_json(self.out / "summary.json", summary)
+            write_json(self.out / run_files.SUMMARY, summary)
         self.model.eval()
         return TrainResult(checkpoint=self.checkpoint_path, final_loss=summary["final_loss"],
                            history=self.history, out_dir=self.out, model=self.model, summary=summary)
@@ -446,7 +447,7 @@ class _Run:
         message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
                    f"Last good checkpoint: {where}. Try a lower --blr, --clip-grad, or --precision fp32")
         if self.info.is_main:
-            write_json(self.out / "summary.json", self._summary("diverged", None, message))
+            write_json(self.out / run_files.SUMMARY, self._summary("diverged", None, message))
         raise DivergenceError(message)
 
     # ---- outputs ----------------------------------------------------------------------------

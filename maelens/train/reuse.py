@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from .. import run_files
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
@@ -60,7 +61,7 @@ def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
     if differ:
         raise ConfigError(f"{out} holds a run trained with other settings ({', '.join(differ)}); "
                           f"choose another output folder or remove that one")
-    summary_path = out / "summary.json"
+    summary_path = out / run_files.SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if summary.get("status") == "completed" and summary.get("epochs_completed", 0) >= config.epochs:
         return TrainResult(checkpoint=checkpoint, final_loss=summary["final_loss"],

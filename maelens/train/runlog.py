@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .. import run_files
 from ..io import write_text
 
 LOG_FIELDS = ("kind", "epoch", "step", "loss", "lr", "images_per_s", "time_s")
@@ -44,8 +45,8 @@ class RunLog:
     csv_kinds: tuple[str, ...] | None = None
 
     def __init__(self, out_dir: str | Path, *, enabled: bool = True, keep_before_epoch: int | None = None):
-        self.jsonl_path = Path(out_dir) / "log.jsonl"
-        self.csv_path = Path(out_dir) / "log.csv"
+        self.jsonl_path = Path(out_dir) / run_files.LOG_JSONL
+        self.csv_path = Path(out_dir) / run_files.LOG_CSV
         self.enabled = enabled
         self._jsonl = self._csv = None
         if not enabled:
