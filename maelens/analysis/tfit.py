@@ -4,7 +4,8 @@ IPOL sec. 5 "Embeddings modelisation of Transformers" fits a Student-t to each i
 output on its own; ``scipy.stats.t.fit`` does it one sample at a time with Nelder-Mead. Here all
 N samples are fitted together by a damped Newton method (Levenberg-Marquardt) on
 ``(loc, log scale, log df)`` with the analytic gradient and Hessian, each sample keeping its own
-damping so the log-likelihood never decreases.
+damping so the log-likelihood never decreases. The gradient and Hessian are derived step by step in
+``docs/notes/student_t_newton.md``.
 
 df is bounded to ``[DF_MIN, DF_MAX]`` = [0.1, 1000]. Near-Gaussian samples (sample kurtosis below
 3) have their likelihood maximum at df = infinity; they stop at ``DF_MAX`` (flagged
