@@ -205,7 +205,29 @@ def _bootstrap_pvalues(law: str, stat: np.ndarray, params: dict[str, np.ndarray]
 def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptotic", n_bootstrap: int = 100,
                 seed: int = 0, ids: Sequence | None = None, labels: Sequence | None = None,
                 settings: dict[str, Any] | None = None, quiet: bool = True) -> DistFitResult:
-    """Fit a Normal and a Student-t to every row of ``x`` (N, M) and KS-test each fit (IPOL Fig. 7)."""
+    """Fit a Normal and a Student-t to every row of ``x`` (N, M) and KS-test each fit (IPOL sec. 5, Fig. 7).
+
+    Both laws are fitted by maximum likelihood to every row at once (the Student-t by the damped Newton
+    method of :mod:`maelens.analysis.tfit`), each row rescaled first so that any magnitude fits; the KS
+    statistic of each fit is exact and its p-value, asymptotic or bootstrapped, tests that law.
+
+    Args:
+        x: N samples of M >= 3 finite values each (e.g. one image's encoder outputs per row).
+        alpha: the KS test's level; a law is rejected for a sample when its p-value is below it.
+        pvalues: ``asymptotic`` (Kolmogorov's distribution of the statistic, as the paper's test;
+            optimistic because the parameters are fitted to the same values) or ``parametric-bootstrap``
+            (``n_bootstrap`` samples drawn from each fit and refitted: calibrated, ``n_bootstrap`` times slower).
+        n_bootstrap: bootstrap draws per sample and law, with ``pvalues="parametric-bootstrap"``.
+        seed: seeds the bootstrap draws.
+        ids: one identifier per row (default: the row numbers), kept in the result and its CSV.
+        labels: one class label per row (default: -1), kept likewise.
+        settings: what produced ``x`` (model, layer, pooling...), stored with the result.
+        quiet: no progress bar.
+
+    Returns:
+        A :class:`DistFitResult`: per law the fitted parameters, log-likelihood, KS statistic and p-value of
+        every sample; ``summary()`` gives the shares of samples whose fit is not rejected (the paper's numbers).
+    """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
         raise DataError(f"distribution fits need samples as an (N, M) array with M >= 3 values, got shape {x.shape}")
