@@ -21,7 +21,7 @@ from maelens.analysis.synthetic import synthetic_attention_samples
 from maelens.plots.attention import plot_influence_map, plot_layer_curves, plot_positional_bias
 from maelens.plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 from maelens.plots.evaluate import plot_map, plot_similarity_grid
-from maelens.plots.reconstruction import reconstruction_figure
+from maelens.plots.reconstruction import epoch_reconstruction, reconstruction_figure
 from maelens.train import TrainConfig, TrainResult, train_or_load
 
 EXPERIMENTS: dict[str, Callable[[Context], Outcome]] = {}
@@ -422,7 +422,8 @@ def _pretrained(ctx: Context, target: str):
 
     base = TrainConfig.from_dict(ctx.run(loss="pixel", epochs=ctx.comparison_epochs).summary["train_config"])
     out = ctx.out / "models" / f"{ctx.preset}-random-ycbcr-plain-e{base.epochs}"
-    return train_or_load(replace(base, loss_target="ycbcr-plain", out=str(out)), device=ctx.device)
+    return train_or_load(replace(base, loss_target="ycbcr-plain", out=str(out)), device=ctx.device,
+                         on_epoch_end=epoch_reconstruction)
 
 
 def _slug(arm: str) -> str:

@@ -46,9 +46,10 @@ class NotebookSession:
 
     def shared_run(self):
         """The shared model's :class:`~maelens.train.TrainResult`: trained on first use, then reused."""
+        from .plots.reconstruction import epoch_reconstruction
         from .train import train_or_load
 
-        return train_or_load(self.train_config(), device=self.device)
+        return train_or_load(self.train_config(), device=self.device, on_epoch_end=epoch_reconstruction)
 
 
 def notebook_session(seed: int = 0, cwd: Path | None = None) -> NotebookSession:

@@ -17,6 +17,7 @@ from torchrun_helper import run_two_processes
 WORKER = textwrap.dedent('''
     import os, sys, torch
     from torch.utils.data import TensorDataset
+    from maelens.plots.reconstruction import epoch_reconstruction
     from maelens.train import TrainConfig, train
 
     torch.set_num_threads(1)
@@ -24,7 +25,8 @@ WORKER = textwrap.dedent('''
     x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     config = TrainConfig(preset="tiny", epochs=1, batch_size=4, warmup_epochs=0, precision="fp32", blr=1e-2, masking="grid",
                          device="cpu", out=out, quiet=True, recon_images=2)
-    result = train(config, dataset=TensorDataset(x, torch.zeros(32, dtype=torch.long)))
+    result = train(config, dataset=TensorDataset(x, torch.zeros(32, dtype=torch.long)),
+                   on_epoch_end=epoch_reconstruction)
     torch.save(result.model.state_dict(), os.path.join(out, "weights-rank%s.pt" % os.environ["RANK"]))
 ''')
 

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from maelens import create_model, load_checkpoint
 from maelens.errors import CheckpointError, ConfigError, DataError
+from maelens.plots.reconstruction import epoch_reconstruction
 from maelens.train import DivergenceError, TrainConfig, lr_at, train
 from maelens.train.loop import accumulate_gradients
 from maelens.train.runlog import read_log
@@ -68,7 +69,7 @@ def test_accumulated_gradients_equal_the_big_batch_gradients():
 def test_each_loss_trains_and_writes_every_output(tmp_path, loss):
     options = {"pixel": {}, "norm-pix": {"norm_pix_loss": True}, "ycbcr": {"loss_target": "ycbcr"}}[loss]
     cfg = config(tmp_path, masking="grid", recon_images=3, **options)
-    result = train(cfg, dataset=tensor_data())
+    result = train(cfg, dataset=tensor_data(), on_epoch_end=epoch_reconstruction)
     out = tmp_path / "run"
     assert result.checkpoint == out / "checkpoint.pt"
     assert [r["epoch"] for r in result.history] == [0, 1]
@@ -176,3 +177,15 @@ def test_bf16_autocast_and_attention_choice(tmp_path):
     assert all(blk.attn.fused_attn for blk in result.model.blocks)
     default = train(config(tmp_path, "cpu-default", epochs=1), dataset=tensor_data(16))
     assert not any(blk.attn.fused_attn for blk in default.model.blocks)  # eager is faster on CPU
+
+
+def test_the_trainer_draws_nothing_itself_and_reports_each_epoch(tmp_path):
+    """Issue 17: figures are the caller's; on_epoch_end gets every epoch with the fixed figure batch."""
+    events = []
+    cfg = config(tmp_path, masking="grid", recon_images=3)
+    result = train(cfg, dataset=tensor_data(), on_epoch_end=events.append)
+    assert not list((tmp_path / "run").glob("recon_epoch_*.png"))
+    assert [e.epoch for e in events] == [0, 1]
+    assert [e.loss for e in events] == [r["loss"] for r in result.history]
+    assert events[0].images.shape[0] == 3 and torch.equal(events[0].images, events[1].images)
+    assert torch.equal(events[0].noise, events[1].noise) and events[0].out_dir == tmp_path / "run"

@@ -122,6 +122,7 @@ def _register_reconstruct(subparsers) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
+    from ..plots.reconstruction import epoch_reconstruction
     from ..train import TrainConfig, train
 
     preflight(args, "dir", allow_auto=True)
@@ -134,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet)
-    result = train(config, notify=lambda message: note(args, message))
+    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_reconstruction)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:

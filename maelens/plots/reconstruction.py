@@ -6,6 +6,7 @@ Drawing only: the panels are computed by :func:`maelens.analysis.reconstruction.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.figure import Figure
@@ -13,6 +14,9 @@ from matplotlib.figure import Figure
 from ..analysis.reconstruction import Reconstruction, reconstruct
 from ..io import save_figure
 from ..models.mae import MaskedAutoencoderViT
+
+if TYPE_CHECKING:
+    from ..train.loop import EpochEnd
 
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 
@@ -46,3 +50,13 @@ def save_reconstruction(model: MaskedAutoencoderViT, imgs: torch.Tensor, path: s
     rec = reconstruct(model, imgs, mask_ratio=mask_ratio, masking=masking, noise=noise, generator=generator)
     save_figure(reconstruction_figure(rec, title), path)
     return rec
+
+
+def epoch_reconstruction(event: "EpochEnd") -> None:
+    """``train(..., on_epoch_end=epoch_reconstruction)``: the run's fixed images reconstructed after every
+    epoch, written to ``recon_epoch_NNN.png`` in the run folder (nothing when the run has no figure images)."""
+    if event.images is None:
+        return
+    save_reconstruction(event.model, event.images, event.out_dir / f"recon_epoch_{event.epoch:03d}.png",
+                        mask_ratio=event.config.mask_ratio, masking=event.config.masking, noise=event.noise,
+                        title=f"{event.model.config.name} - epoch {event.epoch} - train loss {event.loss:.4f}")

@@ -2,8 +2,8 @@
 (single process or under ``torchrun``)."""
 
 from .config import TrainConfig
-from .loop import DivergenceError, TrainResult, train
+from .loop import DivergenceError, EpochEnd, TrainResult, train
 from .reuse import train_or_load
 from .schedule import lr_at
 
-__all__ = ["DivergenceError", "TrainConfig", "TrainResult", "lr_at", "train", "train_or_load"]
+__all__ = ["DivergenceError", "EpochEnd", "TrainConfig", "TrainResult", "lr_at", "train", "train_or_load"]

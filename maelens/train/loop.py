@@ -65,10 +65,31 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EpochEnd:
+    """What :func:`train` hands to ``on_epoch_end`` after every epoch (in the process that writes files):
+    the epoch, its mean training loss, the model, the run's config and folder, and the fixed batch of
+    ``config.recon_images`` images with their fixed mask noise (None when 0, or for a method that
+    reconstructs nothing) - what :func:`maelens.plots.reconstruction.epoch_reconstruction` draws."""
+
+    epoch: int
+    loss: float
+    model: torch.nn.Module
+    config: TrainConfig
+    out_dir: Path
+    images: torch.Tensor | None
+    noise: torch.Tensor | None
+
+
 def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: Dataset | None = None,
-          notify: Callable[[str], None] | None = None) -> TrainResult:
+          notify: Callable[[str], None] | None = None,
+          on_epoch_end: Callable[[EpochEnd], None] | None = None) -> TrainResult:
     """Pretrain an MAE as ``config`` says; ``dataset`` (items ``(image, label)`` or ``image``) replaces
     ``config.data``, ``val_dataset`` supplies the images of the per-epoch reconstruction figure.
+
+    ``on_epoch_end(EpochEnd)`` is called after every epoch: the trainer draws nothing itself, the caller
+    wires the figure it wants (``maelens train`` and the experiments pass
+    :func:`~maelens.plots.reconstruction.epoch_reconstruction`, which writes ``recon_epoch_NNN.png``).
 
     A default adapted to the run (the warm-up shortened to ``epochs``, the batch size lowered to a small
     data set) is said once through ``notify(message)`` (default: ``note: ...`` on stderr unless
@@ -83,7 +104,7 @@ def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: D
     info = init_distributed(config.device)
     try:
         with folder_lock(config.out_dir) if info.is_main else nullcontext():
-            return _Run(config, info, dataset, val_dataset, notify).run()
+            return _Run(config, info, dataset, val_dataset, notify, on_epoch_end).run()
     finally:
         cleanup(info)
 
@@ -190,8 +211,10 @@ class _Run:
     """One training run: set-up in ``__init__``, the epochs in :meth:`run`."""
 
     def __init__(self, config: TrainConfig, info: DistInfo, dataset: Dataset | None, val_dataset: Dataset | None,
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None,
+                 on_epoch_end: Callable[[EpochEnd], None] | None = None):
         self.config = config
+        self.on_epoch_end = on_epoch_end
         self.notify = notify if notify is not None else (_print_note if not config.quiet else lambda message: None)
         self.info = info
         self.out = config.out_dir
@@ -382,8 +405,9 @@ class _Run:
                 if self.info.is_main and not c.quiet:
                     tqdm.write(f"epoch {epoch} ({epoch + 1}/{c.epochs}): loss {record['loss']:.4f}, "
                                f"lr {record['lr']:.2e}, {record['images_per_s']:.0f} images/s", file=sys.stderr)
-                if self.info.is_main and self.val_imgs is not None:
-                    self._save_figure(epoch, record["loss"])
+                if self.info.is_main and self.on_epoch_end is not None:
+                    self.on_epoch_end(EpochEnd(epoch=epoch, loss=record["loss"], model=self.model, config=c,
+                                               out_dir=self.out, images=self.val_imgs, noise=self.val_noise))
                 if (epoch + 1) % c.save_every == 0 or epoch + 1 == c.epochs:
                     self._save_checkpoint(epoch)
         summary = self._summary("completed", time.perf_counter() - started)
@@ -451,13 +475,6 @@ class _Run:
         raise DivergenceError(message)
 
     # ---- outputs ----------------------------------------------------------------------------
-    def _save_figure(self, epoch: int, loss: float) -> None:
-        from ..plots.reconstruction import save_reconstruction
-
-        save_reconstruction(self.model, self.val_imgs, self.out / f"recon_epoch_{epoch:03d}.png",
-                            mask_ratio=self.config.mask_ratio, masking=self.config.masking, noise=self.val_noise,
-                            title=f"{self.model_config.name} - epoch {epoch} - train loss {loss:.4f}")
-
     def _capture_states(self) -> dict[str, Any]:
         from ..checkpoint import capture_rng_state
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from .. import run_files
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
-from .loop import CHECKPOINT_NAME, TrainResult, train
+from .loop import CHECKPOINT_NAME, EpochEnd, TrainResult, train
 
 # Settings that do not change the trained weights: a run stored with other values still counts.
 _IGNORED = ("out", "resume", "quiet", "num_workers", "device")
@@ -46,14 +47,16 @@ def _effective(settings: dict) -> dict:
     return out
 
 
-def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
+def train_or_load(config: TrainConfig, device: str = "cpu",
+                  on_epoch_end: Callable[[EpochEnd], None] | None = None) -> TrainResult:
     """The finished run in ``config.out`` if it was trained with these settings; an interrupted one is
     resumed from its last checkpoint; an empty folder gets a new run. A folder holding a run with
-    other settings is refused rather than overwritten or silently mixed."""
+    other settings is refused rather than overwritten or silently mixed. ``on_epoch_end`` as for
+    :func:`~maelens.train.train` (called only for the epochs trained now)."""
     out = Path(config.out)
     checkpoint = out / CHECKPOINT_NAME
     if not checkpoint.is_file():
-        return train(replace(config, resume=None))
+        return train(replace(config, resume=None), on_epoch_end=on_epoch_end)
     stored = load_checkpoint(checkpoint, device=device)
     differ = _differences(stored.train_config or {}, config)
     if stored.config.to_dict() != config.model_config().to_dict():
@@ -66,4 +69,4 @@ def train_or_load(config: TrainConfig, device: str = "cpu") -> TrainResult:
     if summary.get("status") == "completed" and summary.get("epochs_completed", 0) >= config.epochs:
         return TrainResult(checkpoint=checkpoint, final_loss=summary["final_loss"],
                            history=summary.get("history", []), out_dir=out, model=stored.model, summary=summary)
-    return train(replace(config, resume="auto"))
+    return train(replace(config, resume="auto"), on_epoch_end=on_epoch_end)
