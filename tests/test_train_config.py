@@ -155,6 +155,7 @@ def test_config_round_trips_through_plain_dicts():
 
 def test_loss_names_map_to_model_options():
     assert TrainConfig.with_loss("ycbcr").model_config().loss_target == "ycbcr"
+    assert TrainConfig.with_loss("ycbcr-plain").model_config().loss_target == "ycbcr-plain"
     assert not TrainConfig.with_loss("pixel").model_config().norm_pix_loss
     with pytest.raises(ConfigError, match="loss"):
         TrainConfig.with_loss("l1")

@@ -34,8 +34,8 @@ def _register_train(subparsers) -> None:
                    help="model preset (default: tiny, or simclr-r18 with --method simclr)")
     _add_simclr_args(p)
     p.add_argument("--loss", default="pixel", choices=LOSSES,
-                   help="reconstruction target: pixel, norm-pix (MAE) or ycbcr (IPOL weighted MSE) "
-                        "(default: %(default)s)")
+                   help="reconstruction target: pixel, norm-pix (MAE), ycbcr (IPOL's weighted YCbCr MSE_w) or "
+                        "ycbcr-plain (YCbCr, unweighted) (default: %(default)s)")
     add_data_args(p)
     # no --batch-size given: the library's default (64 per process), lowered to fit a small data set
     p.set_defaults(split="train", batch_size=None)

@@ -30,7 +30,9 @@ METHODS = ("mae", "simclr")
 assert METHODS == (MAE, SIMCLR)
 
 SCHEDULES = ("cosine", "linear")
-LOSSES = ("pixel", "norm-pix", "ycbcr")
+#: The CLI's loss names: MAE's pixel and per-patch normalised pixel targets, the paper's weighted YCbCr MSE_w
+#: (``ycbcr``) and its unweighted YCbCr run (``ycbcr-plain``; IPOL sec. 6).
+LOSSES = ("pixel", "norm-pix", "ycbcr", "ycbcr-plain")
 #: Warm-up epochs when ``warmup_epochs`` is None (IPOL sec. 4), shortened to ``epochs`` when the run is shorter.
 DEFAULT_WARMUP_EPOCHS = 2.0
 #: Images per process and micro-batch when ``batch_size`` is None (MAE), lowered when the data set is smaller.
@@ -204,7 +206,9 @@ class TrainConfig:
 
     @classmethod
     def with_loss(cls, loss: str, **kwargs: Any) -> "TrainConfig":
-        """Build with the CLI's loss name: ``pixel``, ``norm-pix`` (MAE's target) or ``ycbcr`` (IPOL sec. 6)."""
+        """Build with the CLI's loss name: ``pixel``, ``norm-pix`` (MAE's target), ``ycbcr`` (IPOL sec. 6's
+        weighted YCbCr MSE_w) or ``ycbcr-plain`` (the same channels, unweighted)."""
         if loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        return cls(norm_pix_loss=loss == "norm-pix", loss_target="ycbcr" if loss == "ycbcr" else "pixel", **kwargs)
+        target = loss if loss in ("ycbcr", "ycbcr-plain") else "pixel"
+        return cls(norm_pix_loss=loss == "norm-pix", loss_target=target, **kwargs)
