@@ -189,11 +189,12 @@ def ranking(ctx: Context) -> Outcome:
     rec.table("table2_ranking", result.table)
     rec.table("ranking_per_sample", result.per_sample.drop(columns=["params"]))
     rec.figure("fig8_densities", plot_ranking(result, title="encoder output of one image"))
-    order = list(result.table.sort_values("sse_mean")["law"])
+    order = list(result.table["law"])  # ordered by the median SSE over the images, as rank_distributions orders it
     holds = "yes" if order == ["t", "cauchy", "lognorm", "beta", "norm"] else ("partly" if order[0] == "t" else "no")
-    return rec.done("Table 2 / Fig. 8", "t < cauchy < lognorm < beta < norm (SSE)",
-                    " < ".join(order) + f" (mean SSE over {len(samples.features)} images)", holds,
-                    "Candidate laws ranked by squared error between the normalised histogram and the fitted density.",
+    return rec.done("Table 2 / Fig. 8", "t < cauchy < lognorm < beta < norm (SSE of one sample)",
+                    " < ".join(order) + f" (median SSE over {len(samples.features)} images)", holds,
+                    "Candidate laws ranked by squared error between the normalised histogram and the fitted density; "
+                    "the paper ranks one sample, we order by the median over the images (the mean is in the table).",
                     order=order)
 
 
