@@ -34,8 +34,14 @@ class Context:
     - ``paper-cpu``: the paper's ``ipol64`` model and recipe (100 epochs, linear schedule, blr 1.5e-4 at
       batch 256, 2 warm-up epochs, 75% random masking) pretrained once on the photo tiles under bf16
       autocast where the CPU has it; comparisons that need several pretrainings (masking strategies,
-      YCbCr) use ``comparison_epochs`` each; analyses at the paper's sizes where the CPU allows;
-    - ``full``: the same model with every size at the paper's (a GPU job).
+      YCbCr) use ``comparison_epochs`` each; of the analyses, the synthetic KS study (1,000 samples,
+      16,000-wide Fig. 5 sample) is at the paper's size and Table 3 uses 20,000 training features (the
+      paper: 20,000 images in all), while the parametric maps' fit set (5,000 against the full scale's
+      20,000) and epochs (100 against 200) and the segmentation fine-tuning (30 epochs against the
+      paper's 120) are cut for the CPU;
+    - ``full``: the same model and recipe, every comparison model 100 epochs and the sizes of ``n``'s
+      ``full`` argument (a GPU job); the data, and so the number of images of the data-bound analyses,
+      are the paper's only when its data sets are given.
 
     The data of each role defaults to what is installed here; a user with the paper's data sets names
     them (any ``--data`` value, see ``maelens.data.SPEC_HELP``): ``pretrain`` (the paper: downsampled

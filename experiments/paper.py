@@ -175,7 +175,7 @@ def encoder_ks(ctx: Context) -> Outcome:
     normal = summary["laws"]["norm"]["fraction_not_rejected"]
     student = summary["laws"]["t"]["fraction_not_rejected"]
     holds = "yes" if student > normal and normal < 0.2 else ("partly" if student > normal else "no")
-    return rec.done("Fig. 7", "not rejected: Student-t 83%, Gaussian 0% (6,688 images)",
+    return rec.done("Fig. 7", "not rejected: Student-t on more than 83% (a lower bound), Gaussian 0% (6,688 images)",
                     f"not rejected: Student-t {pct(student)}, Gaussian {pct(normal)} ({len(result)} images)", holds,
                     f"Per-image fits of the encoder output; median fitted df {summary['laws']['t']['df']['median']:.1f}.",
                     normal=normal, student=student, df_median=summary["laws"]["t"]["df"]["median"])
@@ -325,10 +325,12 @@ def masking_pretrain(ctx: Context) -> Outcome:
     rec.table("masking_comparison", frame)
     acc = dict(zip(frame["pretrain_masking"], frame["knn_accuracy"]))
     holds = "yes" if acc["random"] >= acc["grid"] else "no"
-    return rec.done("MAE Fig. 6 / KTH Table 2", "random sampling beats grid for representations (KTH: 90.6% vs 86.2%)",
+    return rec.done("MAE Table 1(f) / KTH Table 2", "random sampling beats grid for representations (MAE Table 1(f), "
+                    "ImageNet-1K, 75%: linear probe 73.5% vs 66.0%, fine-tuning 84.9% vs 84.0%; KTH Table 2, CIFAR-10: "
+                    "90.6% vs 86.2%, train-set accuracy of a classification head fine-tuned on the frozen encoder)",
                     ", ".join(f"{m} {pct(a)}" for m, a in acc.items()) + " kNN", holds,
                     f"Four models pretrained {epochs} epochs with each masking, compared by kNN on frozen features "
-                    f"and by reconstruction error under the same random masks.", accuracy=acc)
+                    f"(held-out images) and by reconstruction error under the same random masks.", accuracy=acc)
 
 
 @experiment("ycbcr-pretrain")
@@ -354,12 +356,15 @@ def ycbcr_pretrain(ctx: Context) -> Outcome:
     ax.legend()
     rec.figure("loss_curves", fig)
     pixel_mse, ycbcr_mse = frame["rgb_masked_mse"]
-    return rec.done("Sec. 6 (YCbCr MSE_w)", "weighted YCbCr loss converged slightly faster",
-                    f"RGB masked MSE after {epochs} epochs: YCbCr {ycbcr_mse:.4f}, pixel {pixel_mse:.4f}",
-                    "yes" if ycbcr_mse <= pixel_mse else "no",
-                    "Compared in the same units (RGB error on removed patches); the training losses live in "
-                    "different spaces, so their curves are shown relative to the first epoch only for shape. "
-                    "The paper calls its own evidence preliminary.", rgb_mse={"pixel": pixel_mse, "ycbcr": ycbcr_mse},
+    return rec.done("Sec. 6 (YCbCr MSE_w)", "no claim on the MAE's reconstruction with the weighted target: the "
+                    "weighted YCbCr \"converged slightly faster\" is the segmenter's training (Fig. 12), tested by "
+                    "the segmentation experiment",
+                    f"RGB masked MSE after {epochs} epochs: weighted-YCbCr target {ycbcr_mse:.4f}, pixel target "
+                    f"{pixel_mse:.4f}", "n/a",
+                    "The MAE pretrained with each target, compared in the same units (RGB error on removed "
+                    "patches); the training losses live in different spaces, so their curves are shown relative "
+                    "to the first epoch only for shape. The paper's convergence claim concerns the segmenters "
+                    "fine-tuned from these encoders, and it calls its own evidence preliminary.", rgb_mse={"pixel": pixel_mse, "ycbcr": ycbcr_mse},
                     relative_loss={k: float(v[-1]) for k, v in curves.items()})
 
 
@@ -392,8 +397,10 @@ def segmentation(ctx: Context) -> Outcome:
     rec = Recorder(ctx, "segmentation")
     # same data, budget, optimizer and seed for every arm; only the encoder's initial weights differ
     data = ctx.segmentation_data
+    whole = ctx.segmentation is not None and ctx.scale == "full"  # a user's set (ADE20K) at the paper's size
     settings = dict(preset=ctx.preset, decoder="linear" if ctx.quick else "mask", data=data,
-                    num_images=ctx.n(512, 4096), eval_images=ctx.n(256, 1024), epochs=ctx.n(8, 120, 30),
+                    num_images=None if whole else ctx.n(512, 4096), eval_images=None if whole else ctx.n(256, 1024),
+                    epochs=ctx.n(8, 120, 30),
                     batch_size=ctx.n(32, 128), lr=1e-3, warmup_epochs=1.0, weight_decay=0.05,
                     seed=ctx.seed, device=ctx.device, quiet=ctx.quiet, figure_images=4)
     rows, curves, miou = [], {}, {}
@@ -419,7 +426,8 @@ def segmentation(ctx: Context) -> Outcome:
                     "final mIoU " + ", ".join(f"{a} {pct(miou[a])}" for a in SEGMENTATION_ARMS) + "; eval loss "
                     + " / ".join(f"{curves[a][-1]:.3f}" for a in SEGMENTATION_ARMS), holds,
                     f"Segmenter ({settings['decoder']} decoder) fine-tuned {settings['epochs']} epochs on {data} "
-                    f"({settings['num_images']} training / {settings['eval_images']} test mosaics of photographs, "
-                    f"from disjoint regions) with the same optimizer, lr and seed; the arms differ only in the "
+                    f"({settings['num_images'] or 'all'} training / {settings['eval_images'] or 'all'} test images"
+                    f"{'' if ctx.segmentation else ', mosaics of photographs from disjoint regions'}) with the same "
+                    f"optimizer, lr and seed; the arms differ only in the "
                     f"encoder's initial weights (MAEs pretrained {ctx.comparison_epochs} epochs on {ctx.pretrain_data}).",
                     miou=miou, final_eval_loss={a: c[-1] for a, c in curves.items()})

@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--scale", choices=SCALES, default="quick",
                       help="quick: tiny preset, minutes on a CPU (default); paper-cpu: the paper's ipol64 model "
-                           "and recipe on the photo tiles, sized for a CPU with bf16 (hours); full: every size "
-                           "at the paper's (GPU)")
+                           "and recipe on the photo tiles, sized for a CPU with bf16 (hours); full: the paper's "
+                           "model and recipe for every model and its analysis sizes; its data sizes too when the "
+                           "data options below give the paper's data sets (GPU)")
     mode.add_argument("--quick", dest="scale", action="store_const", const="quick", help="same as --scale quick")
     mode.add_argument("--full", dest="scale", action="store_const", const="full", help="same as --scale full")
     data = parser.add_argument_group(
