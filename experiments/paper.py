@@ -366,7 +366,8 @@ def ycbcr_pretrain(ctx: Context) -> Outcome:
                     "The MAE pretrained with each target, compared in the same units (RGB error on removed "
                     "patches); the training losses live in different spaces, so their curves are shown relative "
                     "to the first epoch only for shape. The paper's convergence claim concerns the segmenters "
-                    "fine-tuned from these encoders, and it calls its own evidence preliminary.", rgb_mse={"pixel": pixel_mse, "ycbcr": ycbcr_mse},
+                    "fine-tuned from these encoders, and it calls its own evidence preliminary.",
+                    rgb_mse={"pixel": pixel_mse, "ycbcr": ycbcr_mse},
                     relative_loss={k: float(v[-1]) for k, v in curves.items()})
 
 

@@ -42,7 +42,8 @@ from .synthetic import synthetic_attention_samples
 from .tfit import DF_MAX, DF_MIN, fit_t
 
 __all__ = [
-    "DEFAULT_RANK_LAWS", "DistFitResult", "RANK_STATISTIC", "LawFit", "RankingResult", "as_samples", "check_laws", "density_sse",
+    "DEFAULT_RANK_LAWS", "DistFitResult", "LawFit", "RANK_STATISTIC", "RankingResult", "as_samples", "check_laws",
+    "density_sse",
     "encoder_samples", "fit_law", "fit_norm", "fit_samples", "load_samples", "pvalue_note", "rank_distributions",
     "synthetic_attention_samples", "value_scales", "wilson_interval",
 ]
@@ -378,7 +379,8 @@ RANK_STATISTIC = "sse_median"
 class RankingResult:
     """Laws ranked by the sum of squared errors between a sample's normalised histogram (``bins``
     bins) and the fitted density (IPOL Table 2). ``table``: one row per law (mean / median SSE over
-    the samples, how often the law ranks first), ordered by the median SSE (:data:`RANK_STATISTIC`); ``per_sample``: one row per (sample, law);
+    the samples, how often the law ranks first), ordered by the median SSE (:data:`RANK_STATISTIC`);
+    ``per_sample``: one row per (sample, law);
     ``example_values`` / ``example_params`` / ``example_sse``: the first sample, its fits and
     their SSE, for Fig. 8. A sample of extreme magnitude is ranked divided by its ``value_scale``
     (per-sample column; a power of two, 1 unless its largest ``|value|`` is beyond 2^±128, see

@@ -88,8 +88,8 @@ def _register_reconstruct(subparsers) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
-    from ..train import TrainConfig, train
     from ..models.presets import preset_recipe
+    from ..train import TrainConfig, train
     from ..train.config import recipe_options
 
     preflight(args, "dir", allow_auto=True)
