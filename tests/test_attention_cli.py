@@ -71,12 +71,13 @@ def test_include_self_reaches_the_analysis(files, tmp_path, capsys, flag):
     from maelens.data import load_dataset
 
     assert main(["attention-stats", "--ckpt", files["ckpt"], "--data", files["data"], "--split", "all",
-                 "--num-maps", "0", "--all-images", flag, "--out", str(tmp_path / "run"), "--json", "--quiet"]) == 0
+                 "--num-images", "4", "--num-maps", "0", "--all-images", flag, "--out", str(tmp_path / "run"),
+                 "--json", "--quiet"]) == 0
     doc = json.loads(capsys.readouterr().out)
     include = flag == "--include-self"
     assert doc["include_self"] is include
     model = load_checkpoint(files["ckpt"]).model
-    data = load_dataset(files["data"], image_size=32, split="all")
+    data = load_dataset(files["data"], image_size=32, split="all", limit=4)
     direct = attention_stats(model, data, include_self=include, all_images=True, num_examples=0)
     other = attention_stats(model, data, include_self=not include, all_images=True, num_examples=0)
     assert [row["black_fraction"] for row in direct.layers] != [row["black_fraction"] for row in other.layers]
