@@ -4,7 +4,9 @@ models (trained once, then reused), the datasets, and the outcome record each ex
 from __future__ import annotations
 
 import json
+import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,21 @@ class Context:
     - ``paper-cpu``: the paper's ``ipol64`` model and recipe (100 epochs, linear schedule, blr 1.5e-4 at
       batch 256, 2 warm-up epochs, 75% random masking) pretrained once on the photo tiles under bf16
       autocast where the CPU has it; comparisons that need several pretrainings (masking strategies,
-      YCbCr) use ``comparison_epochs`` each; analyses at the paper's sizes where the CPU allows;
-    - ``full``: the same model with every size at the paper's (a GPU job).
+      YCbCr) use ``comparison_epochs`` each; of the analyses, the synthetic KS study (1,000 samples,
+      16,000-wide Fig. 5 sample) is at the paper's size and Table 3 uses 20,000 training features (the
+      paper: 20,000 images in all), while the parametric maps' fit set (5,000 against the full scale's
+      20,000) and epochs (100 against 200) and the segmentation fine-tuning (30 epochs against the
+      paper's 120) are cut for the CPU;
+    - ``full``: the same model and recipe, every comparison model 100 epochs and the sizes of ``n``'s
+      ``full`` argument (a GPU job); the data, and so the number of images of the data-bound analyses,
+      are the paper's only when its data sets are given.
+
+    The data of each role defaults to what is installed here; a user with the paper's data sets names
+    them (any ``--data`` value, see ``maelens.data.SPEC_HELP``): ``pretrain`` (the paper: downsampled
+    ImageNet 64x64; its test split is also the images of the attention analyses, the paper's "Imagenet
+    validation dataset"), ``table3`` (Places365's airfield, amphitheater, aquarium and baseball field),
+    ``table4`` (the weather set: Table 4, and all its images for Fig. 7 and Table 2) and ``segmentation``
+    (ADE20K).
     """
 
     out: Path
@@ -42,6 +57,10 @@ class Context:
     device: str = "cpu"
     seed: int = 0
     quiet: bool = False
+    pretrain: str | None = None
+    table3: str | None = None
+    table4: str | None = None
+    segmentation: str | None = None
     _runs: dict[str, TrainResult] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -62,12 +81,37 @@ class Context:
 
     @property
     def pretrain_data(self) -> str:
-        return "bundled" if self.quick else "photos"
+        """The pretraining images: ``pretrain`` when given, else the bundled crops (quick) or photo tiles."""
+        return self.pretrain or ("bundled" if self.quick else "photos")
 
     @property
     def labelled_data(self) -> str:
-        """Fashion-MNIST for the labelled tables when installed (issue 7), else the bundled crops."""
-        return "fashion-mnist" if FASHION_MNIST.exists() else "bundled"
+        """Table 3's labelled images: ``table3`` when given, else Fashion-MNIST when installed (issue 7),
+        else the bundled crops."""
+        return self.table3 or ("fashion-mnist" if FASHION_MNIST.exists() else "bundled")
+
+    @property
+    def table4_data(self) -> str:
+        """Table 4's labelled images: ``table4`` when given, else those of Table 3."""
+        return self.table4 or self.labelled_data
+
+    @property
+    def segmentation_data(self) -> str:
+        """The segmentation pairs: ``segmentation`` when given, else mosaics of the bundled photographs
+        (quick) or of every installed photograph."""
+        return self.segmentation or ("mosaic" if self.quick else "mosaic:photos")
+
+    def encoder_images(self, limit: int | None = None):
+        """The images whose encoder outputs Fig. 7 and Table 2 fit: every image of ``table4`` when given
+        (the paper's 6,688 weather images), else the pretraining data's test split."""
+        if self.table4:
+            return self.images("all", self.table4, limit)
+        return self.images("test", limit=limit)
+
+    def data_settings(self) -> dict[str, str]:
+        """The data of each role, for the records."""
+        return {"pretrain_data": self.pretrain_data, "labelled_data": self.labelled_data,
+                "table4_data": self.table4_data, "segmentation_data": self.segmentation_data}
 
     @property
     def epochs(self) -> int:
@@ -94,7 +138,7 @@ class Context:
     def run(self, masking: str = "random", loss: str = "pixel", epochs: int | None = None) -> TrainResult:
         """The pretraining run with ``masking`` and ``loss`` (trained on first use, then reused)."""
         epochs = epochs or self.epochs
-        name = f"{self.preset}-{masking}-{loss}-e{epochs}"
+        name = f"{self.preset}-{masking}-{loss}-e{epochs}" + _data_tag(self.pretrain)
         if name not in self._runs:
             config = TrainConfig.with_loss(
                 loss, preset=self.preset, data=self.pretrain_data, epochs=epochs,
@@ -164,12 +208,20 @@ class Recorder:
         write_json(self.dir / "result.json", {
             "experiment": self.name, "paper_ref": paper_ref, "paper": paper, "ours": ours, "holds": holds,
             "interpretation": interpretation, "metrics": json.loads(to_json(metrics)),
-            "mode": self.ctx.scale, "preset": self.ctx.preset,
-            "pretrain_data": self.ctx.pretrain_data, "labelled_data": self.ctx.labelled_data,
+            "mode": self.ctx.scale, "preset": self.ctx.preset, **self.ctx.data_settings(),
             "device": self.ctx.device, "torch": torch.__version__, "seconds": round(outcome.seconds, 1),
             "tables": sorted(self.tables), "figures": sorted(str(p.name) for p in self.figures.values()),
         })
         return outcome
+
+
+def _data_tag(spec: str | None) -> str:
+    """A model-folder suffix naming a user's pretraining data (none for the default data, so the models
+    cached before the data options existed keep their folders)."""
+    if not spec:
+        return ""
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec.partition(":classes=")[0]).name).strip("-") or "data"
+    return f"-{stem}-{zlib.crc32(spec.encode()):08x}"
 
 
 def pct(x: float) -> str:

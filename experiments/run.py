@@ -1,7 +1,8 @@
-"""Regenerate the paper's results: ``python experiments/run.py [NAME ...|all] [--quick|--full]``.
+"""Regenerate the paper's results: ``python experiments/run.py [NAME ...|all] [--quick|--full] [data options]``.
 
 Each experiment writes CSV/JSON/PNG under ``OUT/NAME``; ``OUT/summary.csv`` and ``summary.md`` list
-paper number, our number and whether the finding holds.
+paper number, our number and whether the finding holds. The data options give the paper's own data sets
+(or any ``--data`` value) for each role; without them the experiments use the data installed here.
 """
 
 from __future__ import annotations
@@ -26,16 +27,46 @@ def summary_frame(outcomes) -> pd.DataFrame:
                           "holds": o.holds, "seconds": round(o.seconds, 1)} for o in outcomes])
 
 
+def _missing(spec: str | None) -> str | None:
+    """Why ``spec`` cannot be a data set (a path that does not exist), checked before hours of training;
+    None when it may be (the readers check the rest when the experiment needs it)."""
+    if spec is None:
+        return None
+    from maelens.data.load import BUILTIN, CLASSES_OPTION
+
+    base = spec.partition(CLASSES_OPTION)[0]
+    if base.partition(":")[0] in BUILTIN + ("mosaic",) or Path(base).expanduser().exists():
+        return None
+    return f"{spec}: no such file or directory"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["all"], help=f"experiments: all or {', '.join(EXPERIMENTS)}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--scale", choices=SCALES, default="quick",
                       help="quick: tiny preset, minutes on a CPU (default); paper-cpu: the paper's ipol64 model "
-                           "and recipe on the photo tiles, sized for a CPU with bf16 (hours); full: every size "
-                           "at the paper's (GPU)")
+                           "and recipe on the photo tiles, sized for a CPU with bf16 (hours); full: the paper's "
+                           "model and recipe for every model and its analysis sizes; its data sizes too when the "
+                           "data options below give the paper's data sets (GPU)")
     mode.add_argument("--quick", dest="scale", action="store_const", const="quick", help="same as --scale quick")
     mode.add_argument("--full", dest="scale", action="store_const", const="full", help="same as --scale full")
+    data = parser.add_argument_group(
+        "data (any maelens --data value; default: the data installed here)",
+        "The paper's setting: downsampled ImageNet 64x64 for pretraining, Places365's 4 classes for Table 3, the "
+        "weather set for Table 4 and Fig. 7, ADE20K for the segmentation study (see experiments/README.md).")
+    data.add_argument("--pretrain-data", metavar="SPEC",
+                      help="pretraining images; their test split also feeds the reconstruction, attention and "
+                           "similarity analyses (paper: a downsampled-ImageNet 64x64 directory, train_data_batch_* "
+                           "+ val_data)")
+    data.add_argument("--table3-data", metavar="SPEC",
+                      help="labelled images of Table 3 / Fig. 13 and of the masking comparison (paper: "
+                           "PLACES365_DIR:classes=airfield,amphitheater,aquarium,baseball_field)")
+    data.add_argument("--table4-data", metavar="SPEC",
+                      help="labelled images of Table 4; all of them are also Fig. 7's and Table 2's samples "
+                           "(paper: the weather ImageFolder, 6,688 images of 11 classes)")
+    data.add_argument("--segmentation-data", metavar="SPEC",
+                      help="segmentation pairs of the Fig. 12 study (paper: an ADE20K folder, ADEChallengeData2016)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/experiments-SCALE")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -45,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(EXPERIMENTS)}")
+    for option in ("pretrain_data", "table3_data", "table4_data", "segmentation_data"):
+        problem = _missing(getattr(args, option))
+        if problem:
+            parser.error(f"--{option.replace('_', '-')} {problem}")
     out = args.out or Path("runs") / f"experiments-{args.scale}"
-    ctx = Context(out=out, scale=args.scale, device=args.device, seed=args.seed, quiet=args.quiet)
+    ctx = Context(out=out, scale=args.scale, device=args.device, seed=args.seed, quiet=args.quiet,
+                  pretrain=args.pretrain_data, table3=args.table3_data, table4=args.table4_data,
+                  segmentation=args.segmentation_data)
     outcomes = []
     try:
         for name in names:

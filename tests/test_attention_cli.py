@@ -63,6 +63,32 @@ def test_random_masking_seed_is_reproducible(files, tmp_path, capsys):
     assert strip[0] == strip[1] and strip[0]["positional_bias"] != strip[2]["positional_bias"]
 
 
+@pytest.mark.parametrize("flag", ["--include-self", "--no-include-self"])
+def test_include_self_reaches_the_analysis(files, tmp_path, capsys, flag):
+    """--[no-]include-self is the library's include_self: the CLI's layers equal a direct call's."""
+    from maelens.analysis.attention_dataset import attention_stats
+    from maelens.checkpoint import load_checkpoint
+    from maelens.data import load_dataset
+
+    assert main(["attention-stats", "--ckpt", files["ckpt"], "--data", files["data"], "--split", "all",
+                 "--num-images", "4", "--num-maps", "0", "--all-images", flag, "--out", str(tmp_path / "run"),
+                 "--json", "--quiet"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    include = flag == "--include-self"
+    assert doc["include_self"] is include
+    model = load_checkpoint(files["ckpt"]).model
+    data = load_dataset(files["data"], image_size=32, split="all", limit=4)
+    direct = attention_stats(model, data, include_self=include, all_images=True, num_examples=0)
+    other = attention_stats(model, data, include_self=not include, all_images=True, num_examples=0)
+    assert [row["black_fraction"] for row in direct.layers] != [row["black_fraction"] for row in other.layers]
+    for ours, theirs in zip(doc["layers"], direct.layers):  # JSON writes NaN as null
+        for key in ("consistency", "black_fraction", "locality"):
+            assert np.float64(ours[key] if ours[key] is not None else np.nan) == pytest.approx(theirs[key],
+                                                                                                nan_ok=True)
+    assert main(["influence-map", "--ckpt", files["ckpt"], "--image", files["png"], flag, "--out",
+                 str(tmp_path / "map.png")]) == 0
+
+
 def test_influence_map_from_file_and_index(files, tmp_path):
     assert main(["influence-map", "--ckpt", files["ckpt"], "--image", files["png"], "--out",
                  str(tmp_path / "a.png")]) == 0

@@ -204,3 +204,23 @@ def test_plots(model, tmp_path):
     }
     for name, fig in figures.items():
         assert save_figure(fig, tmp_path / name).stat().st_size > 1000
+
+
+def test_black_share_of_all_patches_by_hand():
+    """Both denominators of the black proportion (the paper does not say which it uses, sec. 5):
+    layer 0 pools the consistent images A (2 black) and B (0 black) of a 3 x 3 grid: 2 / 14 of their
+    non-important patches, 2 / 18 of all their patches; layer 1 pools A alone: 2 / 7 and 2 / 9."""
+    acc = AttentionAccumulator((3, 3), 2)
+    acc.update(hand_batch([["A", "B", "C"], ["C", "C", "A"]]))
+    rep = acc.report({})
+    l0, l1 = rep.layers
+    assert l0["black_fraction"] == pytest.approx(2 / 14) and l0["black_fraction_of_all"] == pytest.approx(2 / 18)
+    assert l1["black_fraction"] == pytest.approx(2 / 7) and l1["black_fraction_of_all"] == pytest.approx(2 / 9)
+    assert l0["black_fraction_of_all_ci"][0] < 2 / 18 < l0["black_fraction_of_all_ci"][1]
+    frame = rep.to_frame()
+    assert frame["black_fraction_of_all"].tolist()[:2] == pytest.approx([2 / 18, 2 / 9])
+    # over all images (C adds 7 black patches of its 7 non-important, 9 in all): 9 / 21 and 9 / 27
+    acc = AttentionAccumulator((3, 3), 2, all_images=True)
+    acc.update(hand_batch([["A", "B", "C"], ["C", "C", "A"]]))
+    l0 = acc.report({}).layers[0]
+    assert l0["black_fraction"] == pytest.approx(9 / 21) and l0["black_fraction_of_all"] == pytest.approx(9 / 27)

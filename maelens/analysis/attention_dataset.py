@@ -144,7 +144,11 @@ class AttentionAccumulator:
 
     Locality and black fraction of a layer are pooled over the images that are fully consistent at
     that layer (the paper's choice), or over all images with ``all_images=True``; consistency and
-    the positional test use all images. Proportions over patches get the design-effect Wilson
+    the positional test use all images. The paper does not say what the black proportion divides by
+    (sec. 5, Fig. 10), so both are reported: ``black_fraction`` = black / non-important patches (the
+    patches that can be black; the one the layer-curve figure,
+    :func:`~maelens.plots.attention.plot_layer_curves`, draws) and ``black_fraction_of_all`` = black / all
+    patches of the same images. Proportions over patches get the design-effect Wilson
     interval of :func:`~maelens.analysis.attention.ratio_interval`, consistency the plain one.
     """
 
@@ -155,7 +159,7 @@ class AttentionAccumulator:
         n = grid_size[0] * grid_size[1]
         self.images = 0
         self.consistent = np.zeros(num_layers, np.int64)
-        self.moments = {key: np.zeros((5, num_layers)) for key in ("soft", "locality", "black")}
+        self.moments = {key: np.zeros((5, num_layers)) for key in ("soft", "locality", "black", "black_all")}
         self.filtered_images = np.zeros(num_layers, np.int64)
         self.rank_counts = np.zeros((num_layers, n, n), np.int64)
         self.rank_expected = np.zeros((num_layers, n, n))
@@ -175,7 +179,9 @@ class AttentionAccumulator:
         weight = torch.ones_like(consistent) if self.all_images else consistent
         self.filtered_images += weight.sum(-1).numpy()
         self.moments["locality"] += _moments(*locality(batch.influencer, batch.important, self.grid_size), weight)
-        self.moments["black"] += _moments(*black_fraction(batch.influencer, batch.important), weight)
+        black, non_important = black_fraction(batch.influencer, batch.important)
+        self.moments["black"] += _moments(black, non_important, weight)
+        self.moments["black_all"] += _moments(black, torch.full_like(black, n), weight)
         layer = torch.arange(n_layers)[:, None, None]
         position = torch.arange(n)
         flat = ((layer * n + batch.ranks) * n + position)[batch.important]
@@ -202,7 +208,8 @@ class AttentionAccumulator:
                                "consistent_images": int(self.consistent[layer])}
         names = {"soft": ("soft_consistency", None, None),
                  "locality": ("locality", "local_patches", "influenced_patches"),
-                 "black": ("black_fraction", "black_patches", "non_important_patches")}
+                 "black": ("black_fraction", "black_patches", "non_important_patches"),
+                 "black_all": ("black_fraction_of_all", None, None)}
         for key, (name, num, den) in names.items():
             sx, sy, sxx, syy, sxy = self.moments[key][:, layer]
             _, low, high = ratio_interval(sx, sy, sxx, syy, sxy)
@@ -243,6 +250,7 @@ class AttentionAccumulator:
 _FRAME_COLUMNS = (
     "images", "consistency", "consistent_images", "soft_consistency", "locality", "local_patches",
     "influenced_patches", "locality_images", "black_fraction", "black_patches", "non_important_patches",
+    "black_fraction_of_all",
 )
 
 _COUNT_COLUMNS = ("images", "consistent_images", "local_patches", "influenced_patches", "locality_images",

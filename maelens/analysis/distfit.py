@@ -42,7 +42,8 @@ from .synthetic import synthetic_attention_samples
 from .tfit import DF_MAX, DF_MIN, fit_t
 
 __all__ = [
-    "DEFAULT_RANK_LAWS", "DistFitResult", "LawFit", "RankingResult", "as_samples", "check_laws", "density_sse",
+    "DEFAULT_RANK_LAWS", "DistFitResult", "LawFit", "RANK_STATISTIC", "RankingResult", "as_samples", "check_laws",
+    "density_sse",
     "encoder_samples", "fit_law", "fit_norm", "fit_samples", "load_samples", "pvalue_note", "rank_distributions",
     "synthetic_attention_samples", "value_scales", "wilson_interval",
 ]
@@ -394,11 +395,16 @@ def fit_law(law: str, values: np.ndarray) -> tuple[float, ...]:
         return tuple(float(p) for p in getattr(stats, law).fit(values))
 
 
+#: The column of :attr:`RankingResult.table` that orders the laws over several samples.
+RANK_STATISTIC = "sse_median"
+
+
 @dataclass
 class RankingResult:
     """Laws ranked by the sum of squared errors between a sample's normalised histogram (``bins``
     bins) and the fitted density (IPOL Table 2). ``table``: one row per law (mean / median SSE over
-    the samples, how often the law ranks first); ``per_sample``: one row per (sample, law);
+    the samples, how often the law ranks first), ordered by the median SSE (:data:`RANK_STATISTIC`);
+    ``per_sample``: one row per (sample, law);
     ``example_values`` / ``example_params`` / ``example_sse``: the first sample, its fits and
     their SSE, for Fig. 8. A sample of extreme magnitude is ranked divided by its ``value_scale``
     (per-sample column; a power of two, 1 unless its largest ``|value|`` is beyond 2^±128, see
@@ -429,6 +435,9 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
 
     The paper does not state its bin count; 100 is the default of the ``fitter`` package whose
     sum-of-squared-errors criterion Table 2 reports. Failed fits get SSE NaN and rank last.
+    Table 2 ranks the laws on one sample; over several samples the table is ordered by
+    :data:`RANK_STATISTIC`, the median SSE over the samples (one diverging fit cannot reorder the
+    laws, as it can the mean, which the table also lists as ``sse_mean``).
     """
     import pandas as pd
 
@@ -463,7 +472,7 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
         "first": grouped["rank"].apply(lambda r: int((r == 1).sum())).reindex(laws).to_numpy(),
         "failed_fits": grouped["sse"].apply(lambda s: int(s.isna().sum())).reindex(laws).to_numpy(),
     })
-    table = table.sort_values(["sse_median", "law"], na_position="last").reset_index(drop=True)
+    table = table.sort_values([RANK_STATISTIC, "law"], na_position="last").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return RankingResult(table=table, per_sample=per_sample, bins=bins, example_values=values[0].copy(),
                          example_params=example, example_sse=example_sse, example_scale=float(scales[0]))

@@ -18,7 +18,9 @@ def register(subparsers) -> None:
         "attention-stats", help="decoder attention consistency, locality, black patches, positional bias (IPOL sec. 5)",
         description="Stream a dataset through the MAE, record every decoder layer's attention and report "
                     "consistency, locality, black proportion and positional bias (IPOL sec. 5, Fig. 10), plus "
-                    "mean attention distance and entropy per head. Writes attention_stats.csv (one row per layer), "
+                    "mean attention distance and entropy per head. The paper leaves the black proportion's "
+                    "denominator open: black_fraction divides by the non-important patches (the curve drawn), "
+                    "black_fraction_of_all by all patches. Writes attention_stats.csv (one row per layer), "
                     "attention_stats.json, attention_heads.csv and figures to --out.")
     add_checkpoint_arg(stats)
     add_data_args(stats)
@@ -56,6 +58,10 @@ def register(subparsers) -> None:
 def _add_top_n(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-n", type=int, default=5, metavar="N",
                         help="attention entries of a row searched for its influencer (default: %(default)s)")
+    parser.add_argument("--include-self", action=argparse.BooleanOptionalAction, default=True,
+                        help="whether a patch's attention to itself (the diagonal of W) counts among its top-n "
+                             "entries: the literal reading of the paper's \"take top-n attention values\" "
+                             "(default: counts; --no-include-self searches the other patches only)")
 
 
 def _load(args: argparse.Namespace, encoder_only: bool = False):
@@ -92,12 +98,14 @@ def run_stats(args: argparse.Namespace) -> int:
     if not model.has_decoder:
         return _run_encoder_stats(args, model, model_settings, dataset)
     report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
-                             encoder=args.encoder, all_images=args.all_images, batch_size=args.batch_size,
+                             include_self=args.include_self, encoder=args.encoder, all_images=args.all_images,
+                             batch_size=args.batch_size,
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
                              num_examples=max(args.num_maps, 0), quiet=args.quiet)
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
     frame = report.to_frame()
     columns = ["part", "layer", "consistency", "soft_consistency", "locality", "black_fraction",
+               "black_fraction_of_all",
                "mean_attention_distance", "entropy", "positional_ks_p", "positional_chi2_p"]
     text = frame[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")
     out: Path = args.out
@@ -170,7 +178,7 @@ def run_influence_map(args: argparse.Namespace) -> int:
                               f"got {args.index}")
         image, name = dataset[args.index][0], f"{args.data} #{args.index}"
     fields = influence_fields(model, image, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
-                              seed=args.seed)
+                              include_self=args.include_self, seed=args.seed)
     fig = plot_influence_map(fields, 0, None if args.no_overlay else _pixels(model, image), title=name)
     save_figure(fig, args.out)
     print(f"wrote {args.out}", file=sys.stderr)

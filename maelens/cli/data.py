@@ -6,8 +6,9 @@ import argparse
 
 from .common import positive_int
 
-_SPEC_HELP = ("bundled | photos[:K|full] | backgrounds[:K|full] | fashion-mnist | an ImageFolder, CIFAR or IDX "
-              "directory | a .npz file (default: %(default)s)")
+_SPEC_HELP = ("bundled | photos[:K|full] | backgrounds[:K|full] | fashion-mnist | an ImageFolder, CIFAR, "
+              "downsampled-ImageNet, Places365 file-list or IDX directory | a .npz file; :classes=A,B keeps "
+              "those classes (default: %(default)s)")
 
 
 def register(subparsers) -> None:

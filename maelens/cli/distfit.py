@@ -128,7 +128,7 @@ def _table(summary: dict[str, Any], ranking_table: Any | None) -> str:
     lines.append(f"Student-t df: median {df['median']:.3g} (IQR {df['q25']:.3g}-{df['q75']:.3g}), "
                  f"{df['fraction_at_upper_bound']:.1%} at the bound {df['bounds'][1]:g}")
     if ranking_table is not None:
-        lines.append("law ranking by histogram SSE:")
+        lines.append("law ranking by median histogram SSE over the ranked samples:")
         lines.append(ranking_table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines)
 
@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             files += ["ranking.csv", "ranking_samples.csv", "ranking.png"]
             doc["ranking"] = {"bins": args.bins,
                               "criterion": "sum of squared errors, normalised histogram vs fitted pdf",
+                              "ordered_by": "median SSE over the samples (sse_median)",
                               "samples": chosen.tolist(), "table": ranking.table.to_dict(orient="records")}
         text = _table(doc, ranking_table)
         write_text(staging / "distfit.txt", text + "\n")

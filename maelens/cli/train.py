@@ -42,19 +42,22 @@ def _register_train(subparsers) -> None:
     add_mask_args(p)
     add_run_args(p)
     p.set_defaults(device="auto")
-    p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="passes over the data (default: %(default)s)")
+    # --epochs, --blr, --warmup-epochs, --schedule: unset means the preset's training recipe (ipol64: IPOL sec. 4)
+    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                   help="passes over the data (default: the preset's recipe, ipol64: 100; else 10)")
     p.add_argument("--accum-iter", type=positive_int, default=1, metavar="K",
                    help="micro-batches per optimizer step; effective batch = batch size x K x processes")
-    p.add_argument("--blr", type=positive_float, default=1.5e-4,
-                   help="base lr: lr = blr * effective batch / 256 (default: %(default)s)")
+    p.add_argument("--blr", type=positive_float, default=None,
+                   help="base lr: lr = blr * effective batch / 256 (default: the preset's recipe, else 1.5e-4)")
     p.add_argument("--lr", type=positive_float, default=None, help="absolute lr (overrides --blr)")
     p.add_argument("--min-lr", type=non_negative_float, default=0.0, help="lr at the end of the decay (default: %(default)s)")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.05, metavar="WD",
                    help="AdamW weight decay (default: %(default)s)")
     p.add_argument("--warmup-epochs", type=non_negative_float, default=None, metavar="E",
-                   help=f"linear warm-up length, fractional allowed (default: {DEFAULT_WARMUP_EPOCHS:g} as IPOL, "
-                        "or --epochs when fewer)")
-    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="decay after warm-up (IPOL used linear)")
+                   help=f"linear warm-up length, fractional allowed (default: the preset's recipe, else "
+                        f"{DEFAULT_WARMUP_EPOCHS:g} as IPOL; either shortened to --epochs when fewer)")
+    p.add_argument("--schedule", default=None, choices=SCHEDULES,
+                   help="decay after warm-up (default: the preset's recipe, ipol64: linear as IPOL; else cosine)")
     p.add_argument("--no-decay-tokens", dest="decay_tokens", action="store_false",
                    help="exempt the CLS and mask tokens from weight decay, as timm's ViT (default: decayed, as the "
                         "official MAE pretraining)")
@@ -122,19 +125,30 @@ def _register_reconstruct(subparsers) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
+    from ..models.presets import preset_recipe
     from ..plots.reconstruction import epoch_reconstruction
     from ..train import TrainConfig, train
+    from ..train.config import recipe_options
 
     preflight(args, "dir", allow_auto=True)
+    method = _method_options(args)  # the method, and the preset it implies when none is given
+    # the recipe settings not given as options come from the preset's training recipe
+    options = recipe_options(method["preset"], dict(epochs=args.epochs, blr=args.blr, warmup_epochs=args.warmup_epochs,
+                                               schedule=args.schedule))
+    recipe = {k: v for k, v in options["settings_from"].items() if v.startswith("preset")}
+    if recipe:
+        settings = ", ".join(f"{name} {options[name]}" for name in recipe)
+        note(args, f"{settings} from the {method['preset']} preset's recipe "
+                   f"({preset_recipe(method['preset']).source}); options override it")
     config = TrainConfig.with_loss(
-        args.loss, **_method_options(args), data=args.data, split=args.split, num_images=args.num_images,
-        epochs=args.epochs, batch_size=args.batch_size, accum_iter=args.accum_iter, blr=args.blr, lr=args.lr,
+        args.loss, **method, data=args.data, split=args.split, num_images=args.num_images,
+        batch_size=args.batch_size, accum_iter=args.accum_iter, lr=args.lr,
         min_lr=args.min_lr, weight_decay=args.weight_decay, decay_tokens=args.decay_tokens,
-        warmup_epochs=args.warmup_epochs,
-        schedule=args.schedule, clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
+        clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
-        save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet)
+        save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet,
+        **options)
     result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_reconstruction)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

@@ -1,5 +1,6 @@
 """Datasets: the bundled offline photographs, Debian photo and Fashion-MNIST packages, and the
-formats users already have (ImageFolder, CIFAR batches, IDX, ``.npz``). Sources and licences are
+formats users already have (ImageFolder, CIFAR batches, downsampled-ImageNet batches, Places365
+file lists, IDX, ``.npz``). Sources and licences are
 listed in ``SOURCES.md`` and :data:`DATASET_SOURCES`.
 
 ``load_dataset(spec, image_size=..., split=..., train=...)`` returns an :class:`ImageDataset`

@@ -59,13 +59,14 @@ def read_pickle(path: str | Path) -> dict[str, Any]:
             obj = _RestrictedUnpickler(f, encoding="latin1").load()
     except _Refused as err:
         raise DataError(f"{path}: refused for safety: the pickle needs {err}, which is not a plain container "
-                        "or numpy array (only CIFAR-style batches of arrays and lists are read)") from None
+                        "or numpy array (only batches of arrays and lists, as CIFAR and downsampled ImageNet "
+                        "ship, are read)") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror or err})") from err
     except Exception as err:
         raise DataError(f"{path}: not a readable pickle ({err.__class__.__name__}: {err})") from err
     if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a pickled dict (a CIFAR batch), got {type(obj).__name__}")
+        raise DataError(f"{path}: expected a pickled dict (a batch of images), got {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 

@@ -177,6 +177,27 @@ def is_test_id(ids: Sequence[str]) -> np.ndarray:
     return np.array([zlib.crc32(str(i).encode()) % 100 < TEST_FRACTION_PERCENT for i in ids], dtype=bool)
 
 
+def select_classes(raw: RawSet, names: Sequence[str], where: str = "data") -> RawSet:
+    """The items of the classes ``names`` (in that order: label i is ``names[i]``), e.g. the IPOL paper's
+    4 Places365 classes. A name the set does not have is a DataError naming the closest ones."""
+    import difflib
+
+    index = {c: i for i, c in enumerate(raw.classes)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        near = difflib.get_close_matches(missing[0], raw.classes, n=3) or raw.classes[:5]
+        raise DataError(f"{where}: no class {missing[0]!r} (closest: {', '.join(near) or 'none, unlabelled data'})")
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: a class is named twice in {', '.join(names)}")
+    old = np.array([index[n] for n in names], dtype=np.int64)
+    keep = np.flatnonzero(np.isin(raw.labels, old))
+    subset = raw.take(keep)
+    remap = np.full(len(raw.classes), -1, np.int64)
+    remap[old] = np.arange(len(names))
+    return RawSet(subset.images, remap[subset.labels], list(names), subset.ids,
+                  subset.sources + [f"classes {', '.join(names)}"], subset.normalized)
+
+
 def select_split(raw: RawSet, is_test: np.ndarray, split: str) -> RawSet:
     """The part of ``raw`` in ``split`` given the (N,) ``is_test`` flags."""
     if split == "all":

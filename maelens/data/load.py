@@ -11,16 +11,22 @@ from ..errors import ConfigError, DataError
 from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
 from .arrays import read_npz
 from .cifar import is_cifar_dir, read_cifar
-from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset, select_split
+from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset, select_classes, select_split
 from .folder import read_image_folder
 from .idx import is_idx_dir, read_fashion_mnist, read_idx_dir
+from .imagenet64 import is_imagenet64_dir, read_imagenet64
 from .images import probe_image
+from .places import is_places365_dir, read_places365
 from .sources import DATASET_SOURCES, WALLPAPER_COLLECTIONS
 from .tiles import TILES_PER_SIDE, load_bundled, load_tiles, opencv_photos, skimage_photos, wallpaper_photos
 
 BUILTIN = ("bundled", "photos", "backgrounds", "fashion-mnist")
 SPEC_HELP = ("bundled, photos[:K|full], backgrounds[:K|full], fashion-mnist, an ImageFolder directory, "
-             "a CIFAR batches directory, an MNIST-style IDX directory, or a .npz file")
+             "a CIFAR batches directory, a downsampled-ImageNet batches directory, a Places365 file-list "
+             "directory, an MNIST-style IDX directory, or a .npz file; any of them followed by "
+             ":classes=A,B,... keeps those classes")
+#: Spec suffix that keeps some classes: ``DIR:classes=airfield,amphitheater``.
+CLASSES_OPTION = ":classes="
 
 
 def load_dataset(spec: str = "bundled", *, image_size: int, split: str = "train", train: bool = False,
@@ -57,6 +63,12 @@ def check_request(image_size: int, split: str, limit: int | None) -> None:
 
 def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> RawSet:
     """The untransformed images of ``spec`` for ``split``."""
+    base, found, wanted = spec.partition(CLASSES_OPTION)
+    if found:
+        names = [n.strip() for n in wanted.split(",") if n.strip()]
+        if not names:
+            raise ConfigError(f"{spec}: name at least one class after {CLASSES_OPTION}")
+        return select_classes(read_raw(base, image_size=image_size, split=split, quiet=quiet), names, spec)
     name, _, option = spec.partition(":")
     if name == "bundled" and not option:
         arrays, path = load_bundled(image_size)
@@ -78,6 +90,10 @@ def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> R
     if path.is_dir():
         if is_cifar_dir(path):
             return read_cifar(path, split)
+        if is_imagenet64_dir(path):
+            return read_imagenet64(path, split)
+        if is_places365_dir(path):
+            return read_places365(path, split)
         if is_idx_dir(path):
             return read_idx_dir(path, split)
         return read_image_folder(path, split)

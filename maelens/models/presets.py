@@ -1,5 +1,6 @@
 """Named model configurations: the IPOL paper's model, the KTH report's, a tiny test model, and
-the official MAE releases (ViT-B/16, L/16, H/14 with the 8 x 512 decoder)."""
+the official MAE releases (ViT-B/16, L/16, H/14 with the 8 x 512 decoder); a preset published with
+its pretraining recipe carries it in :data:`RECIPES`."""
 
 from __future__ import annotations
 
@@ -118,6 +119,36 @@ PRESETS: dict[str, ModelConfig] = {
         decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0,
     ),
 }
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The pretraining settings a preset was published with (``source`` says where). ``maelens train
+    --preset NAME`` takes each of them that is not given as an option (see
+    :func:`maelens.train.config.recipe_options`); experiments and library callers set theirs explicitly.
+    ``warmup_epochs`` is shortened to ``epochs`` when a run is shorter."""
+
+    epochs: int
+    blr: float
+    warmup_epochs: float
+    schedule: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPES: dict[str, TrainingRecipe] = {
+    # IPOL sec. 4: "We train for 100 epochs, with the ADAM optimizer, weight decay, linear scheduler. We
+    # start training with 2 warmup epochs and initial learning rate of 1.5e-4" (read as MAE's base lr).
+    "ipol64": TrainingRecipe(epochs=100, blr=1.5e-4, warmup_epochs=2.0, schedule="linear",
+                             source="IPOL sec. 4 (Sarbout & Colom)"),
+}
+
+
+def preset_recipe(preset: str) -> TrainingRecipe | None:
+    """The training recipe published with ``preset``, or None when it has none."""
+    return RECIPES.get(preset)
 
 
 def get_config(preset: str, **overrides: Any) -> ModelConfig:

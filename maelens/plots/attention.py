@@ -84,7 +84,7 @@ def plot_layer_curves(report: AttentionReport) -> Figure:
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
     ax = fig.subplots()
     curves = (("consistency", "consistency", "-o"), ("soft_consistency", "soft consistency", "--o"),
-              ("locality", "locality", "-s"), ("black_fraction", "black proportion", "-^"))
+              ("locality", "locality", "-s"), ("black_fraction", "black / non-important", "-^"))
     for key, label, style in curves:
         y = np.array([row[key] for row in layers], dtype=float)
         ci = np.array([row[f"{key}_ci"] for row in layers], dtype=float)

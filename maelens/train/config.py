@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.masking import MASKINGS
-from ..models.presets import LOSS_TARGETS, ModelConfig
+from ..models.presets import LOSS_TARGETS, ModelConfig, get_config, preset_recipe
 from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS, SimCLRConfig
 from .precision import PRECISIONS
 
@@ -90,11 +90,15 @@ class TrainConfig:
     keep_last: int = 0
     recon_images: int = 8
     quiet: bool = False
+    #: where each recipe setting came from ("option", "default" or the preset's recipe; see recipe_options);
+    #: a record only, so runs that differ in it alone are the same run
+    settings_from: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
+        object.__setattr__(self, "settings_from", dict(self.settings_from))
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "accum_iter": self.accum_iter,
                     "save_every": self.save_every}
         for name, value in positive.items():
@@ -212,3 +216,31 @@ class TrainConfig:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         target = loss if loss in ("ycbcr", "ycbcr-plain") else "pixel"
         return cls(norm_pix_loss=loss == "norm-pix", loss_target=target, **kwargs)
+
+
+#: The TrainConfig fields a preset's :class:`~maelens.models.presets.TrainingRecipe` sets.
+RECIPE_FIELDS = ("epochs", "blr", "warmup_epochs", "schedule")
+
+
+def recipe_options(preset: str, given: dict[str, Any]) -> dict[str, Any]:
+    """TrainConfig keyword arguments: ``given`` (the options the user set; a recipe field left out or None
+    counts as not given) completed with ``preset``'s training recipe, plus ``settings_from`` saying for
+    each recipe field whether it came from an ``option``, the preset's recipe or TrainConfig's
+    ``default`` (a preset without a recipe). The recipe's warm-up is shortened to ``epochs`` when the
+    run is shorter. This is what ``maelens train --preset ipol64`` without options runs: the paper's
+    100 epochs, linear schedule, 2 warm-up epochs and base lr 1.5e-4."""
+    recipe = preset_recipe(preset)
+    out = {k: v for k, v in given.items() if not (k in RECIPE_FIELDS and v is None)}
+    origin = {name: "option" for name in RECIPE_FIELDS if name in out}
+    for name in RECIPE_FIELDS:
+        if name in out:
+            continue
+        if recipe is None:
+            origin[name] = "default"
+            continue
+        value = getattr(recipe, name)
+        if name == "warmup_epochs":
+            value = min(value, float(out.get("epochs", recipe.epochs)))
+        out[name] = value
+        origin[name] = f"preset {preset} recipe ({recipe.source})"
+    return {**out, "settings_from": origin}

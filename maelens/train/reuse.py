@@ -15,7 +15,7 @@ from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
 from .loop import CHECKPOINT_NAME, EpochEnd, TrainResult, train
 
 # Settings that do not change the trained weights: a run stored with other values still counts.
-_IGNORED = ("out", "resume", "quiet", "num_workers", "device")
+_IGNORED = ("out", "resume", "quiet", "num_workers", "device", "settings_from")
 
 
 #: Fields added with a default that changed the behaviour, and the value that reproduces what runs
