@@ -45,7 +45,7 @@ def captured(monkeypatch, tmp_path):
     """Run ``maelens train`` up to the trainer, keeping the config it would train with."""
     seen = {}
 
-    def fake_train(config, notify=None):
+    def fake_train(config, notify=None, on_epoch_end=None):
         seen["config"] = config
         return SimpleNamespace(summary={"train_config": config.to_dict()})
 
