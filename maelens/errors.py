@@ -27,3 +27,5 @@ class OutputError(MaelensError):
     def __init__(self, message: str, path: Path | None = None):
         super().__init__(message)
         self.path = path
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "MaelensError", "OutputError"]

@@ -359,3 +359,7 @@ def _acquire(fcntl: Any, folder: Path, what: str) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+__all__ = ["LOCK_NAME", "OUTPUT_MARKER", "atomic_path", "check_output_folder", "close_if_pyplot",
+    "disk_full_names", "folder_lock", "is_disk_full", "output_folder", "pid_alive", "save_figure", "save_npz",
+    "to_json", "write_csv", "write_json", "write_text"]

@@ -75,7 +75,7 @@ class Report:
                 body.append(f"<p>{html.escape(item.payload)}</p>")
             elif item.kind == "table":
                 frame, fmt = item.payload
-                table = frame.to_html(index=False, float_format=lambda v: format(v, fmt), border=0)
+                table = frame.to_html(index=False, float_format=lambda v, fmt=fmt: format(v, fmt), border=0)
                 body.append(f"<figure>{table}<figcaption>{html.escape(item.caption)}</figcaption></figure>")
             elif item.kind == "figure":
                 if item.payload.is_file():
@@ -114,3 +114,5 @@ def _markdown_table(frame: Any, fmt: str) -> str:
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
+
+__all__ = ["Report"]

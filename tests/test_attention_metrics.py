@@ -8,9 +8,23 @@ import torch
 from scipy import stats
 
 from maelens.analysis.attention import (
-    attention_entropy, black_fraction, black_patches, chebyshev_local, consistency, global_attention, importance,
-    importance_ranks, influencers, locality, mean_attention_distance, most_important, patch_distances,
-    positional_tests, ratio_interval, soft_consistency, wilson_interval,
+    attention_entropy,
+    black_fraction,
+    black_patches,
+    chebyshev_local,
+    consistency,
+    global_attention,
+    importance,
+    importance_ranks,
+    influencers,
+    locality,
+    mean_attention_distance,
+    most_important,
+    patch_distances,
+    positional_tests,
+    ratio_interval,
+    soft_consistency,
+    wilson_interval,
 )
 
 

@@ -10,11 +10,20 @@ import torch
 from torch.utils.data import TensorDataset
 
 from maelens.analysis.attention import (
-    global_attention, importance, importance_ranks, influencers, mean_attention_distance, patch_distances,
+    global_attention,
+    importance,
+    importance_ranks,
+    influencers,
+    mean_attention_distance,
+    patch_distances,
     wilson_interval,
 )
 from maelens.analysis.attention_dataset import (
-    AttentionAccumulator, BatchAttention, analyse_batch, attention_stats, influence_fields,
+    AttentionAccumulator,
+    BatchAttention,
+    analyse_batch,
+    attention_stats,
+    influence_fields,
 )
 from maelens.analysis.hooks import AttentionRecorder
 from maelens.errors import ConfigError, DataError
@@ -187,7 +196,11 @@ def test_errors(model):
 def test_plots(model, tmp_path):
     from maelens.io import save_figure
     from maelens.plots.attention import (
-        influence_colours, plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias,
+        influence_colours,
+        plot_head_metrics,
+        plot_influence_map,
+        plot_layer_curves,
+        plot_positional_bias,
         rank_colours,
     )
 

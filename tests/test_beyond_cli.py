@@ -105,7 +105,8 @@ def test_errors_are_one_line_exit_2_and_write_nothing(files, tmp_path, capsys, a
 
 def test_cli_choices_match_the_library():
     from maelens.analysis import cka, layer_outputs, rollout
-    from maelens.cli import cka as cka_cli, rollout as rollout_cli
+    from maelens.cli import cka as cka_cli
+    from maelens.cli import rollout as rollout_cli
 
     assert cka_cli.ESTIMATORS == cka.ESTIMATORS and cka_cli.POOLS == layer_outputs.LAYER_POOLS
     assert cka_cli.PARTS == layer_outputs.PARTS_CHOICES

@@ -5,7 +5,6 @@ import os
 import pickle
 import random
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,12 @@ import torch
 
 from maelens import create_model
 from maelens.checkpoint import (
-    capture_rng_state, detect_format, load_checkpoint, load_model, restore_rng_state, save_checkpoint,
+    capture_rng_state,
+    detect_format,
+    load_checkpoint,
+    load_model,
+    restore_rng_state,
+    save_checkpoint,
 )
 from maelens.errors import CheckpointError, ConfigError
 

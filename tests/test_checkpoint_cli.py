@@ -7,12 +7,11 @@ import sys
 
 import numpy as np
 import torch
+from test_checkpoint import Evil
 
 from maelens import create_model
 from maelens.checkpoint import save_checkpoint
 from maelens.cli import main
-
-from test_checkpoint import Evil
 
 
 def test_info_prints_format_architecture_parameters_and_epoch(tmp_path, capsys):

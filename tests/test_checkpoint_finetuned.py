@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_checkpoint import assert_same_outputs, scrambled
 from timm.models.vision_transformer import VisionTransformer
 
 from maelens import create_model
@@ -19,8 +20,6 @@ from maelens.cli import main
 from maelens.data import load_dataset
 from maelens.errors import CheckpointError, DataError
 from maelens.models.pos_embed import sincos_2d
-
-from test_checkpoint import assert_same_outputs, scrambled
 
 # the tiny preset's encoder (32x32, patch 4, 3 blocks x 4 heads x 64, MLP ratio 2): heads known from shapes
 TINY = dict(img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4, mlp_ratio=2.0, num_classes=10)

@@ -9,13 +9,12 @@ from dataclasses import replace
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_checkpoint import assert_same_outputs, scrambled
 
 from maelens import create_model
 from maelens.checkpoint import detect_format, load_checkpoint, match_preset
 from maelens.errors import CheckpointError, MaelensError
 from maelens.models import PRESETS
-
-from test_checkpoint import assert_same_outputs, scrambled
 
 BLOCK_KEYS = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
 

@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from maelens.analysis.cka import (LinearCKAAccumulator, MinibatchCKAAccumulator, hsic1, layer_cka, linear_cka,
-                                  minibatch_cka)
+from maelens.analysis.cka import (
+    LinearCKAAccumulator,
+    MinibatchCKAAccumulator,
+    hsic1,
+    layer_cka,
+    linear_cka,
+    minibatch_cka,
+)
 from maelens.errors import ConfigError, DataError
 from maelens.models import create_model
 

@@ -10,7 +10,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 
 from maelens.analysis.evaluate import (
-    KNNClassifier, check_compatible, evaluate_features, make_splits, pca_knn, wilson_interval,
+    KNNClassifier,
+    check_compatible,
+    evaluate_features,
+    make_splits,
+    pca_knn,
+    wilson_interval,
 )
 from maelens.analysis.features import FeatureSet
 from maelens.errors import ConfigError, DataError

@@ -16,7 +16,6 @@ import run  # noqa: E402
 from common import Context, _data_tag  # noqa: E402
 
 
-
 def test_roles_default_to_the_installed_data(tmp_path):
     quick = Context(out=tmp_path)
     assert (quick.pretrain_data, quick.segmentation_data) == ("bundled", "mosaic")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_bad_input import assert_one_line, files, run  # noqa: F401 - files: the shared fixture
 from torch.utils.data import Dataset, TensorDataset
 
 import maelens.io
@@ -27,7 +28,6 @@ from maelens.errors import ConfigError, DataError, OutputError
 from maelens.io import LOCK_NAME, OUTPUT_MARKER, folder_lock, output_folder
 from maelens.train import TrainConfig, train
 from maelens.train.reuse import _differences
-from test_bad_input import assert_one_line, files, run  # noqa: F401 - files: the shared fixture
 
 
 def dead_pid():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from maelens import create_model
-from maelens.models.losses import normalize_patches, rgb_to_ycbcr
 from maelens.analysis.reconstruction import predictions_to_rgb, reconstruct, to_rgb
+from maelens.models.losses import normalize_patches, rgb_to_ycbcr
 from maelens.plots.reconstruction import reconstruction_figure, save_reconstruction
 
 

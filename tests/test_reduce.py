@@ -11,8 +11,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from maelens.analysis.reduce import (
-    MIN_DF, MIN_SCALE, PCATSNE, GaussianVAE, ParametricTSNE, StudentTVAE, conditional_affinities,
-    perplexity_affinities, tsne_kl,
+    MIN_DF,
+    MIN_SCALE,
+    PCATSNE,
+    GaussianVAE,
+    ParametricTSNE,
+    StudentTVAE,
+    conditional_affinities,
+    perplexity_affinities,
+    tsne_kl,
 )
 from maelens.errors import DataError
 

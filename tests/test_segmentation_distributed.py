@@ -6,11 +6,10 @@ import textwrap
 
 import pytest
 import torch
+from torchrun_helper import run_two_processes
 
 from maelens.data.segmentation import load_segmentation
 from maelens.segmentation import evaluate_segmenter, load_segmenter
-
-from torchrun_helper import run_two_processes
 
 WORKER = textwrap.dedent('''
     import os, sys, torch

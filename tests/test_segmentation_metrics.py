@@ -6,8 +6,15 @@ import torch
 from sklearn.metrics import accuracy_score, jaccard_score
 
 from maelens.errors import ConfigError
-from maelens.segmentation.metrics import (IGNORE_INDEX, ConfusionMeter, class_iou, confusion_matrix, mean_iou,
-                                          pixel_accuracy, scores)
+from maelens.segmentation.metrics import (
+    IGNORE_INDEX,
+    ConfusionMeter,
+    class_iou,
+    confusion_matrix,
+    mean_iou,
+    pixel_accuracy,
+    scores,
+)
 
 
 def test_hand_computed_confusion_matrix_and_scores():

@@ -6,8 +6,13 @@ import torch
 from maelens import create_model
 from maelens.checkpoint import save_checkpoint
 from maelens.errors import ConfigError
-from maelens.segmentation import (MaskTransformer, Segmenter, segmenter_from_checkpoint, segmenter_from_mae,
-                                  segmenter_from_scratch)
+from maelens.segmentation import (
+    MaskTransformer,
+    Segmenter,
+    segmenter_from_checkpoint,
+    segmenter_from_mae,
+    segmenter_from_scratch,
+)
 from maelens.segmentation.optim import layer_id, param_groups
 
 

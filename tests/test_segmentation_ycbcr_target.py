@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from maelens import create_model, load_checkpoint
+from maelens.analysis.reconstruction import predictions_to_rgb
 from maelens.checkpoint import save_checkpoint
 from maelens.models.losses import YCBCR_WEIGHTS, masked_patch_mse, rgb_to_ycbcr
 from maelens.models.presets import ModelConfig, get_config
-from maelens.analysis.reconstruction import predictions_to_rgb
 
 
 def test_plain_and_weighted_ycbcr_losses():

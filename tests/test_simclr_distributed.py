@@ -5,10 +5,9 @@ trains end to end with identical weights on both ranks."""
 import textwrap
 
 import torch
+from torchrun_helper import run_two_processes
 
 from maelens.models.contrastive import nt_xent_loss
-
-from torchrun_helper import run_two_processes
 
 WORKER = textwrap.dedent('''
     import os, sys, types, torch

@@ -7,12 +7,11 @@ import textwrap
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+from torchrun_helper import run_two_processes
 
 from maelens import load_checkpoint
 from maelens.train import TrainConfig, train
 from maelens.train.runlog import read_log
-
-from torchrun_helper import run_two_processes
 
 WORKER = textwrap.dedent('''
     import os, sys, torch

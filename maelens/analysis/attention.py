@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 from scipy import stats
+
 from .stats import wilson_interval
 
 
@@ -211,3 +212,7 @@ def positional_tests(observed: np.ndarray, expected: np.ndarray) -> dict[str, np
     out["chi2_dof"][ok] = dof
     out["chi2_p"][ok] = np.where(dof > 0, stats.chi2.sf(chi2, np.maximum(dof, 1)), 1.0)
     return out
+
+__all__ = ["attention_entropy", "black_fraction", "black_patches", "chebyshev_local", "consistency",
+    "global_attention", "importance", "importance_ranks", "influencers", "locality", "mean_attention_distance",
+    "most_important", "patch_centres", "patch_distances", "positional_tests", "ratio_interval", "soft_consistency"]

@@ -21,8 +21,18 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..models.masking import sample_mask
 from .attention import (
-    attention_entropy, black_fraction, consistency, global_attention, importance, importance_ranks,
-    influencers, locality, mean_attention_distance, patch_distances, positional_tests, ratio_interval,
+    attention_entropy,
+    black_fraction,
+    consistency,
+    global_attention,
+    importance,
+    importance_ranks,
+    influencers,
+    locality,
+    mean_attention_distance,
+    patch_distances,
+    positional_tests,
+    ratio_interval,
     wilson_interval,
 )
 from .hooks import AttentionChunk, AttentionRecorder
@@ -368,3 +378,6 @@ def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, mask: str 
     result = analyse_batch(model.eval(), images.to(device), mask=mask, mask_ratio=mask_ratio,
                            generator=torch.Generator().manual_seed(seed), top_n=top_n, include_self=include_self)
     return _fields(result, model.config.grid_size, images.shape[0])
+
+__all__ = ["AttentionAccumulator", "AttentionReport", "BatchAttention", "InfluenceFields", "POSITIONAL_NULL",
+    "analyse_batch", "attention_stats", "influence_fields"]

@@ -482,3 +482,8 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                            if fs is not None},
                 "extraction": train.settings}
     return EvaluationReport(results=results, settings=settings, maps=maps)
+
+__all__ = ["DEFAULT_K", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
+    "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS", "TSNE_PROTOCOLS",
+    "WEIGHTS", "check_classes", "check_compatible", "check_inputs", "check_labelled", "check_methods",
+    "evaluate_features", "make_splits", "pca_knn", "resolve_k", "smallest_training_split", "vector_dim", "vectors"]

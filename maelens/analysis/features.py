@@ -199,3 +199,5 @@ def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
 def _ids(dataset: Dataset) -> np.ndarray:
     ids = getattr(dataset, "ids", None)
     return np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
+
+__all__ = ["FeatureSet", "POOLS", "check_feature_rows", "extract_features", "pool_tokens", "resolve_pool"]

@@ -148,3 +148,5 @@ class AttentionRecorder:
 
     def __exit__(self, *exc: object) -> None:
         self.detach()
+
+__all__ = ["AttentionChunk", "AttentionRecorder", "PARTS", "RECOMPUTABLE", "attention_blocks", "attention_logits"]

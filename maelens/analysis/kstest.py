@@ -230,3 +230,5 @@ def ks_test(cdf_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Statistic and p-value (N,) each, from the hypothesised CDF at each row's sorted values (N, M)."""
     stat = ks_statistic(cdf_sorted)
     return stat, ks_pvalue(stat, np.shape(cdf_sorted)[-1])
+
+__all__ = ["ks_pvalue", "ks_statistic", "ks_statistic_monotone", "ks_test"]

@@ -193,3 +193,5 @@ class AttentiveProbe(_Probe):
         device = next(self.module_.parameters()).device
         with torch.no_grad():
             return self.module_.pool.attention(torch.from_numpy(X).to(device))[1].cpu().numpy()
+
+__all__ = ["AttentiveHead", "AttentiveProbe", "CrossAttentionPool", "LinearHead", "LinearProbe"]

@@ -121,3 +121,6 @@ def reconstruction_error(model: MaskedAutoencoderViT, dataset: Dataset, *, maski
         baseline += float((mean_colour_fill_error(target, removed) * removed).sum())
         count += float(removed.sum())
     return ReconstructionError(model_mse=total / count, baseline_mse=baseline / count, patches=int(count))
+
+__all__ = ["Reconstruction", "ReconstructionError", "mean_colour_fill_error", "predictions_to_rgb", "reconstruct",
+    "reconstruction_error", "to_rgb"]

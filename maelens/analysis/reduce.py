@@ -336,3 +336,6 @@ class ParametricTSNE(_Standardized):
         if not kls:
             raise DataError(f"ParametricTSNE.score needs at least 4 samples, got {len(xt)}")
         return -float(np.mean(kls))
+
+__all__ = ["GaussianVAE", "MAX_PRECISION", "MIN_DF", "MIN_SCALE", "PCATSNE", "ParametricTSNE", "StudentTVAE",
+    "conditional_affinities", "mlp", "pca_components", "perplexity_affinities", "squared_distances", "tsne_kl"]

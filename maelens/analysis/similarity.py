@@ -100,3 +100,5 @@ def similar_images(model: torch.nn.Module, gallery: Dataset, queries: Sequence[i
         query_feats[image_rows] = extract_features(model, dataset, mask_ratio=mask_ratio, masking=masking, pool=pool,
                                                    seed=seed, batch_size=batch_size, device=device, quiet=True).features
     return top_k_similar(query_feats, feats, top_k, exclude)
+
+__all__ = ["SimilarityResult", "cosine_similarity", "similar_images", "top_k_similar"]

@@ -16,3 +16,5 @@ def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[fl
     centre = (p + z * z / (2 * trials)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+__all__ = ["Z95", "wilson_interval"]

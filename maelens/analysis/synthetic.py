@@ -102,3 +102,6 @@ def synthetic_attention_samples(samples: int = 1000, tokens: int = 4, dim: int =
     x = draw_inputs(rng, input, (samples, tokens, dim), input_df)
     out = self_attention(x, rng, head_dim=head_dim, init=init, scale=scale)
     return out.reshape(samples, tokens * head_dim)
+
+__all__ = ["INITS", "INPUT_LAWS", "SCALES", "draw_inputs", "draw_weights", "self_attention", "softmax",
+    "synthetic_attention_samples"]

@@ -205,3 +205,5 @@ def fit_t(x: np.ndarray, *, max_iter: int = 200, xtol: float = 1e-10) -> TFit:
         active = active[~(done | stalled)]
     return TFit(df=np.exp(theta[:, 2]), loc=theta[:, 0], scale=np.exp(theta[:, 1]),
                 loglik=loglik, n_iter=n_iter, converged=converged)
+
+__all__ = ["DF_MAX", "DF_MIN", "TFit", "fit_t", "t_loglik"]

@@ -9,7 +9,13 @@ from .infer import infer_config, match_preset
 from .layouts import FORMATS
 from .rng import capture_rng_state, restore_rng_state
 from .store import (
-    LoadedCheckpoint, build_model, detect_format, load_checkpoint, load_model, save_checkpoint, unwrap_model,
+    LoadedCheckpoint,
+    build_model,
+    detect_format,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    unwrap_model,
 )
 
 __all__ = [

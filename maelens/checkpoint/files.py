@@ -221,3 +221,6 @@ def _unpickling_error(path: Path, message: str) -> CheckpointError:
         )
     first_line = message.strip().splitlines()[0][:120] if message.strip() else "unreadable pickle"
     return CheckpointError(f"{path} is not a PyTorch checkpoint or weight file ({first_line})")
+
+__all__ = ["HF_WEIGHT_FILES", "RUN_CHECKPOINT", "SAFE_GLOBALS", "Source", "TORCH_SUFFIXES", "is_temporary",
+    "locate", "not_a_pickle", "read_json", "read_weights", "safe_torch_load"]

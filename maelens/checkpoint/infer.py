@@ -257,3 +257,6 @@ def _square(value: Any, name: str, where: str) -> int:
             raise CheckpointError(f"{where}: {name} {value} is not square; maelens models take square inputs")
         value = value[0]
     return int(value)
+
+__all__ = ["NOT_STORED", "OFFICIAL_MODEL_NAMES", "config_from_dict", "config_from_hf", "infer_config",
+    "match_preset", "normalisation_from"]

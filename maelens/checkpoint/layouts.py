@@ -254,3 +254,6 @@ def _rename_hf_layer(tail: str) -> str:
         if tail.startswith(old):
             return new + tail[len(old):]
     return tail
+
+__all__ = ["FORMATS", "HOLDER_PREFIXES", "Layout", "WRAPPER_PREFIXES", "classify", "hf_to_official",
+    "is_hf_layout", "looks_like_vit", "name_list", "split_classifier", "strip_prefixes", "strip_wrappers"]

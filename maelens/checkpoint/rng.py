@@ -52,3 +52,5 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
         torch.cuda.set_rng_state_all([s.cpu().to(torch.uint8) for s in cuda])
+
+__all__ = ["capture_rng_state", "restore_rng_state"]

@@ -91,3 +91,5 @@ def _table(rows: list[tuple[str, str]], provenance: dict[str, str]) -> str:
         lines.append("where each fact came from:")
         lines += [f"  {fact:<{fact_width}}  {origin}" for fact, origin in provenance.items()]
     return "\n".join(lines)
+
+__all__ = ["format_summary", "summarize"]

@@ -8,8 +8,17 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
-                     load_checkpoint_from_args, non_negative_int, preflight, seed_int)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_mask_args,
+    add_overwrite_arg,
+    add_run_args,
+    load_checkpoint_from_args,
+    non_negative_int,
+    preflight,
+    seed_int,
+)
 
 
 def register(subparsers) -> None:

@@ -6,8 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
-                     image_size_arg, load_checkpoint_from_args, positive_heads, preflight)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_mask_args,
+    add_overwrite_arg,
+    add_run_args,
+    image_size_arg,
+    load_checkpoint_from_args,
+    positive_heads,
+    preflight,
+)
 
 #: :data:`maelens.analysis.cka.ESTIMATORS`, :data:`~maelens.analysis.layer_outputs.LAYER_POOLS` and
 #: ``PARTS_CHOICES``, repeated so that building the parser imports no torch (a test keeps them equal).

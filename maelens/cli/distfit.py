@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
-                     load_checkpoint_from_args, positive_float, positive_int, preflight)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_mask_args,
+    add_overwrite_arg,
+    add_run_args,
+    load_checkpoint_from_args,
+    positive_float,
+    positive_int,
+    preflight,
+)
 
 _RANK_LAWS = "t,cauchy,lognorm,beta,norm"
 

@@ -7,9 +7,22 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from .common import (MASKINGS, add_checkpoint_arg, add_data_args, add_mask_args, add_overwrite_arg, add_run_args,
-                     finite_float, fraction, load_checkpoint_from_args, non_negative_int, note, positive_float, positive_int,
-                     preflight)
+from .common import (
+    MASKINGS,
+    add_checkpoint_arg,
+    add_data_args,
+    add_mask_args,
+    add_overwrite_arg,
+    add_run_args,
+    finite_float,
+    fraction,
+    load_checkpoint_from_args,
+    non_negative_int,
+    note,
+    positive_float,
+    positive_int,
+    preflight,
+)
 from .names import library_literal
 
 POOLS = library_literal("analysis.features", "POOLS")

@@ -6,8 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (add_checkpoint_arg, add_data_args, add_overwrite_arg, add_run_args, fraction,
-                     load_checkpoint_from_args, non_negative_int, positive_int, preflight)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_overwrite_arg,
+    add_run_args,
+    fraction,
+    load_checkpoint_from_args,
+    non_negative_int,
+    positive_int,
+    preflight,
+)
 
 NORMS = {"both": (False, True), "raw": (False,), "norm": (True,)}
 

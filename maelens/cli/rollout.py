@@ -6,8 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (_number_type, add_checkpoint_arg, add_overwrite_arg, load_checkpoint_from_args, positive_int,
-                     preflight)
+from .common import (
+    _number_type,
+    add_checkpoint_arg,
+    add_overwrite_arg,
+    load_checkpoint_from_args,
+    positive_int,
+    preflight,
+)
 
 #: :data:`maelens.analysis.rollout.HEAD_FUSIONS` and ``DISCARD_SCOPES``, repeated so that building the parser
 #: imports no torch (a test keeps them equal).

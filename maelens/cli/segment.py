@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import (add_checkpoint_arg, add_run_args, load_checkpoint_from_args, non_negative_float,
-                     non_negative_int, positive_float, positive_int, preflight)
+from .common import (
+    add_checkpoint_arg,
+    add_run_args,
+    load_checkpoint_from_args,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    preflight,
+)
 from .names import library_literal
 
 

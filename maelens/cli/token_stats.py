@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 
 from .cka import PARTS
-from .common import (add_checkpoint_arg, add_data_args, add_overwrite_arg, add_run_args, non_negative_float,
-                     load_checkpoint_from_args, positive_int, preflight)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_overwrite_arg,
+    add_run_args,
+    load_checkpoint_from_args,
+    non_negative_float,
+    positive_int,
+    preflight,
+)
 
 
 def register(subparsers) -> None:

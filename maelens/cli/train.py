@@ -7,8 +7,20 @@ import argparse
 import os
 from pathlib import Path
 
-from .common import (add_checkpoint_arg, add_data_args, add_mask_args, add_run_args, load_checkpoint_from_args,
-                     non_negative_float, non_negative_int, note, positive_float, positive_int, preflight, seed_int)
+from .common import (
+    add_checkpoint_arg,
+    add_data_args,
+    add_mask_args,
+    add_run_args,
+    load_checkpoint_from_args,
+    non_negative_float,
+    non_negative_int,
+    note,
+    positive_float,
+    positive_int,
+    preflight,
+    seed_int,
+)
 from .names import library_literal
 
 

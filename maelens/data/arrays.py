@@ -58,3 +58,5 @@ def read_npz(path: Path, split: str) -> RawSet:
         is_test = is_test_id(ids)
     raw = RawSet(images, labels.astype(np.int64), classes, ids, [f"arrays in {path}"], normalized)
     return select_split(raw, is_test, split)
+
+__all__ = ["read_npz"]

@@ -57,3 +57,5 @@ def cached_arrays(name: str, key: dict[str, Any], build: Callable[[], Arrays]) -
         warnings.warn(f"could not write the data cache {path} ({err}); set MAELENS_CACHE_DIR to a writable folder",
                       stacklevel=2)
     return arrays, path
+
+__all__ = ["CACHE_VARIABLES", "cache_dir", "cache_path", "cached_arrays"]

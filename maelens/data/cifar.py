@@ -122,3 +122,5 @@ def read_cifar(root: Path, split: str) -> RawSet:
         classes = [str(i) for i in range(int(label_arr.max()) + 1)]
     return RawSet(np.ascontiguousarray(np.concatenate(images)), label_arr, classes, ids,
                   [f"CIFAR-{100 if cifar100 else 10} batches in {root}"])
+
+__all__ = ["is_cifar_dir", "read_cifar", "read_pickle"]

@@ -203,3 +203,6 @@ def select_split(raw: RawSet, is_test: np.ndarray, split: str) -> RawSet:
     if split == "all":
         return raw
     return raw.take(np.flatnonzero(is_test if split == "test" else ~is_test))
+
+__all__ = ["ImageDataset", "RawSet", "SPLITS", "TEST_FRACTION_PERCENT", "balanced_subset", "is_test_id",
+    "select_classes", "select_split"]

@@ -65,3 +65,5 @@ def read_image_folder(root: Path, split: str) -> RawSet:
     labels = np.array([index.get(c, -1) for c in names], dtype=np.int64)
     layout = "ImageFolder" if classes else "unlabelled image folder"
     return select_split(RawSet(files, labels, classes, ids, [f"{layout} {root}"]), is_test, split)
+
+__all__ = ["read_image_folder"]

@@ -84,3 +84,5 @@ def read_fashion_mnist(split: str, root: Path | None = None) -> RawSet:
     raw = read_idx_dir(root, split, list(FASHION_MNIST_CLASSES))
     raw.sources = ["Fashion-MNIST (Zalando SE, MIT licence), Debian package dataset-fashion-mnist"]
     return raw
+
+__all__ = ["is_idx_dir", "read_fashion_mnist", "read_idx", "read_idx_dir"]

@@ -91,3 +91,5 @@ def read_imagenet64(root: Path, split: str) -> RawSet:
     classes = [str(k) for k in range(1, NUM_CLASSES + 1)]
     return RawSet(np.concatenate(images), np.concatenate(labels), classes, ids,
                   [f"downsampled ImageNet {images[0].shape[1]}x{images[0].shape[2]} in {root}"])
+
+__all__ = ["NUM_CLASSES", "TRAIN_PREFIX", "VAL_NAME", "is_imagenet64_dir", "read_imagenet64"]

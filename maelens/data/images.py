@@ -94,3 +94,5 @@ def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x * s + m).clamp(0.0, 1.0)
+
+__all__ = ["IMAGE_EXTENSIONS", "denormalize", "load_image", "open_image", "probe_image", "read_image", "to_rgb"]

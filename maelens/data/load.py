@@ -123,3 +123,6 @@ def describe_builtin() -> list[dict[str, str]]:
     """One row per built-in ``--data`` value: spec, summary, labels, split, licence, install hint."""
     return [{"spec": s.spec, "summary": s.summary, "labels": s.labels, "split": s.split, "licence": s.licence,
              "install": s.install} for s in DATASET_SOURCES.values()]
+
+__all__ = ["BUILTIN", "CLASSES_OPTION", "SPEC_HELP", "check_request", "describe_builtin", "load_dataset",
+    "read_raw"]

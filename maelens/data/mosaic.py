@@ -124,3 +124,6 @@ def mosaic_raw(image_size: int, split: str, collection: str = "skimage") -> tupl
     info = {"mosaic": {"seed": MOSAIC_SEED, "sizes": MOSAIC_SIZES, "cells": list(CELLS), "crop_pool": POOL,
                        "test_strip": BUNDLED_TEST_STRIP, "collection": collection}}
     return raw, info
+
+__all__ = ["CELLS", "COLLECTIONS", "FORMAT_VERSION", "MOSAIC_SEED", "MOSAIC_SIZES", "POOL", "build_mosaics",
+    "crop_pools", "load_mosaics", "mosaic_raw", "photo_class", "voronoi_labels"]

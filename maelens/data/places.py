@@ -89,3 +89,5 @@ def read_places365(root: Path, split: str) -> RawSet:
     raw = RawSet([base / i for i in ids], np.array([number for _, number in entries], dtype=np.int64), classes,
                  ids, [f"Places365 {listing.name} in {root}"])
     return select_split(raw, is_test_id(ids), split)
+
+__all__ = ["CATEGORIES", "IMAGE_DIRS", "PAPER_CLASSES", "TRAIN_LISTS", "is_places365_dir", "read_places365"]

@@ -148,3 +148,6 @@ class SegmentationDataset(Dataset):
         return {"data": self.name, "split": self.split, "num_images": len(self), "image_size": self.image_size,
                 "num_classes": self.num_classes, "classes": self.classes, "train_transform": self.train,
                 "sources": self.sources, **self.info}
+
+__all__ = ["IGNORE_INDEX", "LABEL_MODES", "SegRaw", "SegmentationDataset", "TRAIN_SCALE", "read_mask",
+    "seg_transform", "to_labels"]

@@ -124,3 +124,6 @@ def read_mask_folder(root: Path, split: str, num_classes: int | None) -> SegRaw:
     if split == "all":
         return raw
     return raw.take(np.flatnonzero(is_test if split == "test" else ~is_test))
+
+__all__ = ["ADE20K_CLASSES", "ADE20K_SPLITS", "IMAGE_DIRS", "MASK_DIRS", "SPLIT_DIRS", "is_ade20k",
+    "is_mask_folder", "paired_files", "read_ade20k", "read_mask_folder"]

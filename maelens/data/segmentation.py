@@ -60,3 +60,5 @@ def load_segmentation(spec: str = SEG_DEFAULT, *, image_size: int, split: str = 
     raw = raw.take(balanced_subset(np.full(len(raw), -1), limit, seed))
     return SegmentationDataset(raw, image_size=image_size, train=train, mean=mean, std=std, name=spec, split=split,
                                info=info)
+
+__all__ = ["SEG_DEFAULT", "SEG_SPEC_HELP", "load_segmentation", "read_segmentation"]

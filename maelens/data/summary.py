@@ -81,3 +81,5 @@ def format_sources(info: dict[str, Any]) -> str:
         lines.append(f"  {c['name']:<28} {c['installed']:>3}/{c['photos']:<3} installed   {c['install']}")
         lines.append(f"      licences: {'; '.join(c['licences'])}")
     return "\n".join(lines)
+
+__all__ = ["dataset_info", "format_info", "format_sources", "prepare", "sources_info"]

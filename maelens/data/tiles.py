@@ -178,3 +178,7 @@ def load_tiles(kind: str, image_size: int, photos: Located, per_side: int | None
     scale = "full" if per_side is None else f"{per_side}per-side"
     return cached_arrays(f"{kind}-{scale}-{image_size}px", key,
                          lambda: build_tiles(image_size, photos, per_side, quiet))
+
+__all__ = ["BUNDLED_SIDE", "BUNDLED_TEST_STRIP", "FLAT_STD", "FORMAT_VERSION", "TILES_PER_SIDE",
+    "TILES_TEST_COLUMNS", "box_std", "build_bundled", "build_tiles", "draw_crops", "load_bundled", "load_tiles",
+    "opencv_photos", "skimage_photos", "tile_photo", "wallpaper_photos"]

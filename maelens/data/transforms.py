@@ -49,3 +49,5 @@ def eval_transform(image_size: int, mean: Sequence[float] = IMAGENET_MEAN,
         v2.CenterCrop(image_size),
         *_normalise(mean, std),
     ])
+
+__all__ = ["PRETRAIN_SCALE", "eval_transform", "pretrain_geometry", "pretrain_transform"]

@@ -60,3 +60,6 @@ def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
                      channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
     """Mean over removed patches (``mask`` (B, L), 1 = removed) of the per-patch MSE (MAE's loss)."""
     return masked_mean(patch_errors(pred, target, channel_weights), mask)
+
+__all__ = ["YCBCR_MATRIX", "YCBCR_OFFSET", "YCBCR_WEIGHTS", "masked_mean", "masked_patch_mse", "normalize_patches",
+    "patch_errors", "rgb_to_ycbcr", "ycbcr_to_rgb"]

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from torch import nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
+from torch import nn
 
 from ..errors import MaelensError
 from .losses import YCBCR_WEIGHTS, masked_mean, normalize_patches, patch_errors, rgb_to_ycbcr
 from .masking import MaskIds, ids_from_noise, num_kept, sample_noise
 from .pos_embed import sincos_2d
 from .presets import YCBCR_TARGETS, ModelConfig
-
 
 #: How a fine-tuned encoder pools its tokens into one feature: mean of the patch tokens, or the CLS token.
 POOLINGS = ("avg", "cls")
@@ -314,3 +313,5 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> None:
     for module in model.modules():
         if hasattr(module, "fused_attn") and hasattr(module, "qkv"):
             module.fused_attn = enabled
+
+__all__ = ["EncoderHead", "EncoderOutput", "MaskedAutoencoderViT", "POOLINGS", "set_fused_attention"]

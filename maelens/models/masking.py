@@ -187,3 +187,6 @@ def sample_mask(kind: str, batch_size: int, grid_size: tuple[int, int], mask_rat
     """Keep-indices, restore-indices and binary mask (1 = removed) for the named strategy."""
     noise, keep = sample_noise(kind, batch_size, grid_size, mask_ratio, generator, device)
     return ids_from_noise(noise, keep)
+
+__all__ = ["MASKINGS", "MaskIds", "block_noise", "cell_size", "grid_noise", "ids_from_noise", "num_kept",
+    "random_noise", "sample_mask", "sample_noise", "uniform_noise"]

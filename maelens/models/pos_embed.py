@@ -29,3 +29,5 @@ def sincos_2d(embed_dim: int, grid_size: tuple[int, int], cls_token: bool = True
     if cls_token:
         emb = np.concatenate([np.zeros((1, embed_dim)), emb], axis=0)
     return emb.astype(np.float32)
+
+__all__ = ["sincos_1d", "sincos_2d"]

@@ -167,3 +167,6 @@ def from_table(table: dict[str, Any], preset: str, overrides: dict[str, Any], ki
     if unknown:
         raise ConfigError(f"unknown {what}model option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return replace(table[preset], **overrides)
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LOSS_TARGETS", "ModelConfig", "PRESETS", "RECIPES", "TrainingRecipe",
+    "YCBCR_TARGETS", "from_table", "get_config", "preset_recipe"]

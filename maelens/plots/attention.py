@@ -141,3 +141,6 @@ def plot_head_metrics(report: AttentionReport) -> Figure:
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     return fig
+
+__all__ = ["influence_colours", "plot_head_metrics", "plot_influence_map", "plot_layer_curves",
+    "plot_positional_bias", "rank_colours"]

@@ -76,3 +76,5 @@ def plot_ranking(ranking: RankingResult, title: str | None = None) -> Figure:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+__all__ = ["plot_df_distribution", "plot_pvalue_ecdf", "plot_ranking"]

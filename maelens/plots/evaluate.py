@@ -70,3 +70,5 @@ def plot_similarity_grid(queries: np.ndarray, neighbours: np.ndarray, scores: np
             axes[r, 0].spines[side].set_linewidth(2)
     fig.tight_layout()
     return fig
+
+__all__ = ["plot_map", "plot_similarity_grid"]

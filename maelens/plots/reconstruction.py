@@ -60,3 +60,5 @@ def epoch_reconstruction(event: "EpochEnd") -> None:
     save_reconstruction(event.model, event.images, event.out_dir / f"recon_epoch_{event.epoch:03d}.png",
                         mask_ratio=event.config.mask_ratio, masking=event.config.masking, noise=event.noise,
                         title=f"{event.model.config.name} - epoch {event.epoch} - train loss {event.loss:.4f}")
+
+__all__ = ["COLUMNS", "epoch_reconstruction", "reconstruction_figure", "save_reconstruction"]

@@ -90,3 +90,6 @@ def eval_loss_figure(curves: Mapping[str, Sequence[float]], final_miou: Mapping[
     ax.set(xlabel="epoch", ylabel="evaluation cross-entropy", title=title)
     ax.legend(fontsize=8)
     return fig
+
+__all__ = ["IGNORE_COLOUR", "colour_masks", "eval_loss_figure", "palette", "prediction_figure",
+    "training_curves_figure"]

@@ -5,7 +5,15 @@ from .config import SCRATCH, SegmentConfig
 from .decoders import DECODERS, LinearDecoder, MaskTransformer
 from .evaluation import EvalResult, evaluate_segmenter, pixel_cross_entropy
 from .loop import SegmentResult, finetune
-from .metrics import IGNORE_INDEX, ConfusionMeter, SegmentationScores, class_iou, confusion_matrix, mean_iou, pixel_accuracy
+from .metrics import (
+    IGNORE_INDEX,
+    ConfusionMeter,
+    SegmentationScores,
+    class_iou,
+    confusion_matrix,
+    mean_iou,
+    pixel_accuracy,
+)
 from .model import Segmenter, segmenter_from_checkpoint, segmenter_from_mae, segmenter_from_scratch
 from .store import LoadedSegmenter, load_segmenter, save_segmenter
 

@@ -118,3 +118,5 @@ class SegmentConfig:
     def from_dict(cls, data: dict[str, Any]) -> "SegmentConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+__all__ = ["SCRATCH", "SegmentConfig"]

@@ -12,9 +12,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
+from torch import nn
 
 from ..errors import ConfigError
 
@@ -102,3 +102,5 @@ def build_decoder(kind: str, embed_dim: int, num_classes: int, num_heads: int) -
     if kind == "mask":
         return MaskTransformer(embed_dim, num_classes, num_heads=num_heads)
     raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}, got {kind!r}")
+
+__all__ = ["DECODERS", "LinearDecoder", "MaskTransformer", "build_decoder"]

@@ -57,3 +57,5 @@ def evaluate_segmenter(model: torch.nn.Module, dataset: Dataset, num_classes: in
     model.train(was_training)
     loss = float(total[0] / total[1]) if total[1] > 0 else float("nan")
     return EvalResult(loss, meter.scores())
+
+__all__ = ["EvalResult", "evaluate_segmenter", "pixel_cross_entropy"]

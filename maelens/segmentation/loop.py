@@ -348,3 +348,5 @@ class _Finetune:
             "peak_lr": self.peak_lr, "steps_per_epoch": self.steps_per_epoch, "time_s": time_s,
             "maelens_version": __version__,
         }
+
+__all__ = ["CHECKPOINT_NAME", "SegmentResult", "finetune"]

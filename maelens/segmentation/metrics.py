@@ -97,3 +97,6 @@ class ConfusionMeter:
 
     def scores(self) -> SegmentationScores:
         return scores(self.matrix.cpu().numpy())
+
+__all__ = ["ConfusionMeter", "IGNORE_INDEX", "SegmentationScores", "class_iou", "confusion_matrix", "mean_iou",
+    "pixel_accuracy", "scores"]

@@ -94,3 +94,6 @@ def segmenter_from_checkpoint(path: Any, num_classes: int, decoder: str = "linea
     from ..checkpoint import load_checkpoint
 
     return segmenter_from_mae(load_checkpoint(path, "cpu", **load_kwargs).model, num_classes, decoder)
+
+__all__ = ["Segmenter", "encoder_config", "encoder_state", "segmenter_from_checkpoint", "segmenter_from_mae",
+    "segmenter_from_scratch"]

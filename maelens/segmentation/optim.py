@@ -55,3 +55,5 @@ def build_finetune_optimizer(model: nn.Module, kind: str, *, lr: float, weight_d
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {kind!r}")
+
+__all__ = ["NO_DECAY_SEGMENTER", "OPTIMIZERS", "build_finetune_optimizer", "layer_id", "param_groups"]

@@ -13,3 +13,5 @@ class SegmentationLog(RunLog):
 
     csv_fields = SEG_LOG_FIELDS
     csv_kinds = ("epoch",)
+
+__all__ = ["SEG_LOG_FIELDS", "SegmentationLog"]

@@ -57,3 +57,5 @@ def load_segmenter(path: str | os.PathLike, device: str | torch.device = "cpu") 
     epoch = payload.get("epoch")
     raw = {k: v for k, v in payload.items() if k != "model"}
     return LoadedSegmenter(model, int(epoch) if epoch is not None else None, payload.get("config") or {}, raw)
+
+__all__ = ["KIND", "LoadedSegmenter", "load_segmenter", "save_segmenter"]

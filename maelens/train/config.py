@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.masking import MASKINGS
-from ..models.presets import LOSS_TARGETS, ModelConfig, get_config, preset_recipe
+from ..models.presets import LOSS_TARGETS, ModelConfig, preset_recipe
 from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS, SimCLRConfig
 from .precision import PRECISIONS
 
@@ -244,3 +244,6 @@ def recipe_options(preset: str, given: dict[str, Any]) -> dict[str, Any]:
         out[name] = value
         origin[name] = f"preset {preset} recipe ({recipe.source})"
     return {**out, "settings_from": origin}
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_WARMUP_EPOCHS", "LOSSES", "MAE", "METHODS", "RECIPE_FIELDS", "SCHEDULES",
+    "TrainConfig", "recipe_options"]

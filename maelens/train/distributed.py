@@ -101,3 +101,5 @@ def gather_rows(rows: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if not info.distributed:
         return rows
     return _GatherRows.apply(rows)
+
+__all__ = ["DistInfo", "all_reduce_mean", "cleanup", "gather_rows", "init_distributed", "resolve_device"]

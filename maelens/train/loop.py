@@ -550,3 +550,7 @@ class _Run:
             "time_s": time_s,
             "maelens_version": __version__,
         }
+
+__all__ = ["CHECKPOINT_NAME", "DivergenceError", "EpochEnd", "NUMBERED", "STALE_CHECKPOINT", "TrainResult",
+    "accumulate", "accumulate_gradients", "derived_seed", "nonfinite_images", "remove_stale_checkpoints",
+    "seed_everything", "train"]

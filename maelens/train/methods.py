@@ -107,7 +107,6 @@ class SimCLRMethod(Method):
     def loss(self, model: nn.Module, inputs: torch.Tensor, config: "TrainConfig", generator: torch.Generator,
              info: "DistInfo") -> torch.Tensor:
         from ..models.contrastive import nt_xent_loss
-
         from .distributed import gather_rows
 
         z_a, z_b = model(inputs).chunk(2)

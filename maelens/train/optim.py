@@ -38,3 +38,5 @@ def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
     """AdamW over :func:`param_groups`, as the official MAE pretraining (betas (0.9, 0.95); maelens's
     weight decay default 0.05 is the official recipe's value)."""
     return torch.optim.AdamW(param_groups(model, weight_decay, decay_tokens=decay_tokens), lr=lr, betas=betas)
+
+__all__ = ["TIMM_NO_DECAY_NAMES", "build_optimizer", "param_groups"]

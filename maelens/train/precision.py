@@ -100,3 +100,5 @@ def usable_cpu_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+__all__ = ["PRECISIONS", "Precision", "cpu_bf16_flags", "resolve_precision", "usable_cpu_threads"]

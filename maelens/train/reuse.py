@@ -70,3 +70,5 @@ def train_or_load(config: TrainConfig, device: str = "cpu",
         return TrainResult(checkpoint=checkpoint, final_loss=summary["final_loss"],
                            history=summary.get("history", []), out_dir=out, model=stored.model, summary=summary)
     return train(replace(config, resume="auto"), on_epoch_end=on_epoch_end)
+
+__all__ = ["train_or_load"]

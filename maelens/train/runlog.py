@@ -98,3 +98,5 @@ class RunLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+__all__ = ["LOG_FIELDS", "RunLog", "read_log"]

@@ -30,3 +30,5 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every parameter group's lr (times its ``lr_scale`` when it has one, as MAE's layer decay)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+__all__ = ["lr_at", "set_lr"]
