@@ -131,3 +131,24 @@ def test_a_module_without_source_is_imported_instead(monkeypatch):
         assert names.library_literal("models.presets", "PRESETS")[0] == "ipol64"
     finally:
         names.library_literal.cache_clear()
+
+
+_EVALUATE_FEATURES = """
+import json, sys
+from maelens.cli import main
+code = main(["evaluate", "--features", sys.argv[1], "--methods", "knn,pca-knn,tsne-knn", "--out", sys.argv[2],
+             "--quiet"])
+print(json.dumps({"code": code, "heavy": sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)}))
+"""
+
+
+def test_evaluate_on_a_features_file_imports_no_torch(tmp_path):
+    """Table 3's methods (kNN, PCA + kNN, PCA + t-SNE + kNN) run on numpy, sklearn and openTSNE alone."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    features = rng.normal(size=(60, 8)).astype(np.float32) + labels[:, None]
+    path = tmp_path / "features.npz"
+    np.savez(path, features=features, labels=labels.astype(np.int64), ids=np.arange(60).astype(str))
+    result = _fresh_python(_EVALUATE_FEATURES, str(path), str(tmp_path / "out"))
+    assert result == {"code": 0, "heavy": []}
+    assert (tmp_path / "out" / "evaluation.csv").is_file()

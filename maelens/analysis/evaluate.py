@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -35,11 +34,10 @@ from sklearn.utils.validation import check_X_y
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ._fit import fitted_input
+from ._validation import fitted_input
 from .features import FeatureSet
-from .probes import AttentiveProbe, LinearProbe
-from .reduce import PCATSNE, GaussianVAE, ParametricTSNE, StudentTVAE, pca_components
 from .stats import wilson_interval
+from .tsne import PCATSNE, pca_components
 
 METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
 TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
@@ -52,11 +50,13 @@ TSNE_PROTOCOLS = ("transform", "paper")
 NO_KNN_METHODS = ("linear", "attentive")
 #: Neighbours of the kNN vote when none is given (the IPOL paper's 20), capped at the training images.
 DEFAULT_K = 20
-_REDUCERS = {"vae-gauss": GaussianVAE, "vae-t": StudentTVAE, "ptsne": ParametricTSNE}
+#: The parametric 2-D maps by method, as class names of :mod:`maelens.analysis.reduce` (imported when used:
+#: they need torch, which the kNN and t-SNE methods do not).
+_REDUCERS = {"vae-gauss": "GaussianVAE", "vae-t": "StudentTVAE", "ptsne": "ParametricTSNE"}
 
 
 class KNNClassifier(ClassifierMixin, BaseEstimator):
-    """k-nearest-neighbour vote on (N, F) features, computed in float64 by chunks of queries.
+    """k-nearest-neighbour vote on (N, F) features, computed in float64 by chunks of queries (numpy).
 
     ``metric``: ``cosine`` (distance 1 - cos) or ``euclidean``. ``weights``: ``uniform`` (majority),
     ``distance`` (1 / d; exact matches take the whole vote, as in scikit-learn) or ``exp``
@@ -84,51 +84,58 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
-        self._reference = torch.from_numpy(self._prepare(X))
-        self._reference_sq = self._reference.square().sum(dim=1)
-        self._targets = torch.from_numpy(y_idx.astype(np.int64))
+        self._reference = self._prepare(X)
+        self._reference_sq = np.einsum("ij,ij->i", self._reference, self._reference)
+        self._targets = y_idx.astype(np.int64)
         return self
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
         return normalize(X) if self.metric == "cosine" else X
 
     def kneighbors(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Distances (M, k) ascending and indices (M, k) of each query's nearest training samples."""
+        """Distances (M, k) ascending and indices (M, k) of each query's nearest training samples; equal
+        distances are ordered by training index."""
         X = fitted_input(self, X, dtype=np.float64)
         k = min(self.n_neighbors, len(self._targets))
         dists, idxs = [], []
         for start in range(0, len(X), self.chunk_size):
-            q = torch.from_numpy(self._prepare(X[start:start + self.chunk_size]))
+            q = self._prepare(X[start:start + self.chunk_size])
             if self.metric == "cosine":
                 d = 1.0 - q @ self._reference.T
             else:
-                d = (q.square().sum(dim=1, keepdim=True) + self._reference_sq - 2.0 * q @ self._reference.T)
-                d = d.clamp_min(0.0).sqrt()
-            top = torch.topk(d, k, dim=1, largest=False, sorted=True)
-            dists.append(top.values)
-            idxs.append(top.indices)
-        return torch.cat(dists).numpy(), torch.cat(idxs).numpy()
+                d = np.einsum("ij,ij->i", q, q)[:, None] + self._reference_sq - 2.0 * q @ self._reference.T
+                d = np.sqrt(np.maximum(d, 0.0))
+            # the k smallest of each row (any order), then sorted by distance, ties by training index
+            part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(k), (len(d), 1))
+            part.sort(axis=1)
+            near = np.take_along_axis(d, part, axis=1)
+            order = np.argsort(near, axis=1, kind="stable")
+            dists.append(np.take_along_axis(near, order, axis=1))
+            idxs.append(np.take_along_axis(part, order, axis=1))
+        return np.concatenate(dists), np.concatenate(idxs)
 
-    def _votes(self, X) -> torch.Tensor:
-        dist, idx = (torch.from_numpy(a) for a in self.kneighbors(X))
+    def _votes(self, X) -> np.ndarray:
+        dist, idx = self.kneighbors(X)
         if self.weights == "uniform":
-            w = torch.ones_like(dist)
+            w = np.ones_like(dist)
         elif self.weights == "distance":
             exact = dist == 0
-            w = torch.where(exact.any(dim=1, keepdim=True), exact.double(), 1.0 / dist)
+            with np.errstate(divide="ignore"):
+                w = np.where(exact.any(axis=1, keepdims=True), exact.astype(np.float64), 1.0 / dist)
         else:
-            w = torch.exp(-(dist - dist[:, :1]) / self.temperature)
-        votes = torch.zeros(len(dist), len(self.classes_), dtype=torch.float64)
-        return votes.scatter_add_(1, self._targets[idx], w)
+            w = np.exp(-(dist - dist[:, :1]) / self.temperature)
+        m, c = len(dist), len(self.classes_)
+        cells = (np.arange(m)[:, None] * c + self._targets[idx]).ravel()
+        return np.bincount(cells, weights=w.ravel(), minlength=m * c).reshape(m, c)
 
     def predict_proba(self, X) -> np.ndarray:
         """Share of the (weighted) vote of each class (M, C), in the order of ``classes_``."""
         votes = self._votes(X)
-        return (votes / votes.sum(dim=1, keepdim=True)).numpy()
+        return votes / votes.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
         """The class with the largest vote (M,)."""
-        winners = self._votes(X).argmax(dim=1).numpy()
+        winners = self._votes(X).argmax(axis=1)
         return self.classes_[winners]
 
 
@@ -336,12 +343,16 @@ class _Runner:
             cls = PCATSNE
         elif method in ("linear", "attentive"):
             base["device"] = self.device
+            from .probes import AttentiveProbe, LinearProbe
+
             cls = LinearProbe if method == "linear" else AttentiveProbe
         else:
             base["device"] = self.device
             if method == "ptsne":
                 base["perplexity"] = self.perplexity
-            cls = _REDUCERS[method]
+            from . import reduce
+
+            cls = getattr(reduce, _REDUCERS[method])
         return cls(**{**base, **self.params.get(method, {})})
 
     def shared_map(self, method: str) -> np.ndarray | None:

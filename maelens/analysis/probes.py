@@ -19,7 +19,8 @@ from sklearn.utils.validation import check_array, check_consistent_length, colum
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ._fit import fit_minibatches, fitted_input, make_optimizer, samples, seed_from, seeded
+from ._fit import fit_minibatches, make_optimizer, seeded
+from ._validation import fitted_input, samples, seed_from
 
 _CHUNK = 4096  # samples per forward pass at prediction time
 

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ._fit import fit_minibatches, fitted_input, make_optimizer, samples, seed_from, seeded
+from ._fit import fit_minibatches, make_optimizer, seeded
+from ._validation import fitted_input, samples, seed_from
+from .tsne import PCATSNE, pca_components
 
 MIN_SCALE = 1e-3  # floor on the decoder's scale: a likelihood with free variance can otherwise diverge
 MIN_DF = 0.1  # floor on the Student-t degrees of freedom
@@ -38,58 +39,6 @@ MIN_DF = 0.1  # floor on the Student-t degrees of freedom
 # only amplifies round-off between tied neighbours when a perplexity is out of reach.
 MAX_PRECISION = 1e8
 _CHUNK = 4096  # samples per forward pass at transform time
-
-
-def pca_components(n_components: int, n_samples: int, n_features: int) -> int:
-    """Axes kept by the PCA step: ``n_components`` capped by the data's rank bound (Table 3 uses 50)."""
-    return max(1, min(n_components, n_features, n_samples))
-
-
-class PCATSNE(TransformerMixin, BaseEstimator):
-    """PCA to ``n_pca`` axes, then t-SNE to ``n_components`` dimensions with openTSNE.
-
-    ``fit_transform`` returns the embedding of the fitted points; ``transform`` places new points
-    into that embedding (openTSNE ``TSNEEmbedding.transform``). The perplexity is capped at
-    (N - 1) / 3 so that small sets still have enough neighbours. ``negative_gradient_method``:
-    ``"fft"`` (interpolation, for large N), ``"bh"`` (Barnes-Hut), or ``"auto"`` (openTSNE's
-    choice: Barnes-Hut below 10,000 points, where the FFT grid's fixed cost dominates, FFT above).
-    """
-
-    def __init__(self, n_components: int = 2, n_pca: int = 50, perplexity: float = 30.0, n_iter: int = 500,
-                 negative_gradient_method: str = "auto", n_jobs: int = 1, random_state: int | None = None):
-        self.n_components = n_components
-        self.n_pca = n_pca
-        self.perplexity = perplexity
-        self.n_iter = n_iter
-        self.negative_gradient_method = negative_gradient_method
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
-    def fit(self, X, y=None) -> "PCATSNE":
-        """Fit PCA and the t-SNE map on ``X`` (N, F)."""
-        from openTSNE import TSNE
-
-        X = check_array(X, dtype=np.float64)
-        if len(X) < 4:
-            raise DataError(f"t-SNE needs at least 4 samples, got {samples(len(X))}")
-        seed = seed_from(self.random_state)
-        self.n_features_in_ = X.shape[1]
-        self.pca_ = PCA(pca_components(self.n_pca, *X.shape), svd_solver="full", random_state=seed).fit(X)
-        perplexity = min(float(self.perplexity), (len(X) - 1) / 3)
-        tsne = TSNE(n_components=self.n_components, perplexity=perplexity, n_iter=self.n_iter,
-                    negative_gradient_method=self.negative_gradient_method, n_jobs=self.n_jobs,
-                    random_state=seed)
-        self.embedding_ = tsne.fit(self.pca_.transform(X))
-        return self
-
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """Fit and return the embedding (N, n_components) of ``X``."""
-        return np.asarray(self.fit(X).embedding_, dtype=np.float64)
-
-    def transform(self, X) -> np.ndarray:
-        """Embed new points (M, F) into the fitted map -> (M, n_components)."""
-        X = fitted_input(self, X, dtype=np.float64)
-        return np.asarray(self.embedding_.transform(self.pca_.transform(X)), dtype=np.float64)
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -1,0 +1,69 @@
+"""The PCA + t-SNE map of IPOL sec. 6 (Table 3, Figs. 13-14), on numpy and openTSNE only (no torch, so
+that evaluating stored features starts fast): PCA to 50 axes, then t-SNE with openTSNE (FFT-accelerated
+for large sets); new points are placed into a fitted map with openTSNE's ``transform`` (each new point
+optimised against the fixed reference embedding)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import PCA
+from sklearn.utils.validation import check_array
+
+from ..errors import DataError
+from ._validation import fitted_input, samples, seed_from
+
+
+def pca_components(n_components: int, n_samples: int, n_features: int) -> int:
+    """Axes kept by the PCA step: ``n_components`` capped by the data's rank bound (Table 3 uses 50)."""
+    return max(1, min(n_components, n_features, n_samples))
+
+
+class PCATSNE(TransformerMixin, BaseEstimator):
+    """PCA to ``n_pca`` axes, then t-SNE to ``n_components`` dimensions with openTSNE.
+
+    ``fit_transform`` returns the embedding of the fitted points; ``transform`` places new points
+    into that embedding (openTSNE ``TSNEEmbedding.transform``). The perplexity is capped at
+    (N - 1) / 3 so that small sets still have enough neighbours. ``negative_gradient_method``:
+    ``"fft"`` (interpolation, for large N), ``"bh"`` (Barnes-Hut), or ``"auto"`` (openTSNE's
+    choice: Barnes-Hut below 10,000 points, where the FFT grid's fixed cost dominates, FFT above).
+    """
+
+    def __init__(self, n_components: int = 2, n_pca: int = 50, perplexity: float = 30.0, n_iter: int = 500,
+                 negative_gradient_method: str = "auto", n_jobs: int = 1, random_state: int | None = None):
+        self.n_components = n_components
+        self.n_pca = n_pca
+        self.perplexity = perplexity
+        self.n_iter = n_iter
+        self.negative_gradient_method = negative_gradient_method
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def fit(self, X, y=None) -> "PCATSNE":
+        """Fit PCA and the t-SNE map on ``X`` (N, F)."""
+        from openTSNE import TSNE
+
+        X = check_array(X, dtype=np.float64)
+        if len(X) < 4:
+            raise DataError(f"t-SNE needs at least 4 samples, got {samples(len(X))}")
+        seed = seed_from(self.random_state)
+        self.n_features_in_ = X.shape[1]
+        self.pca_ = PCA(pca_components(self.n_pca, *X.shape), svd_solver="full", random_state=seed).fit(X)
+        perplexity = min(float(self.perplexity), (len(X) - 1) / 3)
+        tsne = TSNE(n_components=self.n_components, perplexity=perplexity, n_iter=self.n_iter,
+                    negative_gradient_method=self.negative_gradient_method, n_jobs=self.n_jobs,
+                    random_state=seed)
+        self.embedding_ = tsne.fit(self.pca_.transform(X))
+        return self
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """Fit and return the embedding (N, n_components) of ``X``."""
+        return np.asarray(self.fit(X).embedding_, dtype=np.float64)
+
+    def transform(self, X) -> np.ndarray:
+        """Embed new points (M, F) into the fitted map -> (M, n_components)."""
+        X = fitted_input(self, X, dtype=np.float64)
+        return np.asarray(self.embedding_.transform(self.pca_.transform(X)), dtype=np.float64)
+
+
+__all__ = ["PCATSNE", "pca_components"]
