@@ -66,9 +66,9 @@ def consistency(ctx: Context) -> Outcome:
     rows = []
     for mask in ("random", "grid"):
         layer0 = _attention(ctx, mask).layers[0]
-        rows.append({"mask": mask, "consistency": layer0["consistency"], "ci_low": layer0["consistency_ci"][0],
-                     "ci_high": layer0["consistency_ci"][1], "soft_consistency": layer0["soft_consistency"],
-                     "images": layer0["images"]})
+        rows.append({"mask": mask, "consistency": layer0.consistency, "ci_low": layer0.consistency_ci[0],
+                     "ci_high": layer0.consistency_ci[1], "soft_consistency": layer0.soft_consistency,
+                     "images": layer0.images})
     frame = pd.DataFrame(rows)
     rec.table("consistency_layer0", frame)
     r, g = frame["consistency"]
@@ -116,7 +116,7 @@ def influence_maps(ctx: Context) -> Outcome:
     images = rgb_images(test, range(len(report.examples.indices)))
     for i in range(len(report.examples.indices)):
         rec.figure(f"influence_map_{i}", plot_influence_map(report.examples, index=i, image=images[i]))
-    black = [layer["black_fraction"] for layer in report.layers]
+    black = [layer.black_fraction for layer in report.layers]
     return rec.done("Fig. 9", "qualitative: local influence fields, more black patches in later layers",
                     "black fraction by layer: " + ", ".join(pct(b) for b in black), "n/a",
                     "Each visible patch gets a colour by importance rank and colours the patches it influences "

@@ -237,3 +237,25 @@ def test_black_share_of_all_patches_by_hand():
     acc.update(hand_batch([["A", "B", "C"], ["C", "C", "A"]]))
     l0 = acc.report({}).layers[0]
     assert l0["black_fraction"] == pytest.approx(9 / 21) and l0["black_fraction_of_all"] == pytest.approx(9 / 27)
+
+
+def test_layers_are_typed_records_with_the_json_keys_in_order(model):
+    """Issue 17: per-layer results are dataclasses; their JSON keeps the dict keys (and order) of before,
+    and ``record["name"]`` still reads a field."""
+    from maelens.analysis.attention_records import DecoderLayerAttention, HeadAttention
+
+    rep = attention_stats(model, dataset(4), mask="grid", encoder=True, num_examples=0)
+    layer, enc = rep.layers[0], rep.encoder_layers[0]
+    assert isinstance(layer, DecoderLayerAttention) and isinstance(enc, HeadAttention)
+    assert list(layer.to_dict()) == [
+        "layer", "images", "consistency", "consistency_ci", "consistent_images", "soft_consistency",
+        "soft_consistency_ci", "locality", "locality_ci", "local_patches", "influenced_patches", "black_fraction",
+        "black_fraction_ci", "black_patches", "non_important_patches", "black_fraction_of_all",
+        "black_fraction_of_all_ci", "locality_images", "mean_attention_distance", "entropy",
+        "head_mean_attention_distance", "head_entropy"]
+    assert layer["consistency"] == layer.consistency and enc["entropy"] == enc.entropy
+    assert len(layer.head_entropy) == model.config.decoder_num_heads
+    with pytest.raises(KeyError):
+        layer["no_such_field"]
+    doc = json.loads(to_json(rep.to_dict()))
+    assert doc["layers"][0]["black_patches"] == layer.black_patches

@@ -35,6 +35,7 @@ from .attention import (
     ratio_interval,
     wilson_interval,
 )
+from .attention_records import DecoderLayerAttention, HeadAttention
 from .hooks import AttentionChunk, AttentionRecorder
 
 POSITIONAL_NULL = (
@@ -204,14 +205,15 @@ class AttentionAccumulator:
             sums = torch.stack([batch.distance[part].double().sum(1), batch.entropy[part].double().sum(1)])
             self.head_sums[part] = self.head_sums.get(part, 0) + sums.numpy()
 
-    def _head_stats(self, part: str) -> list[dict[str, Any]]:
+    def _head_stats(self, part: str) -> list[HeadAttention]:
         distance, entropy = self.head_sums[part] / max(self.images, 1)
-        return [{"layer": layer, "mean_attention_distance": float(distance[layer].mean()),
-                 "entropy": float(entropy[layer].mean()),
-                 "head_mean_attention_distance": distance[layer].tolist(), "head_entropy": entropy[layer].tolist()}
+        return [HeadAttention(layer=layer, mean_attention_distance=float(distance[layer].mean()),
+                              entropy=float(entropy[layer].mean()),
+                              head_mean_attention_distance=distance[layer].tolist(),
+                              head_entropy=entropy[layer].tolist())
                 for layer in range(distance.shape[0])]
 
-    def _decoder_layer(self, layer: int, heads: dict[str, Any]) -> dict[str, Any]:
+    def _decoder_layer(self, layer: int, heads: HeadAttention) -> DecoderLayerAttention:
         row: dict[str, Any] = {"layer": layer, "images": self.images,
                                "consistency": float(self.consistent[layer] / self.images) if self.images else math.nan,
                                "consistency_ci": list(wilson_interval(self.consistent[layer], self.images)),
@@ -228,8 +230,8 @@ class AttentionAccumulator:
             if num:
                 row[num], row[den] = int(round(sx)), int(round(sy))
         row["locality_images"] = int(self.filtered_images[layer])
-        row.update({key: value for key, value in heads.items() if key != "layer"})
-        return row
+        row.update({key: value for key, value in heads.to_dict().items() if key != "layer"})
+        return DecoderLayerAttention(**row)
 
     def _positional_bias(self) -> tuple[dict[str, Any], np.ndarray]:
         counts = self.rank_counts[:, :self.max_rank]
@@ -269,13 +271,13 @@ _COUNT_COLUMNS = ("images", "consistent_images", "local_patches", "influenced_pa
 
 @dataclass
 class AttentionReport:
-    """Result of :func:`attention_stats`: per decoder layer ``layers`` (dicts), ``encoder_layers``
-    (distance/entropy only, empty unless asked), ``positional_bias`` (JSON-ready), the rank x
+    """Result of :func:`attention_stats`: per decoder layer ``layers`` (:class:`DecoderLayerAttention`),
+    ``encoder_layers`` (:class:`HeadAttention`: distance/entropy only, empty unless asked), ``positional_bias`` (JSON-ready), the rank x
     position counts (Ld, k, N) and, for a few images, their :class:`InfluenceFields`."""
 
     settings: dict[str, Any]
-    layers: list[dict[str, Any]]
-    encoder_layers: list[dict[str, Any]]
+    layers: list[DecoderLayerAttention]
+    encoder_layers: list[HeadAttention]
     positional_bias: dict[str, Any]
     positional_counts: np.ndarray
     examples: InfluenceFields | None = field(default=None)
@@ -286,37 +288,38 @@ class AttentionReport:
 
         rows = []
         for layer, bias in zip(self.layers, self.positional_bias["layers"]):
-            row = {"part": "decoder", "layer": layer["layer"]}
+            row = {"part": "decoder", "layer": layer.layer}
+            fields = layer.to_dict()
             for name in _FRAME_COLUMNS:
-                row[name] = layer[name]
-                if f"{name}_ci" in layer:
-                    row[f"{name}_low"], row[f"{name}_high"] = layer[f"{name}_ci"]
-            row["mean_attention_distance"] = layer["mean_attention_distance"]
-            row["entropy"] = layer["entropy"]
+                row[name] = fields[name]
+                if f"{name}_ci" in fields:
+                    row[f"{name}_low"], row[f"{name}_high"] = fields[f"{name}_ci"]
+            row["mean_attention_distance"] = layer.mean_attention_distance
+            row["entropy"] = layer.entropy
             row["positional_ks_p"] = bias["ks_min_p_bonferroni"]
             row["positional_chi2_p"] = bias["chi2_min_p_bonferroni"]
             rows.append(row)
         for layer in self.encoder_layers:
-            rows.append({"part": "encoder", "layer": layer["layer"],
-                         "mean_attention_distance": layer["mean_attention_distance"], "entropy": layer["entropy"]})
+            rows.append({"part": "encoder", "layer": layer.layer,
+                         "mean_attention_distance": layer.mean_attention_distance, "entropy": layer.entropy})
         return pd.DataFrame(rows).astype({name: "Int64" for name in _COUNT_COLUMNS})
 
     def heads_frame(self) -> "Any":
         """pandas DataFrame, one row per (part, layer, head): mean attention distance and entropy."""
         import pandas as pd
 
-        rows = [{"part": part, "layer": layer["layer"], "head": head, "mean_attention_distance": d, "entropy": e}
+        rows = [{"part": part, "layer": layer.layer, "head": head, "mean_attention_distance": d, "entropy": e}
                 for part, layers in (("decoder", self.layers), ("encoder", self.encoder_layers))
                 for layer in layers
-                for head, (d, e) in enumerate(zip(layer["head_mean_attention_distance"], layer["head_entropy"]))]
+                for head, (d, e) in enumerate(zip(layer.head_mean_attention_distance, layer.head_entropy))]
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: settings, ``layers``, ``encoder_layers`` and ``positional_bias``."""
         out = dict(self.settings)
-        out["layers"] = self.layers
+        out["layers"] = [layer.to_dict() for layer in self.layers]
         if self.encoder_layers:
-            out["encoder_layers"] = self.encoder_layers
+            out["encoder_layers"] = [layer.to_dict() for layer in self.encoder_layers]
         out["positional_bias"] = self.positional_bias
         return out
 

@@ -21,39 +21,39 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..models.masking import sample_mask
 from .attention import attention_entropy, mean_attention_distance, patch_distances
+from .attention_records import HeadAttention
 from .hooks import AttentionChunk, AttentionRecorder
 
 
 @dataclass
 class EncoderAttentionReport:
-    """Result of :func:`encoder_attention_stats`: ``settings`` and, per encoder layer, a dict with
-    ``layer``, ``mean_attention_distance`` and ``entropy`` (head means) and their per-head lists
-    ``head_mean_attention_distance`` / ``head_entropy`` (the keys of ``AttentionReport.encoder_layers``)."""
+    """Result of :func:`encoder_attention_stats`: ``settings`` and, per encoder layer, a
+    :class:`~maelens.analysis.attention_records.HeadAttention` (``layer``, head means of
+    ``mean_attention_distance`` and ``entropy``, and their per-head lists), as ``AttentionReport.encoder_layers``."""
 
     settings: dict[str, Any]
-    encoder_layers: list[dict[str, Any]]
+    encoder_layers: list[HeadAttention]
 
     def to_frame(self) -> Any:
         """pandas DataFrame, one row per encoder layer."""
         import pandas as pd
 
-        return pd.DataFrame([{"part": "encoder", "layer": row["layer"],
-                              "mean_attention_distance": row["mean_attention_distance"], "entropy": row["entropy"]}
+        return pd.DataFrame([{"part": "encoder", "layer": row.layer,
+                              "mean_attention_distance": row.mean_attention_distance, "entropy": row.entropy}
                              for row in self.encoder_layers])
 
     def heads_frame(self) -> Any:
         """pandas DataFrame, one row per (layer, head): mean attention distance and entropy."""
         import pandas as pd
 
-        return pd.DataFrame([{"part": "encoder", "layer": row["layer"], "head": head, "mean_attention_distance": d,
+        return pd.DataFrame([{"part": "encoder", "layer": row.layer, "head": head, "mean_attention_distance": d,
                               "entropy": e}
                              for row in self.encoder_layers
-                             for head, (d, e) in enumerate(zip(row["head_mean_attention_distance"],
-                                                               row["head_entropy"]))])
+                             for head, (d, e) in enumerate(zip(row.head_mean_attention_distance, row.head_entropy))])
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: the settings and ``encoder_layers``."""
-        return {**self.settings, "encoder_layers": self.encoder_layers}
+        return {**self.settings, "encoder_layers": [row.to_dict() for row in self.encoder_layers]}
 
 
 @torch.no_grad()
@@ -94,9 +94,10 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: s
     if sums is None:
         raise DataError("the dataset is empty: no attention to analyse")
     means = (sums / images).cpu().numpy()
-    layers = [{"layer": layer, "mean_attention_distance": float(np.mean(means[layer, 0])),
-               "entropy": float(np.mean(means[layer, 1])), "head_mean_attention_distance": means[layer, 0].tolist(),
-               "head_entropy": means[layer, 1].tolist()} for layer in range(means.shape[0])]
+    layers = [HeadAttention(layer=layer, mean_attention_distance=float(np.mean(means[layer, 0])),
+                            entropy=float(np.mean(means[layer, 1])),
+                            head_mean_attention_distance=means[layer, 0].tolist(),
+                            head_entropy=means[layer, 1].tolist()) for layer in range(means.shape[0])]
     settings = {"mask": mask, "mask_ratio": mask_ratio, "seed": seed, "model": cfg.name, "num_images": images,
                 "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
     return EncoderAttentionReport(settings=settings, encoder_layers=layers)

@@ -5,8 +5,6 @@ so no GUI backend or global state is involved (save it with :func:`maelens.io.sa
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
@@ -14,6 +12,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis.attention_dataset import AttentionReport, InfluenceFields
+from ..analysis.attention_records import DecoderLayerAttention, HeadAttention
 
 
 def rank_colours(k: int) -> np.ndarray:
@@ -80,14 +79,14 @@ def plot_layer_curves(report: AttentionReport) -> Figure:
     """Fig. 10: consistency, soft consistency, locality and black proportion vs decoder layer, with
     their 95% intervals as bands."""
     layers = report.layers
-    x = np.array([row["layer"] for row in layers])
+    x = np.array([row.layer for row in layers])
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
     ax = fig.subplots()
     curves = (("consistency", "consistency", "-o"), ("soft_consistency", "soft consistency", "--o"),
               ("locality", "locality", "-s"), ("black_fraction", "black / non-important", "-^"))
     for key, label, style in curves:
-        y = np.array([row[key] for row in layers], dtype=float)
-        ci = np.array([row[f"{key}_ci"] for row in layers], dtype=float)
+        y = np.array([getattr(row, key) for row in layers], dtype=float)
+        ci = np.array([getattr(row, f"{key}_ci") for row in layers], dtype=float)
         line, = ax.plot(x, y, style, label=label, markersize=4)
         ax.fill_between(x, ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("decoder layer")
@@ -124,7 +123,7 @@ def plot_positional_bias(report: AttentionReport, layer: int = 0) -> Figure:
 
 def plot_head_metrics(report: AttentionReport) -> Figure:
     """Mean attention distance (pixels) and entropy (nats) of every head vs layer, per part."""
-    parts: list[tuple[str, list[dict[str, Any]]]] = [("decoder", report.layers)]
+    parts: list[tuple[str, list[HeadAttention] | list[DecoderLayerAttention]]] = [("decoder", report.layers)]
     if report.encoder_layers:
         parts.insert(0, ("encoder", report.encoder_layers))
     fig = Figure(figsize=(4.2 * len(parts), 5.5), layout="constrained")
@@ -134,8 +133,8 @@ def plot_head_metrics(report: AttentionReport) -> Figure:
                                             ("head_entropy", "attention entropy (nats)"))):
             ax = axes[row, col]
             for layer in layers:
-                values = np.asarray(layer[key], dtype=float)
-                ax.scatter(np.full(values.shape, layer["layer"]), values, s=10, alpha=0.7, color="tab:blue")
+                values = np.asarray(getattr(layer, key), dtype=float)
+                ax.scatter(np.full(values.shape, layer.layer), values, s=10, alpha=0.7, color="tab:blue")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel(f"{part} layer")
             ax.set_ylabel(label)
