@@ -40,7 +40,7 @@ def bench(preset: str, images: int, batch_size: int, repeats: int, mask: str, ra
     dataset = TensorDataset(torch.randn(images, 3, size, size), torch.zeros(images, dtype=torch.long))
     runs = {
         "forward": lambda: plain_forward(model, dataset, batch_size, mask, ratio),
-        "attention_stats": lambda: attention_stats(model, dataset, mask=mask, mask_ratio=ratio, encoder=encoder,
+        "attention_stats": lambda: attention_stats(model, dataset, masking=mask, mask_ratio=ratio, encoder=encoder,
                                                    batch_size=batch_size, num_examples=0),
     }
     wall, cpu = interleaved(runs, repeats)

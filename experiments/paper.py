@@ -56,7 +56,7 @@ def reconstruction(ctx: Context) -> Outcome:
 
 
 def _attention(ctx: Context, mask: str):
-    return attention_stats(ctx.model(), ctx.images("test"), mask=mask, seed=ctx.seed, device=ctx.device,
+    return attention_stats(ctx.model(), ctx.images("test"), masking=mask, seed=ctx.seed, device=ctx.device,
                            batch_size=128, quiet=ctx.quiet, num_examples=4)
 
 

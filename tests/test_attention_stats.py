@@ -109,7 +109,7 @@ def dataset(n=12, seed=0):
 
 def test_analyse_batch_matches_full_maps(model):
     imgs = dataset(5).tensors[0]
-    got = analyse_batch(model, imgs, mask="random", generator=torch.Generator().manual_seed(3), top_n=5)
+    got = analyse_batch(model, imgs, masking="random", generator=torch.Generator().manual_seed(3), top_n=5)
     with torch.no_grad(), AttentionRecorder(model) as rec:
         out = model.encode(imgs, 0.75, masking="random", generator=torch.Generator().manual_seed(3))
         model.forward_decoder(out.tokens, out.ids_restore)
@@ -130,7 +130,7 @@ def test_encoder_distances_use_each_images_positions(model, monkeypatch):
     # One image per recomputation chunk, so each chunk must pick its own rows of the positions.
     monkeypatch.setattr(module, "AttentionRecorder", partial(AttentionRecorder, chunk_bytes=1))
     imgs = dataset(4).tensors[0]
-    got = analyse_batch(model, imgs, mask="random", generator=torch.Generator().manual_seed(5), encoder=True)
+    got = analyse_batch(model, imgs, masking="random", generator=torch.Generator().manual_seed(5), encoder=True)
     with torch.no_grad(), AttentionRecorder(model, ("encoder",)) as rec:
         ref = model.encode(imgs, 0.75, masking="random", generator=torch.Generator().manual_seed(5))
     assert torch.equal(got.visible, ref.mask == 0)
@@ -143,14 +143,14 @@ def test_encoder_distances_use_each_images_positions(model, monkeypatch):
 
 def test_stats_are_deterministic_and_batch_size_invariant(model):
     ds = dataset(12)
-    a = attention_stats(model, ds, mask="random", seed=7, batch_size=12, encoder=True)
-    b = attention_stats(model, ds, mask="random", seed=7, batch_size=12, encoder=True)
+    a = attention_stats(model, ds, masking="random", seed=7, batch_size=12, encoder=True)
+    b = attention_stats(model, ds, masking="random", seed=7, batch_size=12, encoder=True)
     assert to_json(a.to_dict()) == to_json(b.to_dict())
-    c = attention_stats(model, ds, mask="random", seed=8, batch_size=12)
+    c = attention_stats(model, ds, masking="random", seed=8, batch_size=12)
     assert a.positional_bias["layers"][0]["counts"] != c.positional_bias["layers"][0]["counts"]
     # Grid masks do not depend on the generator, so batching cannot change any count.
-    g4 = attention_stats(model, ds, mask="grid", batch_size=4)
-    g12 = attention_stats(model, ds, mask="grid", batch_size=12)
+    g4 = attention_stats(model, ds, masking="grid", batch_size=4)
+    g12 = attention_stats(model, ds, masking="grid", batch_size=12)
     f4, f12 = g4.to_frame(), g12.to_frame()
     assert f4.drop(columns=["mean_attention_distance", "entropy"]).equals(
         f12.drop(columns=["mean_attention_distance", "entropy"]))
@@ -158,7 +158,7 @@ def test_stats_are_deterministic_and_batch_size_invariant(model):
 
 
 def test_report_frames_and_json(model):
-    rep = attention_stats(model, dataset(6), mask="grid", encoder=True, num_examples=2)
+    rep = attention_stats(model, dataset(6), masking="grid", encoder=True, num_examples=2)
     frame = rep.to_frame()
     depth, dec_depth = model.config.depth, model.config.decoder_depth
     assert list(frame["part"]) == ["decoder"] * dec_depth + ["encoder"] * depth
@@ -178,7 +178,7 @@ def test_report_frames_and_json(model):
 
 
 def test_influence_fields_single_image(model):
-    fields = influence_fields(model, dataset(1).tensors[0][0], mask="grid", top_n=3)
+    fields = influence_fields(model, dataset(1).tensors[0][0], masking="grid", top_n=3)
     assert fields.ranks.shape == fields.influencer.shape == (model.config.decoder_depth, 1, 64)
     own = fields.influencer[:, 0][fields.ranks[:, 0] < 16]
     assert (own >= 0).all()
@@ -208,7 +208,7 @@ def test_plots(model, tmp_path):
     colours = influence_colours(np.array([1, 0, 2, 3]), np.array([0, 1, 1, -1]), 2)
     palette = rank_colours(2)
     assert np.allclose(colours, [palette[1], palette[0], palette[0], [0, 0, 0]])
-    rep = attention_stats(model, dataset(4), mask="grid", encoder=True, num_examples=1)
+    rep = attention_stats(model, dataset(4), masking="grid", encoder=True, num_examples=1)
     image = np.random.default_rng(0).random((32, 32, 3))
     figures = {
         "curves.png": plot_layer_curves(rep), "bias.png": plot_positional_bias(rep, 1),
@@ -244,7 +244,7 @@ def test_layers_are_typed_records_with_the_json_keys_in_order(model):
     and ``record["name"]`` still reads a field."""
     from maelens.analysis.attention_records import DecoderLayerAttention, HeadAttention
 
-    rep = attention_stats(model, dataset(4), mask="grid", encoder=True, num_examples=0)
+    rep = attention_stats(model, dataset(4), masking="grid", encoder=True, num_examples=0)
     layer, enc = rep.layers[0], rep.encoder_layers[0]
     assert isinstance(layer, DecoderLayerAttention) and isinstance(enc, HeadAttention)
     assert list(layer.to_dict()) == [
@@ -259,3 +259,13 @@ def test_layers_are_typed_records_with_the_json_keys_in_order(model):
         layer["no_such_field"]
     doc = json.loads(to_json(rep.to_dict()))
     assert doc["layers"][0]["black_patches"] == layer.black_patches
+
+
+def test_masking_is_the_parameter_and_mask_its_former_name(model):
+    """Issue 17: one name per concept; ``mask=`` still works and a contradiction is refused."""
+    ds = dataset(4)
+    new = attention_stats(model, ds, masking="random", seed=1, num_examples=0)
+    old = attention_stats(model, ds, mask="random", seed=1, num_examples=0)
+    assert to_json(new.to_dict()) == to_json(old.to_dict()) and new.settings["mask"] == "random"
+    with pytest.raises(ConfigError, match="disagree"):
+        attention_stats(model, ds, masking="block", mask="random")

@@ -222,7 +222,7 @@ def test_encoder_attention_stats_equal_the_full_report_and_run_without_a_decoder
 
     mae = create_model("tiny").eval()
     data = load_dataset("bundled", image_size=32, split="test", limit=10)
-    options = dict(mask="grid", mask_ratio=0.75, batch_size=4, seed=3)
+    options = dict(masking="grid", mask_ratio=0.75, batch_size=4, seed=3)
     full = attention_stats(mae, data, encoder=True, num_examples=0, **options).encoder_layers
     alone = encoder_attention_stats(mae, data, **options).encoder_layers
     assert len(alone) == 3

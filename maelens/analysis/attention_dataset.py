@@ -2,7 +2,7 @@
 under an :class:`~maelens.analysis.hooks.AttentionRecorder`, reduce each layer's maps on the fly
 and pool per-image counts, so memory does not grow with the number of images.
 
-``attention_stats(model, dataset, mask="grid")`` returns an :class:`AttentionReport` with
+``attention_stats(model, dataset, masking="grid")`` returns an :class:`AttentionReport` with
 ``.to_frame()`` (one row per layer), ``.heads_frame()`` and ``.to_dict()`` (the JSON document of
 ``maelens attention-stats``).
 """
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..models.masking import sample_mask
+from ..models.masking import masking_alias, sample_mask
 from .attention import (
     attention_entropy,
     black_fraction,
@@ -111,11 +111,12 @@ def _reducer(model: torch.nn.Module, encoder_positions: torch.Tensor | None, dev
 
 
 @torch.no_grad()
-def analyse_batch(model: torch.nn.Module, imgs: torch.Tensor, *, mask: str = "grid", mask_ratio: float = 0.75,
+def analyse_batch(model: torch.nn.Module, imgs: torch.Tensor, *, masking: str = "grid", mask_ratio: float = 0.75,
                   generator: torch.Generator | None = None, top_n: int = 5, encoder: bool = False,
-                  include_self: bool = True) -> BatchAttention:
+                  include_self: bool = True, mask: str | None = None) -> BatchAttention:
     """Mask ``imgs`` (B, 3, S, S), run encoder and decoder under hooks and compute every per-image
-    quantity of sec. 5 for all decoder layers at once."""
+    quantity of sec. 5 for all decoder layers at once. (``mask``: the former name of ``masking``.)"""
+    masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     generator = generator if generator is not None else torch.Generator()
     cfg = model.config
@@ -124,12 +125,12 @@ def analyse_batch(model: torch.nn.Module, imgs: torch.Tensor, *, mask: str = "gr
         # Draw the masks once on a copy of the generator state to know each visible token's
         # patch position while the encoder hooks run; the model then draws the same masks.
         state = generator.get_state()
-        ids = sample_mask(mask, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator, device=imgs.device)
+        ids = sample_mask(masking, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator, device=imgs.device)
         generator.set_state(state)
         positions = ids.ids_keep
     parts = ("encoder", "decoder") if encoder else ("decoder",)
     with AttentionRecorder(model, parts, reduce=_reducer(model, positions, imgs.device)) as rec:
-        out = model.encode(imgs, mask_ratio, masking=mask, generator=generator)
+        out = model.encode(imgs, mask_ratio, masking=masking, generator=generator)
         model.forward_decoder(out.tokens, out.ids_restore)
     visible = out.mask == 0
     W = torch.stack([m["W"] for m in rec.maps["decoder"]])
@@ -336,18 +337,40 @@ def _fields(batch: BatchAttention, grid_size: tuple[int, int], count: int) -> In
 
 
 @torch.no_grad()
-def attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: str = "grid", mask_ratio: float = 0.75,
+def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = "grid", mask_ratio: float = 0.75,
                     top_n: int = 5, encoder: bool = False, all_images: bool = False, include_self: bool = True,
                     batch_size: int = 64, seed: int = 0, device: str | torch.device = "cpu",
-                    num_workers: int = 0, num_examples: int = 4, quiet: bool = True) -> AttentionReport:
-    """IPOL sec. 5 attention statistics of ``model`` over ``dataset`` (items ``(image, label)``).
+                    num_workers: int = 0, num_examples: int = 4, quiet: bool = True,
+                    mask: str | None = None) -> AttentionReport:
+    """IPOL sec. 5 attention statistics of ``model`` over ``dataset`` (items ``(image, label)``): per decoder
+    layer the consistency, soft consistency, locality and black-patch proportions (sec. 5, Figs. 9-10), the
+    heads' attention distance and entropy, and the positional-bias tests of the importance ranks.
 
-    Masks come from a generator seeded with ``seed`` (same call, same report). The first
-    ``num_examples`` images' influence fields are kept in ``report.examples`` for Fig. 9.
+    Args:
+        model: an MAE with a decoder (an encoder-only model: see :func:`~maelens.analysis.encoder_attention.
+            encoder_attention_stats`).
+        dataset: items ``(image, label)`` or images, normalised as the model expects.
+        masking: the masking strategy (``grid``: the paper's deterministic one; ``random``, ``block``,
+            ``uniform``); ``mask`` is its former name, still accepted.
+        mask_ratio: the share of patches removed.
+        top_n: attention entries of a row searched for its influencer (the paper's top-5).
+        encoder: also report the encoder's head statistics.
+        all_images: pool locality and black proportions over all images, not only the consistent ones.
+        include_self: whether a row's own (diagonal) entry counts among its top-n.
+        batch_size: images per forward pass (the results do not depend on it).
+        seed: seeds the masks; the same call gives the same report.
+        device: where the model runs.
+        num_workers: data-loader processes.
+        num_examples: the first images whose influence fields are kept in ``report.examples`` (Fig. 9).
+        quiet: no progress bar.
+
+    Returns:
+        An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``).
     """
+    masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     model = model.to(device).eval()
     cfg = model.config
     generator = torch.Generator().manual_seed(seed)
@@ -355,14 +378,14 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: str = "gr
     acc = AttentionAccumulator(cfg.grid_size, cfg.decoder_depth, all_images=all_images)
     examples: InfluenceFields | None = None
     for batch in tqdm(loader, desc="attention", disable=quiet, unit="batch"):
-        result = analyse_batch(model, _images(batch).to(device), mask=mask, mask_ratio=mask_ratio,
+        result = analyse_batch(model, _images(batch).to(device), masking=masking, mask_ratio=mask_ratio,
                                generator=generator, top_n=top_n, encoder=encoder, include_self=include_self)
         if examples is None and num_examples > 0:
             examples = _fields(result, cfg.grid_size, num_examples)
         acc.update(result)
     if acc.images == 0:
         raise DataError("the dataset is empty: no attention to analyse")
-    settings = {"mask": mask, "mask_ratio": mask_ratio, "top_n": top_n, "all_images": all_images,
+    settings = {"mask": masking, "mask_ratio": mask_ratio, "top_n": top_n, "all_images": all_images,
                 "include_self": include_self, "seed": seed, "model": cfg.name,
                 "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
     report = acc.report(settings)
@@ -371,14 +394,17 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: str = "gr
 
 
 @torch.no_grad()
-def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, mask: str = "grid", mask_ratio: float = 0.75,
-                     top_n: int = 5, seed: int = 0, include_self: bool = True) -> InfluenceFields:
-    """Influence fields (Fig. 9) of ``images`` (B, 3, S, S) or one image (3, S, S), every decoder layer."""
+def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, masking: str = "grid", mask_ratio: float = 0.75,
+                     top_n: int = 5, seed: int = 0, include_self: bool = True,
+                     mask: str | None = None) -> InfluenceFields:
+    """Influence fields (Fig. 9) of ``images`` (B, 3, S, S) or one image (3, S, S), every decoder layer.
+    (``mask``: the former name of ``masking``.)"""
+    masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if images.ndim == 3:
         images = images.unsqueeze(0)
     device = next(model.parameters()).device
-    result = analyse_batch(model.eval(), images.to(device), mask=mask, mask_ratio=mask_ratio,
+    result = analyse_batch(model.eval(), images.to(device), masking=masking, mask_ratio=mask_ratio,
                            generator=torch.Generator().manual_seed(seed), top_n=top_n, include_self=include_self)
     return _fields(result, model.config.grid_size, images.shape[0])
 

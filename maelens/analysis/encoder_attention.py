@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
-from ..models.masking import sample_mask
+from ..models.masking import masking_alias, sample_mask
 from .attention import attention_entropy, mean_attention_distance, patch_distances
 from .attention_records import HeadAttention
 from .hooks import AttentionChunk, AttentionRecorder
@@ -57,15 +57,17 @@ class EncoderAttentionReport:
 
 
 @torch.no_grad()
-def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: str = "random",
+def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = "random",
                             mask_ratio: float = 0.0, batch_size: int = 64, seed: int = 0,
                             device: str | torch.device = "cpu", num_workers: int = 0,
-                            quiet: bool = True) -> EncoderAttentionReport:
+                            quiet: bool = True, mask: str | None = None) -> EncoderAttentionReport:
     """Mean attention distance and entropy of every head of every encoder layer of ``model`` over
-    ``dataset`` (items ``(image, label)``), with ``mask`` / ``mask_ratio`` applied to the encoder input
-    (0: the whole image). Masks come from a generator seeded with ``seed``."""
+    ``dataset`` (items ``(image, label)``), with ``masking`` / ``mask_ratio`` applied to the encoder input
+    (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
+    with ``seed``."""
+    masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     cfg, generator = model.config, torch.Generator().manual_seed(seed)
     model = model.to(device).eval()
@@ -76,7 +78,7 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: s
         # the patch position of each visible token: draw the masks on a copy of the generator state,
         # then let the encoder draw the same ones
         state = generator.get_state()
-        kept = sample_mask(mask, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator,
+        kept = sample_mask(masking, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator,
                            device=imgs.device).ids_keep
         generator.set_state(state)
         distances = patch_distances(kept, cfg.grid_size, cfg.patch_size)  # (B, K, K) pixels
@@ -87,7 +89,7 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: s
                                 attention_entropy(chunk.probs, chunk.logits)], dim=1)
 
         with AttentionRecorder(model, ("encoder",), reduce=reduce) as rec:
-            model.encode(imgs, mask_ratio, masking=mask, generator=generator)
+            model.encode(imgs, mask_ratio, masking=masking, generator=generator)
         batch_sums = torch.stack(rec.maps["encoder"]).double().sum(dim=1)  # (layers, 2, heads)
         sums = batch_sums if sums is None else sums + batch_sums
         images += imgs.shape[0]
@@ -98,7 +100,7 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, mask: s
                             entropy=float(np.mean(means[layer, 1])),
                             head_mean_attention_distance=means[layer, 0].tolist(),
                             head_entropy=means[layer, 1].tolist()) for layer in range(means.shape[0])]
-    settings = {"mask": mask, "mask_ratio": mask_ratio, "seed": seed, "model": cfg.name, "num_images": images,
+    settings = {"mask": masking, "mask_ratio": mask_ratio, "seed": seed, "model": cfg.name, "num_images": images,
                 "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
     return EncoderAttentionReport(settings=settings, encoder_layers=layers)
 

@@ -106,7 +106,7 @@ def run_stats(args: argparse.Namespace) -> int:
     dataset = _dataset(model, args.data, args.split, args.num_images)
     if not model.has_decoder:
         return _run_encoder_stats(args, model, model_settings, dataset)
-    report = attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
+    report = attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
                              include_self=args.include_self, encoder=args.encoder, all_images=args.all_images,
                              batch_size=args.batch_size,
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
@@ -148,7 +148,7 @@ def _run_encoder_stats(args: argparse.Namespace, model, model_settings: dict, da
     from ..analysis.encoder_attention import encoder_attention_stats
     from ..io import output_folder, to_json, write_csv, write_json, write_text
 
-    report = encoder_attention_stats(model, dataset, mask=args.mask, mask_ratio=args.mask_ratio,
+    report = encoder_attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio,
                                      batch_size=args.batch_size, seed=args.seed, device=args.device,
                                      num_workers=args.num_workers, quiet=args.quiet)
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
@@ -186,7 +186,7 @@ def run_influence_map(args: argparse.Namespace) -> int:
             raise ConfigError(f"--index must be in [0, {len(dataset) - 1}] for {args.data} ({args.split}), "
                               f"got {args.index}")
         image, name = dataset[args.index][0], f"{args.data} #{args.index}"
-    fields = influence_fields(model, image, mask=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
+    fields = influence_fields(model, image, masking=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
                               include_self=args.include_self, seed=args.seed)
     fig = plot_influence_map(fields, 0, None if args.no_overlay else _pixels(model, image), title=name)
     save_figure(fig, args.out)

@@ -181,6 +181,17 @@ def sample_noise(kind: str, batch_size: int, grid_size: tuple[int, int], mask_ra
     return noise.to(device) if device is not None else noise, keep
 
 
+def masking_alias(masking: str, mask: str | None, default: str) -> str:
+    """The masking strategy of a call that may still pass it by its former keyword ``mask`` (the attention
+    analyses called it so; every API now says ``masking``, which the CLI's ``--mask`` sets). ``default`` is
+    the function's default for ``masking``: a ``masking`` other than it and a different ``mask`` disagree."""
+    if mask is None:
+        return masking
+    if masking != default and masking != mask:
+        raise ConfigError(f"masking={masking!r} and mask={mask!r} disagree: pass masking only")
+    return mask
+
+
 def sample_mask(kind: str, batch_size: int, grid_size: tuple[int, int], mask_ratio: float,
                 generator: torch.Generator | None = None,
                 device: torch.device | str | None = None) -> MaskIds:
@@ -188,5 +199,5 @@ def sample_mask(kind: str, batch_size: int, grid_size: tuple[int, int], mask_rat
     noise, keep = sample_noise(kind, batch_size, grid_size, mask_ratio, generator, device)
     return ids_from_noise(noise, keep)
 
-__all__ = ["MASKINGS", "MaskIds", "block_noise", "cell_size", "grid_noise", "ids_from_noise", "num_kept",
-    "random_noise", "sample_mask", "sample_noise", "uniform_noise"]
+__all__ = ["MASKINGS", "MaskIds", "block_noise", "cell_size", "grid_noise", "ids_from_noise", "masking_alias",
+    "num_kept", "random_noise", "sample_mask", "sample_noise", "uniform_noise"]
