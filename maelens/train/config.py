@@ -54,6 +54,32 @@ class TrainConfig:
     is still accepted by :meth:`from_dict` as ``precision="bf16"``. ``fused_attention=None`` picks timm's
     fused kernel on CUDA and the eager path on CPU (faster there). ``keep_last`` > 0 also keeps that
     many numbered ``checkpoint-NNNN.pt`` files beside ``checkpoint.pt``.
+
+    Attributes:
+        preset: the architecture (:data:`~maelens.models.presets.PRESETS`, or a SimCLR preset).
+        method: ``mae`` or ``simclr`` (what the run trains; :mod:`maelens.train.methods`).
+        model_overrides: architecture fields changed from the preset's (e.g. ``{"depth": 2}``).
+        norm_pix_loss, loss_target: the MAE's reconstruction target (per-patch normalised pixels; ``pixel``,
+            ``ycbcr`` = IPOL's weighted MSE_w, ``ycbcr-plain``); :meth:`with_loss` sets both from a CLI name.
+        data, split, num_images: the training images (a ``--data`` spec, its split, an optional cap).
+        epochs, batch_size, accum_iter: passes over the data; images per process and micro-batch;
+            micro-batches per optimizer step.
+        blr, lr, min_lr: base lr (scaled by the effective batch / 256, MAE's rule), or an absolute ``lr``;
+            the floor of the decay.
+        weight_decay, decay_tokens, betas: AdamW's; ``decay_tokens`` decays the CLS and mask tokens too
+            (the official grouping; False: timm's exemption).
+        warmup_epochs, schedule: linear warm-up, then ``cosine`` or ``linear`` decay (IPOL: linear, 2 epochs).
+        clip_grad: clip the gradient norm (None: no clipping).
+        masking, mask_ratio: the MAE's masking strategy and the share of patches removed.
+        seed: seeds the model, the data order, the masks and the augmentations (a resumed run continues
+            the same streams).
+        precision, compile, fused_attention: numerics and kernels (see above).
+        device, num_workers: where the run computes; data-loader processes.
+        out, resume, save_every, keep_last: the run folder; ``"auto"`` or a checkpoint to continue from;
+            checkpoint every N epochs; numbered checkpoints kept.
+        recon_images: images of the per-epoch reconstruction figure handed to ``on_epoch_end`` (0: none).
+        quiet: no progress bars or notes.
+        settings_from: where each recipe setting came from (a record only).
     """
 
     preset: str = "tiny"
