@@ -9,13 +9,39 @@ whose items are ``(normalised float32 (3, S, S) image, label or -1)``.
 
 from __future__ import annotations
 
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
-from .cache import cache_dir
-from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset
-from .images import denormalize, load_image, read_image
-from .load import BUILTIN, SPEC_HELP, describe_builtin, load_dataset
-from .sources import DATASET_SOURCES, PHOTO_COLLECTIONS, DatasetSource, Photo, PhotoCollection
-from .transforms import eval_transform, pretrain_transform
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Lazy names (PEP 562): ``from maelens.data.normalization import IMAGENET_MEAN`` (what the presets do) must not
+# load the readers, PIL and torch; each name below loads its module on first use.
+_LAZY = {
+    "IMAGENET_MEAN": "normalization", "IMAGENET_STD": "normalization", "denormalize": "normalization",
+    "cache_dir": "cache",
+    "SPLITS": "dataset", "ImageDataset": "dataset", "RawSet": "dataset", "balanced_subset": "dataset",
+    "load_image": "images", "read_image": "images",
+    "BUILTIN": "load", "SPEC_HELP": "load", "describe_builtin": "load", "load_dataset": "load",
+    "DATASET_SOURCES": "sources", "PHOTO_COLLECTIONS": "sources", "DatasetSource": "sources", "Photo": "sources",
+    "PhotoCollection": "sources",
+    "eval_transform": "transforms", "pretrain_transform": "transforms",
+}
+
+if TYPE_CHECKING:
+    from .cache import cache_dir
+    from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset
+    from .images import load_image, read_image
+    from .load import BUILTIN, SPEC_HELP, describe_builtin, load_dataset
+    from .normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
+    from .sources import DATASET_SOURCES, PHOTO_COLLECTIONS, DatasetSource, Photo, PhotoCollection
+    from .transforms import eval_transform, pretrain_transform
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'maelens.data' has no attribute {name!r}")
+
 
 __all__ = [
     "BUILTIN", "DATASET_SOURCES", "DatasetSource", "IMAGENET_MEAN", "IMAGENET_STD", "ImageDataset", "PHOTO_COLLECTIONS",

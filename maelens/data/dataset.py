@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..errors import DataError
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
 from .images import read_image
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import eval_transform, pretrain_geometry, pretrain_transform
 
 SPLITS = ("train", "test", "all")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
+from .normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -87,12 +87,5 @@ def load_image(path: str | Path, image_size: int, mean: Sequence[float] = IMAGEN
     img = torch.from_numpy(read_image(path)).permute(2, 0, 1).contiguous()
     return eval_transform(image_size, mean, std)(img)
 
-
-def denormalize(x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
-                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Undo the input normalisation: (..., 3, H, W) model inputs -> pixel values clamped to [0, 1]."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(3, 1, 1)
-    return (x * s + m).clamp(0.0, 1.0)
 
 __all__ = ["IMAGE_EXTENSIONS", "denormalize", "load_image", "open_image", "probe_image", "read_image", "to_rgb"]

@@ -8,7 +8,6 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
 from .arrays import read_npz
 from .cifar import is_cifar_dir, read_cifar
 from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset, select_classes, select_split
@@ -16,6 +15,7 @@ from .folder import read_image_folder
 from .idx import is_idx_dir, read_fashion_mnist, read_idx_dir
 from .imagenet64 import is_imagenet64_dir, read_imagenet64
 from .images import probe_image
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .places import is_places365_dir, read_places365
 from .sources import DATASET_SOURCES, WALLPAPER_COLLECTIONS
 from .tiles import TILES_PER_SIDE, load_bundled, load_tiles, opencv_photos, skimage_photos, wallpaper_photos

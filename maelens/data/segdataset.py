@@ -19,8 +19,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..errors import DataError
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
 from .images import read_image
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 IGNORE_INDEX = 255
 TRAIN_SCALE = (0.5, 1.0)

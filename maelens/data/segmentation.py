@@ -8,10 +8,10 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
 from .dataset import balanced_subset
 from .load import check_request
 from .mosaic import mosaic_raw
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .segdataset import SegmentationDataset, SegRaw
 from .segfolders import ADE20K_CLASSES, is_ade20k, is_mask_folder, read_ade20k, read_mask_folder
 

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from ..models.presets import IMAGENET_MEAN, IMAGENET_STD
+from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 PRETRAIN_SCALE = (0.2, 1.0)
 _BICUBIC = v2.InterpolationMode.BICUBIC

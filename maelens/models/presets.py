@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from ..data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Reconstruction targets: ``pixel`` (the model's normalised RGB inputs), ``ycbcr`` (the IPOL paper's
 #: weighted MSE_w on Y, Cb, Cr; the name checkpoints have stored since it was the only YCbCr target) and
 #: ``ycbcr-plain`` (plain MSE on the same three channels, the paper's unweighted YCbCr run).
