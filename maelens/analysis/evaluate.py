@@ -62,6 +62,12 @@ class KNNClassifier(ClassifierMixin, BaseEstimator):
     ``distance`` (1 / d; exact matches take the whole vote, as in scikit-learn) or ``exp``
     (exp(-d / temperature): with cosine, DINO's weighted vote exp(cos / T) up to a constant).
     Ties go to the class that sorts first. ``k`` is capped at the number of training samples.
+
+    Why not scikit-learn's ``KNeighborsClassifier`` (it would take ``exp`` as a weight callable): at Table 3's
+    size (``benchmarks/knn.py``: 20,000 x 240 training features, 5,000 queries) this float64 vote takes 0.72 s
+    where scikit-learn takes 1.57 s in float64 and 0.59 s in float32, with the same predictions; the
+    float64 vote (no float32 rounding flipping near-tied votes), ``k`` capped for small sets, and no torch
+    or extra threads at import are what it adds.
     """
 
     def __init__(self, n_neighbors: int = 20, metric: str = "cosine", weights: str = "uniform",
