@@ -1,7 +1,12 @@
 """The PCA + t-SNE map of IPOL sec. 6 (Table 3, Figs. 13-14), on numpy and openTSNE only (no torch, so
 that evaluating stored features starts fast): PCA to 50 axes, then t-SNE with openTSNE (FFT-accelerated
 for large sets); new points are placed into a fitted map with openTSNE's ``transform`` (each new point
-optimised against the fixed reference embedding)."""
+optimised against the fixed reference embedding).
+
+Why not openTSNE's own scikit-learn wrapper (``openTSNE.sklearn.TSNE``): :class:`PCATSNE` is the paper's
+two-step map, PCA to 50 axes then t-SNE, with the perplexity capped for small sets and the fitted
+``TSNEEmbedding`` kept for ``transform``; it calls openTSNE's ``TSNE`` directly for the second step, which is
+what that wrapper does too."""
 
 from __future__ import annotations
 
