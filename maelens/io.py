@@ -182,7 +182,7 @@ OUTPUT_MARKER = ".maelens-output"
 _SIBLING = r"^\.{name}\.(\d+)\.[^.]+\.(partial|old)$"
 
 
-def check_output_folder(path: str | os.PathLike, overwrite: bool = False, option: str = "--out") -> None:
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False, option: str = "out") -> None:
     """Refuse, before any work, an output folder that already holds files unless ``overwrite``, and an
     ``overwrite`` of a folder that no maelens command wrote (no :data:`OUTPUT_MARKER`). A missing or
     empty folder is always fine."""
@@ -190,11 +190,11 @@ def check_output_folder(path: str | os.PathLike, overwrite: bool = False, option
     if not target.is_dir() or not any(target.iterdir()):
         return
     if not overwrite:
-        raise ConfigError(f"{option} {target}: already holds files; pass --overwrite to replace that folder "
-                          f"as a whole, or choose another {option}")
+        raise ConfigError(f"{option}={target}: already holds files; pass overwrite=True to replace that folder "
+                          f"as a whole, or choose another {option}=FOLDER")
     if not (target / OUTPUT_MARKER).is_file():
-        raise ConfigError(f"{option} {target}: --overwrite replaces only a folder a maelens command wrote, and "
-                          f"this one has no {OUTPUT_MARKER} file; remove it yourself or choose another {option}")
+        raise ConfigError(f"{option}={target}: overwrite=True replaces only a folder a maelens command wrote, and "
+                          f"this one has no {OUTPUT_MARKER} file; remove it yourself or choose another {option}=FOLDER")
 
 
 @contextmanager
@@ -249,7 +249,7 @@ def _put_in_place(staging: Path, target: Path, overwrite: bool) -> None:
             raise OutputError(f"{target}: exists and is not a folder; nothing was written", target) from None
         if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise OutputError(f"{target}: another command wrote there while this one ran; nothing was written "
-                              f"(pass --overwrite to replace it, or choose another folder)", target) from None
+                              f"(pass overwrite=True to replace it, or choose another folder)", target) from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

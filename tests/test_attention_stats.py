@@ -187,7 +187,7 @@ def test_influence_fields_single_image(model):
 def test_errors(model):
     with pytest.raises(ConfigError, match="no decoder"):
         attention_stats(create_model("tiny", decoder_depth=0), dataset(2))
-    with pytest.raises(ConfigError, match="top-n"):
+    with pytest.raises(ConfigError, match="top_n"):
         attention_stats(model, dataset(2), top_n=0)
     with pytest.raises(DataError, match="empty"):
         attention_stats(model, dataset(0))

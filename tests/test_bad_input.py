@@ -293,7 +293,7 @@ def test_default_warmup_is_clipped_to_a_short_run(files, tmp_path, capsys):
 
 def test_explicit_warmup_longer_than_the_run_is_an_error(files, tmp_path, capsys):
     out = tmp_path / "run"
-    assert_one_line(*run(_train(files, out, "--epochs", "1", "--warmup-epochs", "2"), capsys), "warmup_epochs")
+    assert_one_line(*run(_train(files, out, "--epochs", "1", "--warmup-epochs", "2"), capsys), "--warmup-epochs")
     assert not out.exists()
 
 
@@ -367,3 +367,19 @@ def test_temporary_files_are_never_located(files, tmp_path, capsys):
     code, err = run(_train(files, first_save, "--epochs", "1", "--quiet", "--resume", "auto"), capsys)
     assert code == 0, err
     assert not list(first_save.glob(".checkpoint*")) and load_checkpoint(first_save).epoch == 0
+
+
+def test_library_errors_speak_python_and_the_cli_translates_them():
+    """Issue 17: library messages name parameters (``image_size=30``, ``overwrite=True``); the command line
+    shows its flags for the same facts."""
+    from maelens.cli.common import cli_words
+
+    assert cli_words("image_size=30 is not a multiple of the patch size 4") == \
+        "--image-size 30 is not a multiple of the patch size 4"
+    assert cli_words("pass num_heads=H and decoder_num_heads=H") == "pass --num-heads H and --decoder-num-heads H"
+    assert cli_words("pass overwrite=True, or choose another out=FOLDER") == "pass --overwrite, or choose another --out FOLDER"
+    assert cli_words("lower batch_size or accum_iter") == "lower --batch-size or --accum-iter"
+    # ordinary words, paths and longer identifiers stay as they are
+    assert cli_words("the training data in /runs/batch_size_x, blr=1e-3") == \
+        "the training data in /runs/batch_size_x, --blr 1e-3"
+    assert cli_words("the learning rate lr=0.1 and my_top_n") == "the learning rate --lr 0.1 and my_top_n"

@@ -131,7 +131,7 @@ def test_other_input_size_regenerates_the_sincos_tables_exactly(tmp_path):
     at64 = create_model("tiny", img_size=64)
     at64.load_state_dict({k: v for k, v in model.state_dict().items() if "pos_embed" not in k}, strict=False)
     assert_same_outputs(at64.eval(), ckpt.model, size=64)
-    with pytest.raises(CheckpointError, match="--image-size 30 is not a multiple of the patch size 4"):
+    with pytest.raises(CheckpointError, match="image_size=30 is not a multiple of the patch size 4"):
         load_checkpoint(tmp_path / "tiny.pth", image_size=30)
 
 

@@ -80,9 +80,9 @@ def test_custom_architecture_without_head_counts_is_refused_then_exact_with_them
     with pytest.raises(CheckpointError) as refused:  # never a guessed head count (issue 13)
         load_checkpoint(tmp_path / "custom.pth")
     message = str(refused.value)
-    assert "--num-heads H and --decoder-num-heads H" in message and "encoder width 96" in message
+    assert "num_heads=H and decoder_num_heads=H" in message and "encoder width 96" in message
     assert "decoder width 32" in message
-    with pytest.raises(CheckpointError, match="--decoder-num-heads H"):
+    with pytest.raises(CheckpointError, match="decoder_num_heads=H"):
         load_checkpoint(tmp_path / "custom.pth", num_heads=3)
     described = load_checkpoint(tmp_path / "custom.pth", require_heads=False)
     assert not described.heads_known and described.provenance["num_heads"] == "not stored"
@@ -111,7 +111,7 @@ def test_official_args_model_gives_the_head_counts_at_another_resolution(tmp_pat
     assert_same_outputs(model, ckpt.model)
     # the released weights file of the same model (no args) must be told
     torch.save({"model": model.state_dict()}, tmp_path / "plain.pth")
-    with pytest.raises(CheckpointError, match="--num-heads"):
+    with pytest.raises(CheckpointError, match="num_heads="):
         load_checkpoint(tmp_path / "plain.pth")
 
 

@@ -174,7 +174,7 @@ def test_mismatched_files_and_names_are_one_clear_error(tmp_path):
     torch.save(state, tmp_path / "renamed.pth")
     with pytest.raises(CheckpointError, match="missing blocks.1.mlp.fc2.weight; unexpected extra.weight"):
         load_checkpoint(tmp_path / "renamed.pth", arch=ARCH)
-    with pytest.raises(ConfigError, match="cannot be combined with --arch"):
+    with pytest.raises(ConfigError, match="cannot be combined with arch=timm:"):
         load_checkpoint(path, arch=ARCH, num_heads=3)
     broken = timm_vit().state_dict()
     broken["blocks.0.mlp.fc1.bias"][0] = float("nan")

@@ -85,7 +85,7 @@ class InfluenceFields:
 
 def _check_model(model: torch.nn.Module, top_n: int = 1) -> None:
     if top_n < 1:
-        raise ConfigError(f"--top-n must be at least 1, got {top_n}")
+        raise ConfigError(f"top_n must be at least 1, got {top_n}")
     if not getattr(model, "has_decoder", False):
         raise ConfigError(
             "this model has no decoder (encoder-only weights): the decoder attention metrics of IPOL "

@@ -313,7 +313,7 @@ def make_splits(labels: np.ndarray, *, n_train: int | None = None, folds: int = 
     if folds >= 2:
         if counts.min() < folds:
             raise DataError(f"stratified {folds}-fold needs at least {folds} images per class; the smallest class "
-                            f"has {counts.min()} (lower --folds or add images)")
+                            f"has {counts.min()} (lower folds or add images)")
         kfold = StratifiedKFold(folds, shuffle=True, random_state=seed)
         return list(kfold.split(np.zeros(n), labels)), f"stratified {folds}-fold (seed {seed})"
     if not 0 < test_size < 1:

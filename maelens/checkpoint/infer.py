@@ -167,10 +167,9 @@ def _stored_heads(probe: ModelConfig, shape_preset: str | None, model_name: str 
 
 def _heads_message(where: str, probe: ModelConfig, unknown: list[str]) -> str:
     widths = {"num_heads": f"encoder width {probe.embed_dim}", "decoder_num_heads": f"decoder width {probe.decoder_embed_dim}"}
-    flags = " and ".join(f"--{k.replace('_', '-')} H" for k in unknown)
+    given = " and ".join(f"{k}=H" for k in unknown)
     return (f"{where} does not store its number of attention heads ({', '.join(widths[k] for k in unknown)}; "
-            f"the shapes match no preset): pass {flags}, the values the model was trained with "
-            f"(in Python: {', '.join(f'{k}=H' for k in unknown)})")
+            f"the shapes match no preset): pass {given}, the values the model was trained with")
 
 
 def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,

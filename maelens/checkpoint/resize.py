@@ -48,7 +48,7 @@ def resize_inputs(config: ModelConfig, state: dict[str, torch.Tensor], image_siz
     """
     patch = config.patch_size
     if image_size % patch:
-        raise CheckpointError(f"--image-size {image_size} is not a multiple of the patch size {patch} of {where} "
+        raise CheckpointError(f"image_size={image_size} is not a multiple of the patch size {patch} of {where} "
                               f"(e.g. {max(patch, image_size // patch * patch)})")
     old_grid = config.grid_size
     new_config = replace(config, img_size=image_size)

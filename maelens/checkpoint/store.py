@@ -355,10 +355,10 @@ def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], requ
 def _timm_config(layout: Layout, arch: str, where: str, heads: dict[str, int | None]) -> _Found:
     """A timm ViT (``--arch timm:NAME``) converted to a maelens encoder; its head counts come from timm."""
     if layout.format not in ("encoder-only", "official"):
-        raise CheckpointError(f"--arch {arch} takes timm weights; {where} is a {FORMATS[layout.format]}")
-    given = [f"--{k.replace('_', '-')}" for k, v in heads.items() if v is not None]
+        raise CheckpointError(f"arch={arch} takes timm weights; {where} is a {FORMATS[layout.format]}")
+    given = [k for k, v in heads.items() if v is not None]
     if given:
-        raise ConfigError(f"{' and '.join(given)} cannot be combined with --arch {arch}: timm's model gives the heads")
+        raise ConfigError(f"{' and '.join(given)} cannot be combined with arch={arch}: timm's model gives the heads")
     encoder = load_timm_encoder(arch, layout.state, where)
     return _Found(encoder.config, {**layout.rest}, encoder.notes, layout.rest.get("epoch"), None, encoder.provenance,
                   encoder.head, encoder.state, "timm")

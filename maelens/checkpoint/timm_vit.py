@@ -56,7 +56,7 @@ class TimmEncoder:
 def timm_name(arch: str) -> str:
     """The timm model name of an ``--arch`` value (``timm:vit_base_patch16_224`` -> ``vit_base_patch16_224``)."""
     if not isinstance(arch, str) or not arch.startswith(TIMM_PREFIX) or not arch[len(TIMM_PREFIX):]:
-        raise CheckpointError(f"--arch {arch}: expected timm:NAME, a timm Vision Transformer such as "
+        raise CheckpointError(f"arch={arch}: expected timm:NAME, a timm Vision Transformer such as "
                               "timm:vit_base_patch16_224")
     return arch[len(TIMM_PREFIX):]
 
@@ -71,7 +71,7 @@ def load_timm_encoder(arch: str, state: dict[str, torch.Tensor], where: str) -> 
 
     name = timm_name(arch)
     if not timm.is_model(name.split(".")[0]):
-        raise CheckpointError(f"--arch {arch}: timm {timm.__version__} has no model named {name.split('.')[0]} "
+        raise CheckpointError(f"arch={arch}: timm {timm.__version__} has no model named {name.split('.')[0]} "
                               "(e.g. vit_base_patch16_224, vit_small_patch14_dinov2)")
     notes: list[str] = []
     defaults = _defaults(name, arch)
@@ -79,7 +79,7 @@ def load_timm_encoder(arch: str, state: dict[str, torch.Tensor], where: str) -> 
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **overrides)
     except (TypeError, ValueError, AssertionError, RuntimeError) as err:
-        raise CheckpointError(f"--arch {arch}: timm cannot build {name} with {_shown(overrides)} read from "
+        raise CheckpointError(f"arch={arch}: timm cannot build {name} with {_shown(overrides)} read from "
                               f"{where} ({err})") from None
     changed = {k: v for k, v in overrides.items() if defaults.get(k) not in (None, v)}
     if changed:
@@ -145,7 +145,7 @@ def _defaults(name: str, arch: str) -> dict[str, Any]:
     except Exception:  # a description only: the model itself is built next, where errors are reported
         return {}
     if type(model) is not VisionTransformer:
-        raise CheckpointError(f"--arch {arch} builds a timm {type(model).__name__}, not a plain VisionTransformer: "
+        raise CheckpointError(f"arch={arch} builds a timm {type(model).__name__}, not a plain VisionTransformer: "
                               "maelens converts only the ViTs it can represent exactly")
     blk = model.blocks[0]
     return {"patch_size": model.patch_embed.patch_size[0], "depth": len(model.blocks),
@@ -190,7 +190,7 @@ def _check_representable(model: nn.Module, arch: str) -> None:
     from timm.models.vision_transformer import VisionTransformer
 
     if type(model) is not VisionTransformer:
-        raise CheckpointError(f"--arch {arch} builds a timm {type(model).__name__}, not a plain VisionTransformer: "
+        raise CheckpointError(f"arch={arch} builds a timm {type(model).__name__}, not a plain VisionTransformer: "
                               "maelens converts only the ViTs it can represent exactly")
     why = []
     if model.cls_token is None:
@@ -219,7 +219,7 @@ def _check_representable(model: nn.Module, arch: str) -> None:
             why.append(f"{', '.join(problems)} (block {i})")
             break
     if why:
-        raise CheckpointError(f"--arch {arch} cannot be analysed as a maelens encoder: it has {', '.join(why)}")
+        raise CheckpointError(f"arch={arch} cannot be analysed as a maelens encoder: it has {', '.join(why)}")
 
 
 def _block_problems(blk: nn.Module) -> list[str]:
@@ -258,7 +258,7 @@ def _convert(model: nn.Module, name: str, notes: list[str]) -> TimmEncoder:
     patch = model.patch_embed.proj.kernel_size
     img = model.patch_embed.img_size
     if patch[0] != patch[1] or img[0] != img[1]:
-        raise CheckpointError(f"--arch timm:{name}: non-square patches {patch} or input {img} are not supported")
+        raise CheckpointError(f"arch=timm:{name}: non-square patches {patch} or input {img} are not supported")
     mean, std = _normalisation(model)
     config = ModelConfig(name=f"timm:{name}", img_size=img[0], patch_size=patch[0],
                          in_chans=model.patch_embed.proj.in_channels, embed_dim=embed_dim, depth=len(model.blocks),
@@ -343,7 +343,7 @@ def _check_equal(model: nn.Module, encoder: TimmEncoder, arch: str) -> None:
         scale = max(want[finite].abs().max().item(), 1e-12) if finite.any() else 1.0
         diff = (got - want)[finite].abs().max().item() / scale if finite.any() else 0.0
     if not diff <= CHECK_TOLERANCE:
-        raise CheckpointError(f"--arch {arch}: the converted encoder differs from timm's forward_features "
+        raise CheckpointError(f"arch={arch}: the converted encoder differs from timm's forward_features "
                               f"(max relative difference {diff:.3g}): this structure is not supported")
     encoder.provenance["conversion"] = (f"checked against timm forward_features on a random input: max relative "
                                         f"difference {diff:.2g}")

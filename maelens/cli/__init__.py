@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MaelensError as err:
-        print(f"maelens {args.command}: error: {err}", file=sys.stderr)
+        from .common import cli_words
+
+        print(f"maelens {args.command}: error: {cli_words(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk outside maelens.io's writers (a log appended to, a library's file)
         from ..io import is_disk_full

@@ -6,6 +6,7 @@ import argparse
 import errno
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -148,7 +149,7 @@ def note(args: argparse.Namespace, message: str) -> None:
     on the non-zero ranks of a ``torchrun`` run)."""
     if getattr(args, "quiet", False) or int(os.environ.get("RANK", "0")) != 0:
         return
-    print(f"maelens {args.command}: note: {message}", file=sys.stderr)
+    print(f"maelens {args.command}: note: {cli_words(message)}", file=sys.stderr)
 
 
 # ---- checks made before any work: a bad device or output location fails in a second, not after an hour ----
@@ -255,3 +256,26 @@ def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: 
         from ..io import check_output_folder
 
         check_output_folder(Path(path), args.overwrite)
+
+#: Library parameters that error messages name (``image_size=30``, ``overwrite=True``, ``batch_size``) and the
+#: command-line flags they are set by: the library speaks Python, :func:`cli_words` translates for the CLI.
+PARAMETER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "arch", "image_size", "num_heads", "decoder_num_heads", "device", "resume", "out", "overwrite", "batch_size",
+    "accum_iter", "epochs", "warmup_epochs", "preset", "blr", "lr", "clip_grad", "precision", "top_n", "data",
+    "method", "folds")}
+_ASSIGNED = re.compile(r"(?<![\w./=-])(" + "|".join(sorted(PARAMETER_FLAGS, key=len, reverse=True)) + r")=([^\s,;)]*)")
+_BARE = re.compile(r"(?<![\w./=-])(" + "|".join(n for n in PARAMETER_FLAGS if "_" in n) + r")(?![\w=])")
+
+
+def cli_words(message: str) -> str:
+    """A library message as the command line says it: ``image_size=30`` becomes ``--image-size 30``,
+    ``overwrite=True`` becomes ``--overwrite``, and a bare ``batch_size`` becomes ``--batch-size`` (only names
+    with an underscore are translated bare: they cannot be ordinary words)."""
+    def assigned(match: re.Match) -> str:
+        flag, value = PARAMETER_FLAGS[match.group(1)], match.group(2)
+        return flag if value == "True" else f"{flag} {value}"
+
+    return _BARE.sub(lambda m: PARAMETER_FLAGS[m.group(1)], _ASSIGNED.sub(assigned, message))
+
+
+

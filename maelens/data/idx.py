@@ -80,7 +80,7 @@ def read_fashion_mnist(split: str, root: Path | None = None) -> RawSet:
     root = FASHION_MNIST_DIR if root is None else root
     if not is_idx_dir(root):
         raise DataError(f"Fashion-MNIST not found in {root}; install it with `{FASHION_MNIST_INSTALL}` "
-                        "or pass the directory holding its IDX files as --data")
+                        "or pass the directory holding its IDX files as data=DIR")
     raw = read_idx_dir(root, split, list(FASHION_MNIST_CLASSES))
     raw.sources = ["Fashion-MNIST (Zalando SE, MIT licence), Debian package dataset-fashion-mnist"]
     return raw

@@ -78,8 +78,8 @@ def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> R
         photos = wallpaper_photos() if name == "backgrounds" else \
             skimage_photos(tiles=True) + wallpaper_photos() + opencv_photos()
         if not photos:
-            raise DataError("no wallpaper photographs are installed for --data backgrounds; install them with "
-                            f"`{'; '.join(c.install for c in WALLPAPER_COLLECTIONS)}` (or use --data photos)")
+            raise DataError("no wallpaper photographs are installed for data=backgrounds; install them with "
+                            f"`{'; '.join(c.install for c in WALLPAPER_COLLECTIONS)}` (or use data=photos)")
         arrays, path = load_tiles(name, image_size, photos, per_side, quiet)
         return _from_arrays(arrays, split, [f"{len(photos)} photographs tiled (cached in {path})"])
     if spec == "fashion-mnist":

@@ -88,8 +88,8 @@ class _Finetune:
         self.out = config.out_dir
         resume_path = self._resume_path()
         if resume_path is None and (self.out / CHECKPOINT_NAME).exists():
-            raise ConfigError(f"{self.out / CHECKPOINT_NAME} already exists: pass --resume auto to continue that "
-                              f"run, or choose another --out")
+            raise ConfigError(f"{self.out / CHECKPOINT_NAME} already exists: pass resume=auto to continue that "
+                              f"run, or choose another out=FOLDER")
         if info.is_main:
             remove_stale_checkpoints(self.out)
         self.precision = resolve_precision(c.precision, info.device)
@@ -120,7 +120,7 @@ class _Finetune:
         self.steps_per_epoch = len(self.loader)
         if self.steps_per_epoch == 0:
             raise ConfigError(f"no full batch fits in an epoch: {len(self.train_data)} training images for batch "
-                              f"size {c.batch_size} x {info.world_size} process(es); lower --batch-size")
+                              f"size {c.batch_size} x {info.world_size} process(es); lower batch_size")
         self.peak_lr = c.peak_lr(info.world_size)
         self.optimizer = build_finetune_optimizer(self.model, c.optimizer, lr=self.peak_lr,
                                                   weight_decay=c.weight_decay, layer_decay=c.layer_decay,
@@ -264,7 +264,7 @@ class _Finetune:
     def _diverged(self, epoch: int, loss: float) -> None:
         where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"
         message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
-                   f"Last good checkpoint: {where}. Try a lower --lr/--blr, --clip-grad, or --precision fp32")
+                   f"Last good checkpoint: {where}. Try a lower lr=... or blr=..., clip_grad=NORM, or precision=fp32")
         if self.info.is_main:
             write_json(self.out / run_files.SUMMARY, self._summary("diverged", None, message))
         raise DivergenceError(message)

@@ -167,8 +167,7 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.method == MAE and self.preset in SIMCLR_PRESETS:
-            raise ConfigError(f"preset {self.preset!r} is a SimCLR model: set method='simclr' "
-                              f"(maelens train --method simclr)")
+            raise ConfigError(f"preset {self.preset!r} is a SimCLR model: set method=simclr")
         if self.method == SIMCLR:
             if self.preset not in SIMCLR_PRESETS:
                 raise ConfigError(f"method 'simclr' trains a SimCLR preset ({', '.join(SIMCLR_PRESETS)}), "

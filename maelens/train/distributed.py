@@ -38,10 +38,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ConfigError(f"--device {name!r} is not a torch device (expected cpu, cuda, cuda:N or auto)") from err
+        raise ConfigError(f"device={name} is not a torch device (expected cpu, cuda, cuda:N or auto)") from err
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name} asked for CUDA but no GPU is available here; use --device cpu")
+            raise ConfigError(f"device={name} asked for CUDA but no GPU is available here; use device=cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -222,8 +222,8 @@ class _Run:
         resume_path = self._resume_path()
         if resume_path is None and (self.out / CHECKPOINT_NAME).exists():
             raise ConfigError(
-                f"{self.out / CHECKPOINT_NAME} already exists: pass --resume auto to continue that run, "
-                f"or choose another --out")
+                f"{self.out / CHECKPOINT_NAME} already exists: pass resume=auto to continue that run, "
+                f"or choose another out=FOLDER")
 
         if info.is_main:
             remove_stale_checkpoints(self.out)
@@ -251,7 +251,7 @@ class _Run:
             raise ConfigError(
                 f"no full optimizer step fits in an epoch: {len(self.dataset)} images for batch size "
                 f"{self.batch_size} x accum_iter {config.accum_iter} x {info.world_size} process(es); "
-                f"lower --batch-size or --accum-iter, or use more images")
+                f"lower batch_size or accum_iter, or use more images")
         self.peak_lr = config.peak_lr(info.world_size, self.batch_size)
         self.optimizer = build_optimizer(self.model, lr=self.peak_lr, weight_decay=config.weight_decay,
                                          decay_tokens=config.decay_tokens,
@@ -279,12 +279,12 @@ class _Run:
         c, notes = self.config, []
         if c.warmup_epochs is None and c.effective_warmup_epochs < DEFAULT_WARMUP_EPOCHS:
             notes.append(f"warm-up shortened to {c.epochs} epoch(s): the default {DEFAULT_WARMUP_EPOCHS:g} is longer "
-                         f"than --epochs {c.epochs} (set --warmup-epochs to choose)")
+                         f"than epochs={c.epochs} (set warmup_epochs to choose)")
         if c.batch_size is None and self.batch_size < DEFAULT_BATCH_SIZE:
             per_step = f" x accum_iter {c.accum_iter}" if c.accum_iter > 1 else ""
             per_step += f" x {self.info.world_size} processes" if self.info.world_size > 1 else ""
             notes.append(f"batch size lowered to {self.batch_size}: the default {DEFAULT_BATCH_SIZE}{per_step} is "
-                         f"more than the {len(self.dataset)} training images (set --batch-size to choose)")
+                         f"more than the {len(self.dataset)} training images (set batch_size to choose)")
         return notes
 
     def _resume_path(self) -> Path | None:
@@ -366,7 +366,7 @@ class _Run:
         differ = sorted(k for k in wanted if stored.get(k) != wanted[k])
         if differ:
             raise CheckpointError(f"{path}: its model differs from this run's in {', '.join(differ)}; "
-                                  f"resume with the same --preset and loss")
+                                  f"resume with the same preset and loss")
         self.model.load_state_dict(ckpt.model.state_dict())
         self.optimizer.load_state_dict(raw["optimizer"])
         extra = raw.get("extra") or {}
@@ -469,7 +469,7 @@ class _Run:
     def _diverged(self, epoch: int, loss: float) -> None:
         where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"
         message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
-                   f"Last good checkpoint: {where}. Try a lower --blr, --clip-grad, or --precision fp32")
+                   f"Last good checkpoint: {where}. Try a lower blr=..., clip_grad=NORM, or precision=fp32")
         if self.info.is_main:
             write_json(self.out / run_files.SUMMARY, self._summary("diverged", None, message))
         raise DivergenceError(message)
