@@ -15,11 +15,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def denormalize(x: "torch.Tensor", mean: Sequence[float] = IMAGENET_MEAN,
-                std: Sequence[float] = IMAGENET_STD) -> "torch.Tensor":
-    """Undo the input normalisation: (..., 3, H, W) model inputs -> pixel values clamped to [0, 1]."""
+                std: Sequence[float] = IMAGENET_STD, clamp: bool = True) -> "torch.Tensor":
+    """Undo the input normalisation: (..., 3, H, W) model inputs -> pixel values, clamped to [0, 1] unless
+    ``clamp=False`` (a loss target keeps the values the model was given, overshoot included)."""
     m = x.new_tensor(mean).view(3, 1, 1)
     s = x.new_tensor(std).view(3, 1, 1)
-    return (x * s + m).clamp(0.0, 1.0)
+    pixels = x * s + m
+    return pixels.clamp(0.0, 1.0) if clamp else pixels
 
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize"]

@@ -12,6 +12,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..data.normalization import denormalize
 from ..errors import MaelensError
 from .losses import YCBCR_WEIGHTS, masked_mean, normalize_patches, patch_errors, rgb_to_ycbcr
 from .masking import MaskIds, ids_from_noise, num_kept, sample_noise
@@ -275,9 +276,7 @@ class MaskedAutoencoderViT(nn.Module):
         """Images in the space the decoder predicts: model inputs, or YCbCr of the de-normalised RGB
         (``ycbcr``: the paper's weighted MSE_w; ``ycbcr-plain``: the same channels, unweighted MSE)."""
         if self.config.loss_target in YCBCR_TARGETS:
-            mean = torch.tensor(self.config.norm_mean, device=imgs.device, dtype=imgs.dtype)[:, None, None]
-            std = torch.tensor(self.config.norm_std, device=imgs.device, dtype=imgs.dtype)[:, None, None]
-            return rgb_to_ycbcr(imgs * std + mean)
+            return rgb_to_ycbcr(denormalize(imgs, self.config.norm_mean, self.config.norm_std, clamp=False))
         return imgs
 
     def patch_losses(self, imgs: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
