@@ -480,7 +480,7 @@ def _segmentation_arms(ctx: Context) -> dict:
 
 @experiment("segmentation")
 def segmentation(ctx: Context) -> Outcome:
-    from maelens.plots.segmentation import eval_loss_figure
+    from maelens.plots.segmentation import epoch_figures, eval_loss_figure
     from maelens.segmentation import SegmentConfig, finetune
 
     rec = Recorder(ctx, "segmentation")
@@ -497,7 +497,7 @@ def segmentation(ctx: Context) -> Outcome:
         run = pretraining()
         config = SegmentConfig(init="scratch" if run is None else str(run.checkpoint), resume="auto",
                                out=str(rec.dir / "runs" / _slug(arm)), **settings)
-        result = finetune(config)
+        result = finetune(config, on_epoch_end=epoch_figures)
         sizes = result.summary.get("train_images"), result.summary.get("eval_images")  # what the data held
         curves[arm] = [h["eval_loss"] for h in result.history]
         miou[arm] = result.final["miou"]

@@ -11,6 +11,7 @@ from maelens import create_model
 from maelens.checkpoint import save_checkpoint
 from maelens.data.segmentation import load_segmentation
 from maelens.errors import ConfigError
+from maelens.plots.segmentation import epoch_figures
 from maelens.segmentation import SegmentConfig, finetune, load_segmenter
 from maelens.train import DivergenceError
 from maelens.train.runlog import read_log
@@ -54,7 +55,7 @@ def test_two_epochs_end_to_end_on_the_offline_set(tmp_path):
     save_checkpoint(tmp_path / "mae.pt", create_model("tiny"))
     cfg = config(tmp_path, init=str(tmp_path / "mae.pt"), decoder="mask", num_images=64, eval_images=32,
                  layer_decay=0.75)
-    result = finetune(cfg)
+    result = finetune(cfg, on_epoch_end=epoch_figures)
     out = tmp_path / "run"
     for name in ("checkpoint.pt", "log.csv", "log.jsonl", "metrics.json", "summary.json", "predictions.png",
                  "curves.png"):

@@ -88,6 +88,7 @@ def register(subparsers) -> None:
 
 def _segment(args: argparse.Namespace) -> int:
     from ..io import to_json
+    from ..plots.segmentation import epoch_figures
     from ..segmentation import SCRATCH, SegmentConfig, finetune
 
     preflight(args, "dir", allow_auto=True)
@@ -103,7 +104,7 @@ def _segment(args: argparse.Namespace) -> int:
         warmup_epochs=warmup, schedule=args.schedule, clip_grad=args.clip_grad, seed=args.seed,
         precision=args.precision, device=args.device, num_workers=args.num_workers, out=str(args.out),
         resume=args.resume, figure_images=args.figure_images, quiet=args.quiet)
-    result = finetune(config, encoder=encoder)
+    result = finetune(config, encoder=encoder, on_epoch_end=epoch_figures)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     s = result.summary

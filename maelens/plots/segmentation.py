@@ -4,10 +4,13 @@ per-run loss and score curves, and the evaluation-loss curves of several runs on
 from __future__ import annotations
 
 import colorsys
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from ..segmentation.loop import SegmentEpochEnd
 
 IGNORE_COLOUR = (0.0, 0.0, 0.0)
 
@@ -91,5 +94,17 @@ def eval_loss_figure(curves: Mapping[str, Sequence[float]], final_miou: Mapping[
     ax.legend(fontsize=8)
     return fig
 
-__all__ = ["IGNORE_COLOUR", "colour_masks", "eval_loss_figure", "palette", "prediction_figure",
+def epoch_figures(event: "SegmentEpochEnd") -> None:
+    """``finetune(..., on_epoch_end=epoch_figures)``: after every epoch, the training curves (``curves.png``)
+    and, when the run has figure images, image / truth / prediction (``predictions.png``) in the run folder."""
+    from ..io import save_figure
+
+    save_figure(training_curves_figure(event.history, title=event.title), event.out_dir / "curves.png")
+    if event.images is not None:
+        fig = prediction_figure(event.images, event.truth, event.predictions, event.classes,
+                                title=f"{event.title} - epoch {event.epoch}")
+        save_figure(fig, event.out_dir / "predictions.png")
+
+
+__all__ = ["IGNORE_COLOUR", "colour_masks", "epoch_figures", "eval_loss_figure", "palette", "prediction_figure",
     "training_curves_figure"]

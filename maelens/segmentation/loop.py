@@ -18,7 +18,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -60,9 +60,33 @@ class SegmentResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SegmentEpochEnd:
+    """What :func:`finetune` hands to ``on_epoch_end`` after every epoch (in the process that writes files):
+    the epoch, its log ``record`` and the whole ``history``, the run folder, a ``title`` naming the model, and
+    for the first ``config.figure_images`` evaluation images their RGB pixels (n, H, W, 3) in [0, 1], true and
+    predicted label maps (n, H, W) and the class names (None when ``figure_images`` is 0) - what
+    :func:`maelens.plots.segmentation.epoch_figures` draws."""
+
+    epoch: int
+    record: dict[str, Any]
+    history: list[dict[str, Any]]
+    out_dir: Path
+    title: str
+    classes: list[str]
+    images: np.ndarray | None
+    truth: np.ndarray | None
+    predictions: np.ndarray | None
+
+
 def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_data: Dataset | None = None,
-             encoder: MaskedAutoencoderViT | None = None) -> SegmentResult:
+             encoder: MaskedAutoencoderViT | None = None,
+             on_epoch_end: Callable[[SegmentEpochEnd], None] | None = None) -> SegmentResult:
     """Fine-tune a segmenter as ``config`` says.
+
+    ``on_epoch_end(SegmentEpochEnd)`` is called after every epoch: the loop draws nothing itself
+    (``maelens segment`` and the experiments pass :func:`maelens.plots.segmentation.epoch_figures`, which
+    writes ``curves.png`` and ``predictions.png``).
 
     ``train_data`` / ``eval_data`` (items ``(image, mask)``, with ``num_classes`` and ``classes``) replace
     ``config.data``; ``encoder`` (an MAE in memory) is the pretrained encoder instead of loading
@@ -73,7 +97,7 @@ def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_d
     info = init_distributed(config.device)
     try:
         with folder_lock(config.out_dir, "segmentation run") if info.is_main else nullcontext():
-            return _Finetune(config, info, train_data, eval_data, encoder).run()
+            return _Finetune(config, info, train_data, eval_data, encoder, on_epoch_end).run()
     finally:
         cleanup(info)
 
@@ -82,8 +106,10 @@ class _Finetune:
     """One fine-tuning run: set-up in ``__init__``, the epochs in :meth:`run`."""
 
     def __init__(self, config: SegmentConfig, info: DistInfo, train_data: Dataset | None,
-                 eval_data: Dataset | None, encoder: MaskedAutoencoderViT | None):
+                 eval_data: Dataset | None, encoder: MaskedAutoencoderViT | None,
+                 on_epoch_end: Callable[[SegmentEpochEnd], None] | None = None):
         c = self.config = config
+        self.on_epoch_end = on_epoch_end
         self.info = info
         self.out = config.out_dir
         resume_path = self._resume_path()
@@ -271,19 +297,18 @@ class _Finetune:
 
     # ---- outputs ----------------------------------------------------------------------------
     def _report(self, epoch: int, record: dict[str, Any]) -> None:
-        """Progress line, metrics.json and the two figures (rank 0)."""
-        from ..io import save_figure
-        from ..plots.segmentation import training_curves_figure
-
+        """Progress line, metrics.json and the epoch's event for ``on_epoch_end`` (rank 0)."""
         c = self.config
         if not c.quiet:
             tqdm.write(f"epoch {epoch} ({epoch + 1}/{c.epochs}): train loss {record['train_loss']:.4f}, eval loss "
                        f"{record['eval_loss']:.4f}, pixel accuracy {100 * record['pixel_accuracy']:.1f}%, "
                        f"mIoU {100 * record['miou']:.1f}%", file=sys.stderr)
         write_json(self.out / "metrics.json", {**self.final, "classes": self._classes(), "history": self.history})
-        save_figure(training_curves_figure(self.history, title=self._title()), self.out / "curves.png")
-        if c.figure_images:
-            self._save_predictions(epoch)
+        if self.on_epoch_end is not None:
+            images, truth, predictions = self._figure_predictions() if c.figure_images else (None, None, None)
+            self.on_epoch_end(SegmentEpochEnd(epoch=epoch, record=record, history=list(self.history), out_dir=self.out,
+                                              title=self._title(), classes=self._classes(), images=images,
+                                              truth=truth, predictions=predictions))
 
     def _classes(self) -> list[str]:
         return list(getattr(self.train_data, "classes", [str(k) for k in range(self.num_classes)]))
@@ -292,10 +317,9 @@ class _Finetune:
         return f"{self.model.config.name} encoder ({self.init_source}), {self.config.decoder} decoder"
 
     @torch.no_grad()
-    def _save_predictions(self, epoch: int) -> None:
+    def _figure_predictions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RGB pixels, true and predicted label maps of the first ``figure_images`` evaluation images."""
         from ..data import denormalize
-        from ..io import save_figure
-        from ..plots.segmentation import prediction_figure
 
         count = min(self.config.figure_images, len(self.eval_data))
         imgs, masks = zip(*(self.eval_data[i] for i in range(count)))
@@ -303,9 +327,7 @@ class _Finetune:
         self.model.eval()
         pred = self.model(x.to(self.info.device)).argmax(1).cpu()
         rgb = denormalize(x, self.model.config.norm_mean, self.model.config.norm_std).permute(0, 2, 3, 1).numpy()
-        fig = prediction_figure(rgb, torch.stack(masks).numpy(), pred.numpy(), self._classes(),
-                                title=f"{self._title()} - epoch {epoch}")
-        save_figure(fig, self.out / "predictions.png")
+        return rgb, torch.stack(masks).numpy(), pred.numpy()
 
     def _save_checkpoint(self, epoch: int) -> None:
         from ..checkpoint import capture_rng_state
