@@ -157,7 +157,7 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
                 "apply_norm": apply_norm, "seed": seed, "model": model.config.to_dict()}
     if pool == "head":
         settings["pooling"] = f"fine-tuned feature: {model.encoder_head.describe()}"
-    return FeatureSet(features=features, labels=labels, ids=_ids(dataset), settings=settings)
+    return FeatureSet(features=features, labels=labels, ids=dataset_ids(dataset), settings=settings)
 
 
 def _simclr_features(model, dataset: Dataset, *, mask_ratio: float, pool: str, batch_size: int, seed: int,
@@ -173,7 +173,7 @@ def _simclr_features(model, dataset: Dataset, *, mask_ratio: float, pool: str, b
                                      num_workers, quiet)
     settings = {"mask_ratio": 0.0, "pool": "backbone", "pool_requested": pool, "seed": seed, "method": "simclr",
                 "model": model.config.to_dict()}
-    return FeatureSet(features=features, labels=labels, ids=_ids(dataset), settings=settings)
+    return FeatureSet(features=features, labels=labels, ids=dataset_ids(dataset), settings=settings)
 
 
 def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
@@ -196,8 +196,10 @@ def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
     return np.concatenate(chunks), np.concatenate(labels)
 
 
-def _ids(dataset: Dataset) -> np.ndarray:
+def dataset_ids(dataset: Dataset) -> np.ndarray:
+    """The images' identifiers as strings: the dataset's ``ids`` when it has them, else their indices."""
     ids = getattr(dataset, "ids", None)
     return np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
 
-__all__ = ["FeatureSet", "POOLS", "check_feature_rows", "extract_features", "pool_tokens", "resolve_pool"]
+__all__ = ["FeatureSet", "POOLS", "check_feature_rows", "dataset_ids", "extract_features", "pool_tokens",
+    "resolve_pool"]

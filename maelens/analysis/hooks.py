@@ -11,7 +11,7 @@ block does). The model runs unchanged, fused or not, and no projection is comput
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import torch
 from timm.layers import Attention
@@ -84,7 +84,38 @@ def attention_blocks(model: nn.Module, part: str) -> list[nn.Module]:
     return list(blocks)
 
 
-class AttentionRecorder:
+_Hooks = TypeVar("_Hooks", bound="HookSet")
+
+
+class HookSet:
+    """Forward hooks attached on ``__enter__`` and all removed on exit, on exceptions, and when attaching
+    fails half-way: the lifecycle shared by the recorders (:class:`AttentionRecorder`,
+    :class:`~maelens.analysis.layer_outputs.BlockRecorder`). Subclasses register their hooks in
+    :meth:`_attach` and keep each handle in ``self._handles``."""
+
+    _handles: list[torch.utils.hooks.RemovableHandle]
+
+    def _attach(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Hooks) -> _Hooks:
+        try:
+            self._attach()
+        except BaseException:
+            self.detach()
+            raise
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook this recorder attached."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+
+class AttentionRecorder(HookSet):
     """Context manager that records every block's attention of the chosen parts on each forward.
 
     ``recorder.maps[part][layer]`` holds what ``reduce`` returned for the latest forward pass, given
@@ -131,22 +162,9 @@ class AttentionRecorder:
 
         return hook
 
-    def __enter__(self) -> "AttentionRecorder":
-        try:
-            for part, blocks in self.blocks.items():
-                for layer, blk in enumerate(blocks):
-                    self._handles.append(blk.attn.qkv.register_forward_hook(self._hook(part, layer, blk.attn)))
-        except BaseException:
-            self.detach()
-            raise
-        return self
+    def _attach(self) -> None:
+        for part, blocks in self.blocks.items():
+            for layer, blk in enumerate(blocks):
+                self._handles.append(blk.attn.qkv.register_forward_hook(self._hook(part, layer, blk.attn)))
 
-    def detach(self) -> None:
-        """Remove every hook this recorder attached."""
-        while self._handles:
-            self._handles.pop().remove()
-
-    def __exit__(self, *exc: object) -> None:
-        self.detach()
-
-__all__ = ["AttentionChunk", "AttentionRecorder", "PARTS", "RECOMPUTABLE", "attention_blocks", "attention_logits"]
+__all__ = ["AttentionChunk", "AttentionRecorder", "HookSet", "PARTS", "RECOMPUTABLE", "attention_blocks", "attention_logits"]

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from ..models.mae import MaskedAutoencoderViT
+from .hooks import HookSet
 
 LAYER_PARTS = ("encoder", "decoder")
 LAYER_POOLS = ("mean", "cls", "tokens", "flatten")
@@ -52,7 +53,7 @@ def layer_names(model: MaskedAutoencoderViT, parts: Iterable[str] = ("encoder",)
     return [name for name, _ in layer_blocks(model, parts)]
 
 
-class BlockRecorder:
+class BlockRecorder(HookSet):
     """Context manager recording each block's output tokens (B, N, D) on every forward pass.
 
     ``recorder.outputs[name]`` holds what ``reduce`` returned for the latest pass (by default the
@@ -72,22 +73,9 @@ class BlockRecorder:
 
         return hook
 
-    def __enter__(self) -> "BlockRecorder":
-        try:
-            for name, blk in self.blocks:
-                self._handles.append(blk.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self.detach()
-            raise
-        return self
-
-    def detach(self) -> None:
-        """Remove every hook this recorder attached."""
-        while self._handles:
-            self._handles.pop().remove()
-
-    def __exit__(self, *exc: object) -> None:
-        self.detach()
+    def _attach(self) -> None:
+        for name, blk in self.blocks:
+            self._handles.append(blk.register_forward_hook(self._hook(name)))
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
 from .evaluate import MethodResult, check_methods, evaluate_features
-from .features import FeatureSet
+from .features import FeatureSet, dataset_ids
 from .layer_outputs import BlockRecorder, apply_final_norm, layer_names, pool_layer
 
 PROBE_POOLS = ("mean", "cls")
@@ -86,8 +86,7 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     if not labels:
         raise DataError("the dataset is empty: no features to extract")
     y = np.concatenate(labels)
-    ids = getattr(dataset, "ids", None)
-    ids = np.asarray(ids).astype(str) if ids is not None else np.arange(len(y)).astype(str)
+    ids = dataset_ids(dataset)
     base = {"mask_ratio": mask_ratio, "masking": masking, "seed": seed, "model": model.config.to_dict()}
     sets = {key: FeatureSet(torch.cat(parts).numpy(), y, ids,
                             {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
