@@ -98,7 +98,9 @@ class _Probe(ClassifierMixin, BaseEstimator):
         self.quiet = quiet
 
     def _check_X(self, X) -> np.ndarray:
-        X = check_array(X, dtype=np.float32, allow_nd=True)
+        return self._check_ndim(check_array(X, dtype=np.float32, allow_nd=True))
+
+    def _check_ndim(self, X: np.ndarray) -> np.ndarray:
         if X.ndim != self._ndim:
             expected = ("(N, F) features" if self._ndim == 2
                         else "(N, K, D) patch tokens (features pooled with 'tokens')")
@@ -133,8 +135,7 @@ class _Probe(ClassifierMixin, BaseEstimator):
         return self
 
     def _fitted_input(self, X) -> np.ndarray:
-        X = fitted_input(self, X, dtype=np.float32, allow_nd=True)
-        return self._check_X(X)
+        return self._check_ndim(fitted_input(self, X, dtype=np.float32, allow_nd=True))
 
     def logits(self, X) -> np.ndarray:
         """Logits (N, C) in the order of ``classes_``."""
