@@ -30,7 +30,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     target = Path(path)
     with disk_full_names(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
+        suffix = suffix if suffix is not None else target.suffix
+        # 1 dot + 1 dot + 8 random characters + the suffix: the staging name must fit where the target fits
+        fd, tmp = tempfile.mkstemp(prefix=f".{staging_stem(target, 10 + len(suffix))}.", suffix=suffix,
                                    dir=target.parent)
         os.close(fd)
     tmp_path = Path(tmp)
@@ -42,6 +44,19 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def staging_stem(target: Path, extra: int) -> str:
+    """``target``'s name, shortened with a hash when ``extra`` more characters would not fit the file system's
+    name or path limits (:func:`maelens.paths.fitting_name`)."""
+    from .paths import fitting_name
+
+    return fitting_name(target.name, target.parent if target.parent.is_dir() else ".", extra)
+
+
+#: Characters a staging folder's name adds to its stem: ``.`` ``.PID`` (up to 10 digits) ``.`` 8 random
+#: characters ``.partial``.
+_STAGING_EXTRA = 1 + 11 + 1 + 8 + len(".partial")
 
 
 def is_disk_full(err: BaseException) -> bool:
@@ -213,8 +228,8 @@ def output_folder(path: str | os.PathLike, overwrite: bool = False, *, command: 
     check_output_folder(target, overwrite)
     with disk_full_names(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".partial",
-                                        dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{staging_stem(target, _STAGING_EXTRA)}.{os.getpid()}.",
+                                        suffix=".partial", dir=target.parent))
     try:
         try:
             yield staging
@@ -238,7 +253,8 @@ def _put_in_place(staging: Path, target: Path, overwrite: bool) -> None:
     old = None
     if overwrite and target.is_dir() and any(target.iterdir()):
         check_output_folder(target, overwrite)  # it may have changed since the command started
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".old", dir=target.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{staging_stem(target, _STAGING_EXTRA)}.{os.getpid()}.", suffix=".old",
+                                    dir=target.parent))
         os.replace(target, old)  # onto the empty directory just made
     try:
         os.rename(staging, target)
@@ -259,7 +275,7 @@ def _remove_dead_siblings(target: Path) -> None:
     """Delete the staging and replaced-folder siblings of ``target`` whose process is gone (killed
     before it could clean up; those of running processes are theirs). A replaced folder whose
     replacement never arrived (killed between the two renames) is put back instead."""
-    pattern = re.compile(_SIBLING.format(name=re.escape(target.name)))
+    pattern = re.compile(_SIBLING.format(name=re.escape(staging_stem(target, _STAGING_EXTRA))))
     for sibling in sorted(target.parent.iterdir()):
         match = pattern.match(sibling.name)
         if not match or not sibling.is_dir() or pid_alive(int(match.group(1))):
@@ -326,6 +342,15 @@ def folder_lock(folder: str | os.PathLike, what: str = "training run") -> Iterat
             _remove_if_empty(folder)
 
 
+def _lock_refusal(path: Path, err: OSError) -> str:
+    """Why the lock file could not be opened, in words."""
+    if os.path.isdir(path):
+        return "a folder has that name; remove or rename it"
+    if os.path.islink(path):
+        return "a symbolic link has that name; remove it"
+    return err.strerror or str(err)
+
+
 def _remove_if_empty(folder: Path) -> None:
     """Remove ``folder`` if nothing is in it (a run refused at set-up); keep it otherwise."""
     try:
@@ -338,7 +363,11 @@ def _acquire(fcntl: Any, folder: Path, what: str) -> int:
     """The open, locked descriptor of ``folder``'s lock file, with this process's pid written in it."""
     path = folder / LOCK_NAME
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as err:  # the lock's name taken by a folder, a dangling link, a read-only folder
+            raise OutputError(f"{folder}: cannot take the run's lock {path} ({_lock_refusal(path, err)})",
+                              folder) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

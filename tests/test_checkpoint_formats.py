@@ -93,7 +93,7 @@ def test_custom_architecture_without_head_counts_is_refused_then_exact_with_them
     assert (c.mlp_ratio, c.qkv_bias, c.img_size, c.patch_size) == (3.0, False, 32, 4)
     assert fixed.heads_known and fixed.provenance["num_heads"] == "given (--num-heads)"
     assert_same_outputs(model, fixed.model)
-    with pytest.raises(CheckpointError, match="num_heads"):  # 96 is not divisible by 5
+    with pytest.raises(MaelensError, match="num_heads=5 does not divide"):  # the given value is blamed
         load_checkpoint(tmp_path / "custom.pth", num_heads=5, decoder_num_heads=2)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pickle
 import re
 import struct
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ import torch
 
 from .. import run_files
 from ..errors import CheckpointError
+from ..paths import check_input
+from ..validation import escape
 
 #: Globals a checkpoint may need beyond tensors and plain types (the official ``args`` namespace).
 SAFE_GLOBALS = (argparse.Namespace,)
@@ -43,9 +47,7 @@ class Source:
 def locate(path: str | Path) -> Source:
     """Resolve a user path to its weights: a file, a ``config.json`` inside a model directory, or a
     directory (Hugging Face weights, a ``maelens train`` run's ``checkpoint.pt``, or its only weight file)."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist")
+    p = check_input(path, "checkpoint", error=CheckpointError)
     if p.is_file() and p.name == "config.json":
         return _locate_in_directory(p.parent, p)
     if p.is_dir():
@@ -87,6 +89,7 @@ def _locate_in_directory(folder: Path, shown: Path) -> Source:
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, or a CheckpointError naming the file."""
+    check_input(path, "JSON file", error=CheckpointError, directory=False)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -111,9 +114,10 @@ def _read_shards(index: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{index} has no 'weight_map' naming the shard files")
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = index.parent / str(shard)
-        if not shard_path.is_file():
-            raise CheckpointError(f"shard {shard_path} listed in {index.name} does not exist")
+        if not isinstance(shard, str) or not shard or Path(shard).name != shard:
+            raise CheckpointError(f"{index}: 'weight_map' must name shard files in its folder, got {escape(repr(shard))}")
+        shard_path = check_input(index.parent / shard, f"shard listed in {index.name}", error=CheckpointError,
+                                 directory=False)
         part = read_weights(shard_path)
         if not isinstance(part, dict):
             raise CheckpointError(f"shard {shard_path} does not hold a dict of tensors")
@@ -122,19 +126,68 @@ def _read_shards(index: Path) -> dict[str, torch.Tensor]:
 
 
 def _looks_like_safetensors(path: Path) -> bool:
-    # safetensors: 8-byte little-endian header length, then a JSON header starting with '{'.
+    """A ``.safetensors`` name, or (any name) an 8-byte little-endian header length then a JSON ``{``."""
+    if path.suffix == ".safetensors":
+        return True
     with path.open("rb") as f:
         head = f.read(9)
-    if len(head) < 9 or head[8:9] != b"{":
-        return False
-    (header_len,) = struct.unpack("<Q", head[:8])
-    return 0 < header_len < path.stat().st_size
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+#: Bytes per element of each safetensors dtype.
+_SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                      "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8}
+#: Largest safetensors header read (the safetensors library's own limit).
+_SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def check_safetensors_header(path: Path) -> None:
+    """Refuse a safetensors file whose header lies (issue 29): a header length past the end of the file, a
+    header that is not a JSON object of tensors, or a tensor whose offsets point outside the data, overlap
+    another's or disagree with its dtype and shape. Only the header is read."""
+    size = path.stat().st_size
+    bad = f"{path} is not a valid safetensors file"
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{bad}: {size} bytes, shorter than the 8-byte header length")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8 or n > _SAFETENSORS_MAX_HEADER:
+            raise CheckpointError(f"{bad}: its header length {n:,} points past the end of the file ({size:,} bytes)")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{bad}: its {n:,}-byte header is not JSON (the header length may point into "
+                                  "the data)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{bad}: its header is not a JSON object")
+    data, spans = size - 8 - n, []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, end = entry["data_offsets"]
+            count = math.prod(entry["shape"])
+            ok = (all(isinstance(v, int) and v >= 0 for v in (begin, end, *entry["shape"]))
+                  and entry["dtype"] in _SAFETENSORS_BYTES and 0 <= begin <= end <= data
+                  and end - begin == count * _SAFETENSORS_BYTES[entry["dtype"]])
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{bad}: tensor {escape(str(name))[:80]} has an entry ({escape(str(entry))[:120]}) "
+                                  f"that does not fit the {data:,} bytes of data after the header")
+        spans.append((begin, end))
+    spans.sort()
+    for (_, end), (begin, _) in zip(spans, spans[1:]):
+        if begin < end:
+            raise CheckpointError(f"{bad}: two tensors share the bytes {begin:,} to {end:,} of its data")
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_safetensors_header(path)
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
@@ -146,8 +199,28 @@ _OPCODE = re.compile(r"Unsupported operand (\d+)")
 _ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\]\s*\.?\s*")
 
 
+def check_zip_integrity(path: Path) -> None:
+    """Refuse a zip-format torch file whose archive is damaged: truncated, or an entry whose CRC-32 does not
+    match its data (torch does not check it, and a flipped byte in a weight would load as a wrong number,
+    issue 30). Reads the file once; legacy (non-zip) pickles have no checksum and pass."""
+    with path.open("rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as err:
+        raise CheckpointError(f"{path} is a damaged or truncated checkpoint (its zip archive cannot be read: "
+                              f"{_short(str(err))})") from None
+    if damaged is not None:
+        raise CheckpointError(f"{path} is a damaged checkpoint: the CRC-32 of {escape(damaged.split('/', 1)[-1])} "
+                              "does not match its data (the file was altered or corrupted since it was written)")
+
+
 def safe_torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` allowing only :data:`SAFE_GLOBALS`; unsafe pickles are refused."""
+    """``torch.load(weights_only=True)`` allowing only :data:`SAFE_GLOBALS`; unsafe pickles are refused.
+    A zip archive's checksums are verified first (:func:`check_zip_integrity`)."""
+    check_zip_integrity(path)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -169,7 +242,16 @@ def _reason(path: Path, err: Exception) -> str:
     if not isinstance(err, RuntimeError) or not str(err).strip():
         return ""
     text = _ENFORCE.sub("", str(err).strip().splitlines()[0])
-    return f" ({text[:120]})"
+    return f" ({_short(text)})"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """``text`` on one line, cut at a word boundary with "..." when over ``limit`` characters (never mid-word)."""
+    text = escape(" ".join(text.split()))
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + " ..."
 
 
 #: First bytes of what ``torch.save`` writes: a zip archive, or (legacy) a pickle from protocol 2 on.
@@ -219,8 +301,9 @@ def _unpickling_error(path: Path, message: str) -> CheckpointError:
         return CheckpointError(
             f"{path} was refused for safety: it uses {what} outside what weights-only loading accepts"
         )
-    first_line = message.strip().splitlines()[0][:120] if message.strip() else "unreadable pickle"
+    first_line = _short(message.strip().splitlines()[0]) if message.strip() else "unreadable pickle"
     return CheckpointError(f"{path} is not a PyTorch checkpoint or weight file ({first_line})")
 
 __all__ = ["HF_WEIGHT_FILES", "RUN_CHECKPOINT", "SAFE_GLOBALS", "Source", "TORCH_SUFFIXES", "is_temporary",
-    "locate", "not_a_pickle", "read_json", "read_weights", "safe_torch_load"]
+    "check_safetensors_header", "check_zip_integrity", "locate", "not_a_pickle", "read_json", "read_weights",
+    "safe_torch_load"]

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..models.presets import PRESETS, ModelConfig
+from ..validation import MAX_DEPTH, MAX_IMAGE_SIDE, MAX_WIDTH, Field, check_fields, check_value, shown
 
 _ENCODER_FIELDS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "mlp_ratio", "qkv_bias")
 _DECODER_FIELDS = ("decoder_embed_dim", "decoder_depth")
@@ -34,6 +35,24 @@ OFFICIAL_MODEL_NAMES = {
     "vit_base_patch16": "mae-base", "vit_large_patch16": "mae-large", "vit_huge_patch14": "mae-huge",
 }
 NOT_STORED = "not stored"
+
+_WIDTH = Field("int", low=1, high=MAX_WIDTH)
+_DEPTH = Field("int", low=1, high=MAX_DEPTH)
+#: The fields of a Hugging Face ``ViTMAEConfig`` / ``ViTConfig`` ``config.json`` maelens reads, checked before
+#: any is used (``image_size`` / ``patch_size`` may also be a square pair: see :func:`_square`).
+HF_CONFIG_FIELDS: dict[str, Field] = {
+    "hidden_size": _WIDTH, "num_hidden_layers": _DEPTH, "num_attention_heads": _DEPTH, "intermediate_size": _WIDTH,
+    "num_channels": Field("int", low=1, high=64), "decoder_hidden_size": _WIDTH,
+    "decoder_num_hidden_layers": Field("int", low=0, high=MAX_DEPTH), "decoder_num_attention_heads": _DEPTH,
+    "decoder_intermediate_size": _WIDTH, "layer_norm_eps": Field("float", above=0, high=1),
+    "qkv_bias": Field("bool"), "norm_pix_loss": Field("bool"), "hidden_act": Field("str"),
+    "mask_ratio": Field("float", low=0, high=1, optional=True), "model_type": Field("str"),
+}
+#: The fields of the official training script's ``args`` that maelens reads.
+OFFICIAL_ARGS_FIELDS: dict[str, Field] = {
+    "input_size": Field("int", low=1, high=MAX_IMAGE_SIDE), "norm_pix_loss": Field("bool"),
+    "global_pool": Field("bool"), "model": Field("str"), "mask_ratio": Field("float", low=0, high=1),
+}
 
 
 def _architecture(config: ModelConfig, heads: bool) -> tuple:
@@ -125,6 +144,7 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
     for key, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads)):
         if value is not None:
             heads[key], sources[key] = value, "given (--" + key.replace("_", "-") + ")"
+    check_given_heads(probe, {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}, where)
     wanted = ("num_heads", "decoder_num_heads") if decoder_depth else ("num_heads",)
     unknown = [k for k in wanted if k not in heads]
     if unknown and require_heads:
@@ -142,6 +162,19 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
     except ConfigError as err:
         raise CheckpointError(f"{where}: {err}") from None
     return config, notes, provenance
+
+
+def check_given_heads(config: ModelConfig, heads: dict[str, int | None], where: str) -> None:
+    """A ConfigError naming the parameter (``num_heads=5``, the command line's ``--num-heads 5``) when a head
+    count given by the caller does not divide the width the file stores: the bad value is the caller's, and the
+    message must not blame the file."""
+    widths = {"num_heads": ("embed_dim", "encoder"), "decoder_num_heads": ("decoder_embed_dim", "decoder")}
+    for key, value in heads.items():
+        width, part = widths[key]
+        if value is None or (key == "decoder_num_heads" and not config.has_decoder):
+            continue
+        if getattr(config, width) % value:
+            raise ConfigError(f"{key}={value} does not divide the {part} width {getattr(config, width)} of {where}")
 
 
 def _stored_heads(probe: ModelConfig, shape_preset: str | None, model_name: str | None,
@@ -178,6 +211,7 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
     """A transformers ``ViTMAEConfig`` dict as (ModelConfig, notes, provenance); LayerNorm eps included.
     A key missing from ``config.json`` takes transformers' ``ViTMAEConfig`` default, as transformers does."""
     notes: list[str] = []
+    check_fields(hf, HF_CONFIG_FIELDS, where, CheckpointError)
 
     def origin(key: str) -> str:
         return "config.json" if key in hf else "config.json, transformers' ViTMAEConfig default"
@@ -192,21 +226,21 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
         raise CheckpointError(f"{where}: hidden_act {act!r} is not supported (maelens blocks use exact GELU)")
     image, patch = hf.get("image_size", 224), hf.get("patch_size", 16)
     image, patch = _square(image, "image_size", where), _square(patch, "patch_size", where)
-    hidden, inter = int(hf.get("hidden_size", 768)), int(hf.get("intermediate_size", 3072))
+    hidden, inter = hf.get("hidden_size", 768), hf.get("intermediate_size", 3072)
     values: dict[str, Any] = dict(
-        name="custom", img_size=image, patch_size=patch, in_chans=int(hf.get("num_channels", 3)),
-        embed_dim=hidden, depth=int(hf.get("num_hidden_layers", 12)), num_heads=int(hf.get("num_attention_heads", 12)),
-        mlp_ratio=inter / hidden, qkv_bias=bool(hf.get("qkv_bias", True)),
-        norm_pix_loss=bool(hf.get("norm_pix_loss", False)), decoder_depth=0,
+        name="custom", img_size=image, patch_size=patch, in_chans=hf.get("num_channels", 3),
+        embed_dim=hidden, depth=hf.get("num_hidden_layers", 12), num_heads=hf.get("num_attention_heads", 12),
+        mlp_ratio=inter / hidden, qkv_bias=hf.get("qkv_bias", True),
+        norm_pix_loss=hf.get("norm_pix_loss", False), decoder_depth=0,
     )
     if has_decoder:
-        dec_hidden = int(hf.get("decoder_hidden_size", 512))
-        dec_inter = int(hf.get("decoder_intermediate_size", 2048))
+        dec_hidden = hf.get("decoder_hidden_size", 512)
+        dec_inter = hf.get("decoder_intermediate_size", 2048)
         if dec_inter * hidden != inter * dec_hidden:
             raise CheckpointError(f"{where}: decoder MLP ratio {dec_inter / dec_hidden:g} differs from the encoder's "
                                   f"{inter / hidden:g}; maelens models share one ratio")
-        values.update(decoder_embed_dim=dec_hidden, decoder_depth=int(hf.get("decoder_num_hidden_layers", 8)),
-                      decoder_num_heads=int(hf.get("decoder_num_attention_heads", 16)))
+        values.update(decoder_embed_dim=dec_hidden, decoder_depth=hf.get("decoder_num_hidden_layers", 8),
+                      decoder_num_heads=hf.get("decoder_num_attention_heads", 16))
     values["layer_norm_eps"] = float(hf.get("layer_norm_eps", 1e-12))
     normalisation = normalisation_from(preprocessor, values["in_chans"], pre_where) if preprocessor else None
     if normalisation is not None:
@@ -214,7 +248,7 @@ def config_from_hf(hf: dict[str, Any], has_decoder: bool, where: str,
     try:
         config = ModelConfig(**values)
     except (ConfigError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{where}: config.json describes an invalid model: {err}") from None
+        raise CheckpointError(f"{where} describes an invalid model: {err}") from None
     preset = match_preset(config)
     if preset is not None:
         config = replace(config, name=preset)
@@ -251,11 +285,12 @@ def normalisation_from(pre: dict[str, Any], channels: int, where: str
 
 
 def _square(value: Any, name: str, where: str) -> int:
+    """The side of a square ``image_size`` / ``patch_size``: an integer, or a pair of equal integers."""
     if isinstance(value, (list, tuple)):
         if len(value) != 2 or value[0] != value[1]:
-            raise CheckpointError(f"{where}: {name} {value} is not square; maelens models take square inputs")
+            raise CheckpointError(f"{where}: '{name}' {shown(value)} is not square; maelens models take square inputs")
         value = value[0]
-    return int(value)
+    return check_value(value, Field("int", low=1, high=MAX_IMAGE_SIDE), name, where, CheckpointError)
 
 __all__ = ["NOT_STORED", "OFFICIAL_MODEL_NAMES", "config_from_dict", "config_from_hf", "infer_config",
-    "match_preset", "normalisation_from"]
+    "match_preset", "normalisation_from", "HF_CONFIG_FIELDS", "OFFICIAL_ARGS_FIELDS", "check_given_heads"]

@@ -14,9 +14,10 @@ from dataclasses import replace
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models import ModelConfig
 from ..models.pos_embed import sincos_2d
+from ..validation import FLOAT_BYTES, MAX_IMAGE_SIDE, MAX_TOKENS, gib
 
 #: Position tables of :class:`~maelens.models.MaskedAutoencoderViT` and the config field of their width.
 POSITION_TABLES = {"pos_embed": "embed_dim", "decoder_pos_embed": "decoder_embed_dim"}
@@ -51,6 +52,11 @@ def resize_inputs(config: ModelConfig, state: dict[str, torch.Tensor], image_siz
         raise CheckpointError(f"image_size={image_size} is not a multiple of the patch size {patch} of {where} "
                               f"(e.g. {max(patch, image_size // patch * patch)})")
     old_grid = config.grid_size
+    tokens = (image_size // patch) ** 2 + 1
+    if tokens > MAX_TOKENS or image_size > MAX_IMAGE_SIDE:
+        raise ConfigError(f"image_size={image_size} makes {tokens:,} tokens per image with the patch size {patch} of "
+                          f"{where} (trained at {config.img_size}), over the limit of {MAX_TOKENS:,}: one attention "
+                          f"map alone would take {gib(tokens * tokens * FLOAT_BYTES)}")
     new_config = replace(config, img_size=image_size)
     new_grid = new_config.grid_size
     if new_grid == old_grid:

@@ -20,14 +20,24 @@ from ..models import MaskedAutoencoderViT, ModelConfig
 from ..models.mae import EncoderHead
 from ..models.simclr import SimCLR
 from ..models.simclr_config import SimCLRConfig, is_simclr_config
+from ..validation import Field, check_fields
 from .files import Source, locate, read_json, read_weights
-from .infer import NOT_STORED, config_from_dict, config_from_hf, infer_config
+from .infer import NOT_STORED, OFFICIAL_ARGS_FIELDS, check_given_heads, config_from_dict, config_from_hf, infer_config
 from .layouts import FORMATS, Layout, classify, name_list
 from .resize import POSITION_TABLES, SINCOS_TOLERANCE, resize_inputs, sincos_difference
 from .timm_vit import load_timm_encoder
 
 #: Version of the maelens checkpoint layout written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
+#: The run-state fields beside the weights that loading reads (every format that stores them), checked before
+#: use: a non-finite or negative epoch counter must not reach a resumed run (issue 29).
+RUN_STATE_FIELDS = {
+    "epoch": Field("int", low=0, high=10**9, optional=True),
+    "format_version": Field("int", low=1, high=FORMAT_VERSION),
+    "maelens_version": Field("str"),
+}
+#: Tensors of integer type a state dict may legitimately hold (a BatchNorm's step counter).
+_COUNTERS = ("num_batches_tracked",)
 #: Names of the official visualisation releases (``mae_visualize_vit_large.pth`` ...): full models
 #: trained with pixel targets, ``norm_pix_loss=False``, so that reconstructions can be shown.
 _VISUALIZE_RELEASE = "mae_visualize_"
@@ -202,6 +212,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     source = locate(path)
     where = str(source.weights)
     layout = classify(read_weights(source.weights), where)
+    check_fields(layout.rest, RUN_STATE_FIELDS, where, CheckpointError)
+    if not isinstance(layout.rest.get("train_config"), (dict, type(None))):
+        raise CheckpointError(f"{where}: 'train_config' must be a dict (or null), got "
+                              f"{type(layout.rest['train_config']).__name__}")
+    check_floating(layout.state, where)
     finite_notes = check_finite(layout.state, where, allow_nonfinite)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
     if layout.format == "maelens" and is_simclr_config(layout.rest.get("config")):
@@ -242,6 +257,17 @@ def _simclr_checkpoint(layout: Layout, path: Path, where: str, notes: list[str],
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
                             train_config=layout.rest.get("train_config"), raw=layout.rest, path=path, notes=notes,
                             provenance=provenance)
+
+
+def check_floating(state: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse weights that are not floating point (integer, boolean or complex tensors), naming them: cast to
+    float they would load and compute numbers that mean nothing (issue 30). BatchNorm step counters, integer
+    by nature and never used by an encoder, are the exception."""
+    bad = [f"{k} ({str(v.dtype).replace('torch.', '')})" for k, v in state.items()
+           if not v.is_floating_point() and not k.endswith(_COUNTERS)]
+    if bad:
+        raise CheckpointError(f"{where}: weights must be floating point, but {len(bad)} tensor(s) are not: "
+                              f"{name_list(bad)}")
 
 
 def check_finite(state: dict[str, torch.Tensor], where: str, allow: bool = False) -> list[str]:
@@ -322,8 +348,8 @@ def _given(heads: dict[str, int | None]) -> dict[str, str]:
 def _hf_config(layout: Layout, source: Source, hf: dict[str, Any], where: str,
                heads: dict[str, int | None]) -> _Found:
     pre = read_json(source.preprocessor_json) if source.preprocessor_json else None
-    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, where, pre,
-                                               str(source.preprocessor_json))
+    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, str(source.config_json),
+                                               pre, str(source.preprocessor_json))
     config = _override_heads(config, heads, notes, where)
     train_config = {"mask_ratio": hf.get("mask_ratio"), "norm_pix_loss": config.norm_pix_loss}
     return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)}, layout.head)
@@ -333,6 +359,7 @@ def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], requ
     """Official, encoder-only and config-less files: sizes from shapes; loss, input size and model name
     (for the head counts) from the official training ``args`` when stored."""
     args = _args_dict(layout.rest.get("args"))
+    check_fields(args, OFFICIAL_ARGS_FIELDS, f"{where} (its training args)", CheckpointError)
     options = {"norm_pix_loss": bool(args["norm_pix_loss"])} if "norm_pix_loss" in args else {}
     config, notes, provenance = infer_config(layout.state, where, img_size=args.get("input_size"), **heads,
                                              model_name=args.get("model"), require_heads=require_heads, **options)
@@ -366,6 +393,7 @@ def _timm_config(layout: Layout, arch: str, where: str, heads: dict[str, int | N
 
 def _override_heads(config: ModelConfig, heads: dict[str, int | None], notes: list[str], where: str) -> ModelConfig:
     given = {k: v for k, v in heads.items() if v is not None}
+    check_given_heads(config, heads, where)
     for key, value in given.items():
         if getattr(config, key) != value:
             notes.append(f"{key}={value} overrides the stored {getattr(config, key)}")

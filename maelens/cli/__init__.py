@@ -57,19 +57,28 @@ def main(argv: list[str] | None = None) -> int:
     except MaelensError as err:
         from .common import cli_words
 
-        print(f"maelens {args.command}: error: {cli_words(str(err))}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full disk outside maelens.io's writers (a log appended to, a library's file)
+        return _fail(args.command, cli_words(str(err)))
+    except OSError as err:  # the system refused one of our paths: a full disk, permissions, a name too long
         from ..io import is_disk_full
+        from ..paths import os_refusal
 
-        if not is_disk_full(err):
+        if is_disk_full(err):
+            return _fail(args.command, f"no space left on device while writing {err.filename or 'the outputs'}")
+        if err.filename is None:
             raise
-        print(f"maelens {args.command}: error: no space left on device while writing "
-              f"{err.filename or 'the outputs'}", file=sys.stderr)
-        return 2
+        return _fail(args.command, os_refusal(err))
     except KeyboardInterrupt:
         print(f"maelens {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(command: str, message: str) -> int:
+    """Print ``maelens COMMAND: error: MESSAGE`` as one line (control characters escaped: a path holding a
+    newline must not break it, issue 30) and return exit status 2."""
+    from ..validation import escape
+
+    print(f"maelens {command}: error: {escape(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -263,14 +263,15 @@ PARAMETER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "arch", "image_size", "num_heads", "decoder_num_heads", "device", "resume", "out", "overwrite", "batch_size",
     "accum_iter", "epochs", "warmup_epochs", "preset", "blr", "lr", "clip_grad", "precision", "top_n", "data",
     "method", "folds")}
-_ASSIGNED = re.compile(r"(?<![\w./=-])(" + "|".join(sorted(PARAMETER_FLAGS, key=len, reverse=True)) + r")=([^\s,;)]*)")
-_BARE = re.compile(r"(?<![\w./=-])(" + "|".join(n for n in PARAMETER_FLAGS if "_" in n) + r")(?![\w=])")
+_ASSIGNED = re.compile(r"(?<![\w./='-])(" + "|".join(sorted(PARAMETER_FLAGS, key=len, reverse=True)) + r")=([^\s,;)]*)")
+_BARE = re.compile(r"(?<![\w./='-])(" + "|".join(n for n in PARAMETER_FLAGS if "_" in n) + r")(?![\w='])")
 
 
 def cli_words(message: str) -> str:
     """A library message as the command line says it: ``image_size=30`` becomes ``--image-size 30``,
     ``overwrite=True`` becomes ``--overwrite``, and a bare ``batch_size`` becomes ``--batch-size`` (only names
-    with an underscore are translated bare: they cannot be ordinary words)."""
+    with an underscore are translated bare: they cannot be ordinary words). A quoted ``'image_size'`` is a field
+    read from a file (:mod:`maelens.validation`), not the flag, and is left as it is."""
     def assigned(match: re.Match) -> str:
         flag, value = PARAMETER_FLAGS[match.group(1)], match.group(2)
         return flag if value == "True" else f"{flag} {value}"

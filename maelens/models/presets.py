@@ -9,6 +9,7 @@ from typing import Any
 
 from ..data.normalization import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import ConfigError
+from ..validation import check_model_config
 
 #: Reconstruction targets: ``pixel`` (the model's normalised RGB inputs), ``ycbcr`` (the IPOL paper's
 #: weighted MSE_w on Y, Cb, Cr; the name checkpoints have stored since it was the only YCbCr target) and
@@ -40,14 +41,9 @@ class ModelConfig:
     norm_std: tuple[float, float, float] = field(default=IMAGENET_STD)
 
     def __post_init__(self) -> None:
-        if self.img_size % self.patch_size:
-            raise ConfigError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
-        if self.embed_dim % self.num_heads:
-            raise ConfigError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
-        if self.decoder_depth and self.decoder_embed_dim % self.decoder_num_heads:
-            raise ConfigError(
-                f"decoder_embed_dim {self.decoder_embed_dim} is not divisible by decoder_num_heads {self.decoder_num_heads}"
-            )
+        # one rule for every origin (a preset, options, any checkpoint format): types, ranges, divisibility,
+        # a size this machine can hold, before a tensor is allocated (issue 29)
+        check_model_config({f.name: getattr(self, f.name) for f in fields(self)})
         if self.loss_target not in LOSS_TARGETS:
             raise ConfigError(f"loss_target must be one of {', '.join(LOSS_TARGETS)}, got {self.loss_target!r}")
         object.__setattr__(self, "norm_mean", tuple(float(v) for v in self.norm_mean))
