@@ -253,7 +253,7 @@ def test_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a readable .npz"):
         load_dataset(str(tmp_path / "c.npz"), image_size=4)
     np.savez(tmp_path / "d.npz", images=np.zeros((2, 4, 4, 3), np.uint8), labels=np.zeros(3, np.int64))
-    with pytest.raises(DataError, match="'labels' must be N=2"):
+    with pytest.raises(DataError, match="'labels' must have one entry per image: 2 images but 3"):
         load_dataset(str(tmp_path / "d.npz"), image_size=4)
 
 

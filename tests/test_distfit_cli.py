@@ -95,7 +95,7 @@ def test_synthetic_source(tmp_path):
     (["--synthetic", "--rank-laws", "t,foo,norm"], "--rank-laws: unknown distribution name(s) 'foo'"),
     (["--synthetic", "--bootstrap", "0"], "--bootstrap must be >= 1"),
     (["--synthetic", "--alpha", "2"], "--alpha must be in (0, 1)"),
-    (["--features-file", "missing.npy"], "missing.npy: feature file not found"),
+    (["--features-file", "missing.npy"], "feature file missing.npy: does not exist"),
 ])
 def test_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(["distfit", *argv, "--out", str(tmp_path / "out")]) == 2

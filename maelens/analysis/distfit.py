@@ -36,6 +36,7 @@ from scipy import special, stats
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
+from ..paths import check_input
 from .kstest import ks_pvalue, ks_statistic_monotone
 from .stats import wilson_interval
 from .synthetic import synthetic_attention_samples
@@ -327,8 +328,7 @@ def load_samples(path: str | Path, token_index: int | None = None) -> "Any":
     from .features import FeatureSet, check_feature_rows
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: feature file not found")
+    path = check_input(path, "feature file", directory=False)
     if path.suffix == ".npz":
         with np.errstate(over="ignore", under="ignore"):  # FeatureSet keeps float32; wider values are restored below
             fs = FeatureSet.load(path)

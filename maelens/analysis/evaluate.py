@@ -219,6 +219,30 @@ def check_compatible(a: FeatureSet, b: FeatureSet, name_a: str, name_b: str) -> 
                         "both must come from the same encoder and pooling")
 
 
+def check_same_classes(a: FeatureSet, b: FeatureSet, name_a: str, name_b: str) -> None:
+    """Raise :class:`DataError` when both sets record their class names (``settings["classes"]``) and the lists
+    differ: a label must mean the same class in the training and the test set, or the accuracy compares
+    unrelated things (issue 30)."""
+    ca, cb = a.settings.get("classes"), b.settings.get("classes")
+    if ca and cb and list(ca) != list(cb):
+        raise DataError(f"{name_b} records the classes {_few_names(cb)} but {name_a} records {_few_names(ca)}: "
+                        "their labels do not mean the same classes (features of two different data sets?)")
+
+
+def _few_names(names: Sequence[str], n: int = 4) -> str:
+    shown = ", ".join(map(str, list(names)[:n])) + (", ..." if len(names) > n else "")
+    return f"[{shown}] ({len(names)})"
+
+
+def check_class_names(fs: FeatureSet, name: str) -> None:
+    """Raise :class:`DataError` when ``fs`` records its class names and a label names none of them (more
+    labels than class names: the report would count classes that have no name, issue 30)."""
+    classes = fs.settings.get("classes")
+    if classes and len(fs) and int(fs.labels.max()) >= len(classes):
+        raise DataError(f"{name}: label {int(fs.labels.max())} names no class, but the file records only "
+                        f"{len(classes)} class names {_few_names(classes)}")
+
+
 def check_labelled(fs: FeatureSet, name: str) -> None:
     """Raise :class:`DataError` if some images of ``fs`` have no label (-1)."""
     missing = int((fs.labels < 0).sum())
@@ -244,12 +268,14 @@ def check_inputs(train: FeatureSet, test: FeatureSet | None, fit_on: FeatureSet 
     sets = [(train, names["train"])] + ([(test, names["test"])] if test is not None else [])
     for fs, name in sets:
         check_labelled(fs, name)
+        check_class_names(fs, name)
         if "attentive" in methods and fs.features.ndim != 3:
             raise DataError(f"{name}: the attentive probe needs patch tokens (N, K, D); extract the features "
                             f"with pool 'tokens' (got shape {fs.features.shape})")
     check_classes(train, names["train"])
     if test is not None:
         check_compatible(train, test, names["train"], names["test"])
+        check_same_classes(train, test, names["train"], names["test"])
         if "attentive" in methods and train.features.shape[1:] != test.features.shape[1:]:
             raise DataError(f"{names['test']} has tokens {test.features.shape[1:]} but {names['train']} has "
                             f"{train.features.shape[1:]}")
@@ -502,5 +528,5 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
 
 __all__ = ["DEFAULT_K", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
     "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS", "TSNE_PROTOCOLS",
-    "WEIGHTS", "check_classes", "check_compatible", "check_inputs", "check_labelled", "check_methods",
+    "WEIGHTS", "check_class_names", "check_classes", "check_compatible", "check_same_classes", "check_inputs", "check_labelled", "check_methods",
     "evaluate_features", "make_splits", "pca_knn", "resolve_k", "smallest_training_split", "vector_dim", "vectors"]

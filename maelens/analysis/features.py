@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..data.checks import check_labels
 from ..errors import DataError
 from ..io import save_npz
+from ..paths import check_input
 
 if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
     import torch
@@ -73,16 +75,14 @@ class FeatureSet:
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSet":
         """Read a file written by :meth:`save` (or any .npz with ``features`` and optional ``labels``)."""
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: feature file not found")
+        path = check_input(path, "feature file", directory=False)
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "features" not in data:
                     raise DataError(f"{path}: no 'features' array (found: {', '.join(data.files)})")
                 feats = data["features"]
                 n = feats.shape[0]
-                labels = data["labels"].astype(np.int64) if "labels" in data else np.full(n, -1, np.int64)
+                labels = check_labels(data["labels"], n, str(path)) if "labels" in data else np.full(n, -1, np.int64)
                 ids = data["ids"] if "ids" in data else np.arange(n).astype(str)
                 settings = json.loads(str(data["settings"])) if "settings" in data else {}
         except DataError:

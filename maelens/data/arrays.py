@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .checks import check_inputs, check_labels, check_length, check_pixels
 from .dataset import RawSet, is_test_id, select_split
 
 
@@ -25,31 +26,35 @@ def read_npz(path: Path, split: str) -> RawSet:
     if "images" not in arrays:
         raise DataError(f"{path}: no 'images' array (found: {', '.join(arrays) or 'nothing'})")
     images = arrays["images"]
+    where = str(path)
     if images.dtype == np.uint8:
         if images.ndim == 3:
             images = images[..., None]
-        if images.ndim != 4 or images.shape[3] not in (1, 3):
-            raise DataError(f"{path}: uint8 'images' must be (N, H, W, 3) or grayscale (N, H, W); got {images.shape}")
+        check_pixels(images, where)
         normalized = False
     elif np.issubdtype(images.dtype, np.floating):
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise DataError(f"{path}: float 'images' are normalised model inputs and must be (N, 3, S, S); "
-                            f"got {images.shape}")
+        check_inputs(images, where)
         images = images.astype(np.float32, copy=False)
         normalized = True
     else:
         raise DataError(f"{path}: 'images' must be uint8 pixels or float model inputs, got {images.dtype}")
     n = images.shape[0]
-    labels = arrays.get("labels", np.full(n, -1, np.int64))
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: 'labels' must be N={n} integers, got {labels.dtype} {labels.shape}")
-    ids = [str(i) for i in arrays["ids"]] if "ids" in arrays else [str(i) for i in range(n)]
-    if len(ids) != n:
-        raise DataError(f"{path}: 'ids' must have N={n} entries, got {len(ids)}")
-    classes = [str(c) for c in arrays.get("classes", [])]
+    classes_arr = arrays.get("classes", np.array([], dtype=str))
+    if classes_arr.ndim != 1 or not (classes_arr.dtype.kind in "US" or classes_arr.size == 0):
+        raise DataError(f"{path}: 'classes' must be a list of class names (strings), got {classes_arr.dtype} "
+                        f"of shape {classes_arr.shape}")
+    classes = [str(c) for c in classes_arr]
+    labels = check_labels(arrays.get("labels", np.full(n, -1, np.int64)), n, where, classes)
+    ids_arr = arrays.get("ids", np.arange(n))
+    if ids_arr.ndim != 1:
+        raise DataError(f"{path}: 'ids' must be a list of N={n} identifiers, got shape {ids_arr.shape}")
+    check_length(ids_arr, n, where, "ids")
+    ids = [str(i) for i in ids_arr]
     if not classes and (labels >= 0).any():
         classes = [str(i) for i in range(int(labels.max()) + 1)]
     if "split" in arrays:
+        if arrays["split"].dtype.kind not in "US":
+            raise DataError(f"{path}: 'split' must be N={n} strings 'train' or 'test', got {arrays['split'].dtype}")
         names = np.char.lower(arrays["split"].astype(str))
         if names.shape != (n,) or not np.isin(names, ("train", "test")).all():
             raise DataError(f"{path}: 'split' must be N={n} strings 'train' or 'test'")

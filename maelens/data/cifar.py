@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .checks import check_labels, check_length
 from .dataset import RawSet
 
 
@@ -70,12 +71,39 @@ def read_pickle(path: str | Path) -> dict[str, Any]:
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
 
 
-def _names(values: Any) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+def _names(values: Any, where: Path, key: str) -> list[str]:
+    """A list of names (bytes or str) stored under ``key``; anything else (a scalar, a nested array) refused."""
+    if not isinstance(values, (list, tuple, np.ndarray)) or np.ndim(values) != 1:
+        raise DataError(f"{where}: '{key}' must be a list of names, got {type(values).__name__}")
+    return [v.decode("latin1") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _batch_number(path: Path) -> int:
     return int(re.sub(r"\D", "", path.name) or 0)
+
+
+_ANNOUNCED = re.compile(r"batch (\d+) of (\d+)")
+
+
+def _check_announced(train: list[Path], root: Path) -> None:
+    """Refuse a CIFAR-10 folder whose training batches have a gap (data_batch_1, 2, 4) or fewer batches than
+    they announce (``batch_label`` "training batch 1 of 5"): the train split would silently hold part of the
+    set (issue 30)."""
+    numbers = [_batch_number(f) for f in train]
+    expected = list(range(1, len(numbers) + 1))
+    announced = None
+    if train:
+        label = read_pickle(train[0]).get("batch_label", b"")
+        found = _ANNOUNCED.search(label.decode("latin1") if isinstance(label, bytes) else str(label))
+        announced = int(found.group(2)) if found else None
+    if announced is not None and announced < 10_000:
+        expected = list(range(1, announced + 1))
+    missing = [f"data_batch_{k}" for k in expected if k not in numbers]
+    if missing:
+        said = f" ({train[0].name} says it is one of {announced})" if announced is not None else ""
+        raise DataError(f"{root}: {', '.join(missing)} missing from the CIFAR training batches{said}; the train "
+                        f"split would hold only {len(numbers)} of {len(expected)} batches: restore the missing files, "
+                        "or save the images you mean to use as a .npz")
 
 
 def is_cifar_dir(root: Path) -> bool:
@@ -102,6 +130,8 @@ def read_cifar(root: Path, split: str) -> RawSet:
     if not wanted:
         raise DataError(f"{root}: no CIFAR {split} batches found (expected "
                         f"{'train/test' if cifar100 else 'data_batch_1..5 / test_batch'})")
+    if split != "test" and not cifar100:
+        _check_announced(files["train"], root)
     images, labels, ids = [], [], []
     for f in wanted:
         batch = read_pickle(f)
@@ -109,16 +139,17 @@ def read_cifar(root: Path, split: str) -> RawSet:
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or label_key not in batch:
             raise DataError(f"{f}: expected a CIFAR batch with 'data' uint8 (N, 3072) and '{label_key}', "
                             f"got data {data.dtype} {data.shape} and keys {', '.join(batch)}")
-        lab = np.asarray(batch[label_key], dtype=np.int64)
-        if lab.shape != (data.shape[0],):
-            raise DataError(f"{f}: {data.shape[0]} images but {lab.shape[0]} labels")
+        lab = check_labels(batch[label_key], data.shape[0], str(f), name=label_key)
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(lab)
-        names = _names(batch["filenames"]) if "filenames" in batch else [str(i) for i in range(len(lab))]
+        names = _names(batch["filenames"], f, "filenames") if "filenames" in batch else [str(i) for i in range(len(lab))]
+        check_length(names, len(lab), str(f), "filenames")
         ids += [f"{f.name}/{n}" for n in names]
-    classes = _names(read_pickle(meta_file).get(names_key, [])) if meta_file.is_file() else []
+    classes = _names(read_pickle(meta_file).get(names_key, []), meta_file, names_key) if meta_file.is_file() else []
     label_arr = np.concatenate(labels)
-    if not classes:
+    if classes:
+        check_labels(label_arr, len(label_arr), str(meta_file), classes, name=label_key)
+    elif len(label_arr):
         classes = [str(i) for i in range(int(label_arr.max()) + 1)]
     return RawSet(np.ascontiguousarray(np.concatenate(images)), label_arr, classes, ids,
                   [f"CIFAR-{100 if cifar100 else 10} batches in {root}"])

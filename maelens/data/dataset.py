@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..errors import DataError
+from .checks import check_inputs, check_labels, check_length, check_pixels
 from .images import read_image
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import eval_transform, pretrain_geometry, pretrain_transform
@@ -70,21 +71,17 @@ class ImageDataset(Dataset):
         self.name = name
         self.split = split
         self.classes = list(raw.classes)
-        self.labels = np.asarray(raw.labels, dtype=np.int64)
         self.ids = [str(i) for i in raw.ids]
         self.sources = list(raw.sources)
         n = len(raw)
-        if self.labels.shape != (n,) or len(self.ids) != n:
-            raise DataError(f"{name}: {n} images but {self.labels.shape[0]} labels and {len(self.ids)} ids")
+        where = name or "data"
+        # the arrays every reader hands over, checked once more where they enter a dataset (issue 29)
+        self.labels = check_labels(raw.labels, n, where, self.classes)
+        check_length(self.ids, n, where, "ids")
         if not raw.normalized and not isinstance(raw.images, list):
-            if raw.images.dtype != np.uint8 or raw.images.ndim != 4 or raw.images.shape[3] not in (1, 3):
-                raise DataError(f"{name}: pixel images must be uint8 (N, H, W, 3) or (N, H, W, 1); "
-                                f"got {raw.images.dtype} {tuple(raw.images.shape)}")
+            check_pixels(raw.images, where)
         if raw.normalized:
-            shape = tuple(raw.images.shape[1:])
-            if shape != (3, self.image_size, self.image_size):
-                raise DataError(f"{name}: float images are used as model inputs as they are, so they must be "
-                                f"(N, 3, {self.image_size}, {self.image_size}); got (N, {', '.join(map(str, shape))})")
+            check_inputs(raw.images, where, self.image_size)
             self.transform = pretrain_geometry(self.image_size) if train else v2.Identity()
         elif train:
             self.transform = pretrain_transform(self.image_size, self.mean, self.std)
@@ -100,7 +97,7 @@ class ImageDataset(Dataset):
         n = len(images)
         normalized = images.dtype != np.uint8 and images.dtype != torch.uint8
         raw = RawSet(torch.as_tensor(images, dtype=torch.float32) if normalized else np.asarray(images),
-                     np.full(n, -1, np.int64) if labels is None else np.asarray(labels, dtype=np.int64),
+                     np.full(n, -1, np.int64) if labels is None else np.asarray(labels),
                      list(classes), [str(i) for i in range(n)] if ids is None else list(ids), [name], normalized)
         return cls(raw, image_size=image_size, train=train, mean=mean, std=std, name=name)
 

@@ -8,11 +8,13 @@ files an 8-byte one.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .checks import check_labels, check_pixels
 from .dataset import RawSet
 from .sources import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_INSTALL
 
@@ -33,7 +35,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     header = 4 + 4 * ndim
     shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4)) if len(raw) >= header else ()
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(shape) != ndim or len(raw) != expected:
         raise DataError(f"{path}: truncated or oversized IDX file ({len(raw)} bytes, header says {expected})")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
@@ -66,8 +68,9 @@ def read_idx_dir(root: Path, split: str, classes: list[str] | None = None) -> Ra
         if img.dtype != np.uint8 or img.ndim != 3 or lab.ndim != 1 or lab.shape[0] != img.shape[0]:
             raise DataError(f"{root}: expected uint8 images (N, H, W) and N labels, got images {img.dtype} "
                             f"{img.shape} in {img_file.name} and labels {lab.shape} in {lab_file.name}")
+        check_pixels(img[..., None], str(img_file))
         images.append(img[..., None])
-        labels.append(lab.astype(np.int64))
+        labels.append(check_labels(lab, img.shape[0], str(lab_file), classes))
         ids += [f"{prefix}/{i}" for i in range(len(lab))]
     label_arr = np.concatenate(labels)
     if classes is None:

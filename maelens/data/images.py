@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..paths import check_input
 from .normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize
 
 if TYPE_CHECKING:
@@ -18,8 +19,12 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL image as RGB: grayscale replicated, transparency composited over white."""
+def to_rgb(img: Image.Image, where: str | Path = "image") -> Image.Image:
+    """Any PIL image as 8-bit RGB, each mode mapped to [0, 255] by its real range (issue 30): grayscale
+    replicated, transparency composited over white; 16-bit integers (``I;16``, and ``I`` holding values in
+    0..65535, as Pillow opens 16-bit PNGs) divided by 257; floats (``F``) in [0, 1] scaled by 255 and floats
+    already in [0, 255] kept. Other 32-bit integer or float ranges (negative values, NaN, values past 65,535)
+    have no known mapping and are refused (a DataError naming ``where``) rather than wrapped modulo 256."""
     from PIL import Image
 
     if img.mode == "P" and "transparency" in img.info:
@@ -28,11 +33,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grayscale: keep the 8 most significant bits rather than clipping at 255.
-        arr = np.asarray(img, dtype=np.uint32) >> 8
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(_to_8bit(np.asarray(img), img.mode, where)).convert("RGB")
     return img.convert("RGB")
+
+
+def _to_8bit(arr: np.ndarray, mode: str, where: str | Path) -> np.ndarray:
+    """uint8 pixels of a single-channel 16-bit, 32-bit integer or float image, by its range."""
+    if arr.size == 0:
+        return arr.astype(np.uint8)
+    if mode == "F":
+        values = arr.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise DataError(f"{where}: float image holding NaN or infinite values; refused")
+        low, high = values.min(), values.max()
+        if low >= 0 and high <= 1:
+            return np.round(values * 255).astype(np.uint8)
+        if low >= 0 and high <= 255:
+            return np.round(values).astype(np.uint8)
+        raise DataError(f"{where}: float image with values in [{low:g}, {high:g}]: only [0, 1] and [0, 255] have a "
+                        "known mapping to 8-bit pixels; rescale it to one of them")
+    values = arr.astype(np.int64)
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > 65535:
+        raise DataError(f"{where}: {mode} integer image with values in [{low}, {high}], outside 16-bit 0..65535: "
+                        "no known mapping to 8-bit pixels; convert it to 8 or 16 bits")
+    return ((values * 255 + 32767) // 65535).astype(np.uint8)
 
 
 @contextmanager
@@ -55,14 +81,12 @@ def open_image(path: str | Path, *, max_size: tuple[int, int] | None = None) -> 
     than ``max_size``, which makes very large photographs fast to downscale)."""
     from PIL import Image
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found")
+    path = check_input(path, "image", directory=False)
     with _decoding(path), Image.open(path) as img:
         if max_size is not None:
             img.draft("RGB", max_size)
         img.load()
-        return to_rgb(img)
+        return to_rgb(img, path)
 
 
 def read_image(path: str | Path) -> np.ndarray:

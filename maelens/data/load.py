@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..paths import check_input
 from .arrays import read_npz
 from .cifar import is_cifar_dir, read_cifar
 from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset, select_classes, select_split
@@ -85,6 +87,8 @@ def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> R
     if spec == "fashion-mnist":
         return read_fashion_mnist(split)
     path = Path(spec).expanduser()
+    if os.path.lexists(path) or path.exists():  # a FIFO, a device, a loop or an unreadable folder: refused here
+        path = check_input(path, "data")
     if path.suffix.lower() == ".npz" and path.is_file():
         return read_npz(path, split)
     if path.is_dir():
