@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.masking import masking_alias, sample_mask
+from ..validation import check_grid
 from .attention import (
     attention_entropy,
     black_fraction,
@@ -367,6 +368,7 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
     Returns:
         An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``).
     """
+    check_grid(model.config.grid_size, "attention locality and consistency")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if batch_size < 1:
@@ -399,6 +401,7 @@ def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, masking: s
                      mask: str | None = None) -> InfluenceFields:
     """Influence fields (Fig. 9) of ``images`` (B, 3, S, S) or one image (3, S, S), every decoder layer.
     (``mask``: the former name of ``masking``.)"""
+    check_grid(model.config.grid_size, "influence maps")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if images.ndim == 3:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.masking import masking_alias, sample_mask
+from ..validation import check_grid
 from .attention import attention_entropy, mean_attention_distance, patch_distances
 from .attention_records import HeadAttention
 from .hooks import AttentionChunk, AttentionRecorder
@@ -65,6 +66,7 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
     ``dataset`` (items ``(image, label)``), with ``masking`` / ``mask_ratio`` applied to the encoder input
     (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
     with ``seed``."""
+    check_grid(model.config.grid_size, "attention distances")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

@@ -306,9 +306,29 @@ def resolve_k(k: int | None, n_train: int) -> int:
     return k
 
 
-def _check_settings(pca_dim: int, perplexity: float) -> None:
+#: PCA axes of ``pca-knn`` and ``tsne-knn`` when none are given (IPOL Table 3).
+DEFAULT_PCA_DIM = 50
+#: Methods that reduce the features with PCA first.
+PCA_METHODS = ("pca-knn", "tsne-knn")
+
+
+def resolve_pca_dim(pca_dim: int | None, n_train: int, n_features: int, methods: Sequence[str]) -> int:
+    """The PCA axes: :data:`DEFAULT_PCA_DIM` capped at the rank bound ``min(n_train, n_features)`` when not
+    given (a default must fit the data); a given value above the bound is a ConfigError when a PCA method
+    runs, never silently lowered (the README's rule, issue 30)."""
+    bound = min(n_train, n_features)
+    if pca_dim is None:
+        return max(1, min(DEFAULT_PCA_DIM, bound))
+    if pca_dim > bound and any(m in PCA_METHODS for m in methods):
+        raise ConfigError(f"pca_dim={pca_dim} exceeds what PCA can give here: at most {bound} axes "
+                          f"({n_features} feature dimensions, {n_train} training images in the smallest split); "
+                          f"choose pca_dim <= {bound}")
+    return pca_dim
+
+
+def _check_settings(pca_dim: int | None, perplexity: float) -> None:
     """Raise :class:`ConfigError` for PCA axes or a perplexity no method can use (never silently replaced)."""
-    if pca_dim < 1:
+    if pca_dim is not None and pca_dim < 1:
         raise ConfigError(f"pca_dim must be >= 1, got {pca_dim}")
     if not (np.isfinite(perplexity) and perplexity > 0):
         raise ConfigError(f"perplexity must be a finite number > 0, got {perplexity}")
@@ -441,7 +461,7 @@ class _Runner:
 def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
                       fit_on: FeatureSet | None = None, k: int | None = None, metric: str = "cosine",
                       weights: str = "uniform",
-                      pca_dim: int = 50, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
+                      pca_dim: int | None = None, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
                       folds: int = 0, test_size: float = 0.25, seed: int = 0,
                       params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
                       names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
@@ -462,7 +482,8 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
             when fewer. A given ``k`` above the training images is an error.
         metric: kNN distance, ``cosine`` or ``euclidean``.
         weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
-        pca_dim: PCA axes before kNN and before t-SNE (Table 3 uses 50).
+        pca_dim: PCA axes before kNN and before t-SNE; None: :data:`DEFAULT_PCA_DIM` (Table 3's 50), lowered
+            to the data's rank bound when smaller. A given value above that bound is an error, never lowered.
         perplexity: t-SNE perplexity.
         tsne_protocol: ``transform`` (fit the map on the training images, place the test images with
             openTSNE's ``transform``) or ``paper`` (fit t-SNE on all images at once, as the paper does).
@@ -494,6 +515,7 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
     splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=folds,
                                      test_size=test_size, seed=seed)
     min_train = min(len(tr) for tr, _ in splits)
+    pca_dim = resolve_pca_dim(pca_dim, min_train, int(X.shape[1]), methods)
     if any(m not in NO_KNN_METHODS for m in methods):
         k = resolve_k(k, min_train)
     elif k is None:
@@ -526,7 +548,8 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                 "extraction": train.settings}
     return EvaluationReport(results=results, settings=settings, maps=maps)
 
-__all__ = ["DEFAULT_K", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
-    "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS", "TSNE_PROTOCOLS",
-    "WEIGHTS", "check_class_names", "check_classes", "check_compatible", "check_same_classes", "check_inputs", "check_labelled", "check_methods",
-    "evaluate_features", "make_splits", "pca_knn", "resolve_k", "smallest_training_split", "vector_dim", "vectors"]
+__all__ = ["DEFAULT_K", "DEFAULT_PCA_DIM", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
+    "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PCA_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS",
+    "TSNE_PROTOCOLS", "WEIGHTS", "check_class_names", "check_classes", "check_compatible", "check_inputs",
+    "check_labelled", "check_methods", "check_same_classes", "evaluate_features", "make_splits", "pca_knn",
+    "resolve_k", "resolve_pca_dim", "smallest_training_split", "vector_dim", "vectors"]

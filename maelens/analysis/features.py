@@ -22,6 +22,7 @@ from ..data.checks import check_labels
 from ..errors import DataError
 from ..io import save_npz
 from ..paths import check_input
+from ..validation import check_batch_bytes
 
 if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
     import torch
@@ -184,6 +185,9 @@ def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
+    side = getattr(dataset, "image_size", None)
+    if side is not None:  # batch x image bytes bounded before the first batch is assembled
+        check_batch_bytes(min(batch_size, len(dataset)), side)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []

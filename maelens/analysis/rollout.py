@@ -25,6 +25,7 @@ import torch
 
 from ..errors import ConfigError
 from ..models.mae import MaskedAutoencoderViT
+from ..validation import check_grid
 from .hooks import AttentionChunk, AttentionRecorder
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -114,6 +115,7 @@ def rollout_maps(model: MaskedAutoencoderViT, images: torch.Tensor, *, head_fusi
                  device: str | torch.device = "cpu") -> RolloutResult:
     """Attention rollout of ``images`` (B, 3, S, S), normalised for ``model``, through its first ``layers``
     encoder blocks (all by default), every patch visible (mask ratio 0); see :func:`attention_rollout`."""
+    check_grid(model.config.grid_size, "attention rollout")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     if head_fusion not in HEAD_FUSIONS:
         raise ConfigError(f"head fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")
     depth = len(model.blocks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from ..errors import MaelensError
@@ -77,8 +78,21 @@ def _fail(command: str, message: str) -> int:
     newline must not break it, issue 30) and return exit status 2."""
     from ..validation import escape
 
-    print(f"maelens {command}: error: {escape(message)}", file=sys.stderr)
+    print(f"maelens {command}: error: {escape(worker_message(message))}", file=sys.stderr)
     return 2
+
+
+_RAISED = re.compile(r"^(?:[\w.]+\.)?\w+: ")
+
+
+def worker_message(message: str) -> str:
+    """The error's own message when it was raised in a DataLoader worker process: torch re-raises it in the
+    main process with "Caught X in DataLoader worker process N" and the worker's whole traceback as its text;
+    only the last line (the original message, without its class name) is kept (issue 30)."""
+    if "\nOriginal Traceback" not in message:
+        return message
+    last = next((line for line in reversed(message.strip().splitlines()) if line.strip()), message)
+    return _RAISED.sub("", last.strip(), count=1)
 
 
 if __name__ == "__main__":

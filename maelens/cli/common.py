@@ -247,6 +247,7 @@ def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: 
     already holds files needs ``--overwrite`` (commands that have the option)."""
     if getattr(args, "device", None) is not None:
         check_device(args.device, allow_auto=allow_auto)
+    warn_slow_paths(args)
     path = getattr(args, "out", None)
     if path is None or out is None:
         return
@@ -257,12 +258,32 @@ def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: 
 
         check_output_folder(Path(path), args.overwrite)
 
+def warn_slow_paths(args: argparse.Namespace) -> None:
+    """Say once, before any work, when a value given forces a known slow path (issue 30): ``--precision bf16``
+    on a CPU without native bfloat16 (AVX512-BF16 or AMX), where it is emulated and runs about 15 times
+    slower than float32. The value is used as given, never replaced."""
+    if getattr(args, "precision", None) != "bf16":
+        return
+    device = getattr(args, "device", "cpu") or "cpu"
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not device.startswith("cpu"):
+        return
+    from ..train.precision import cpu_bf16_flags
+
+    if not cpu_bf16_flags():
+        note(args, "--precision bf16 on this CPU is emulated (it has no AVX512-BF16 or AMX instructions) and runs "
+                   "about 15x slower than float32; used as given (--precision auto would pick float32 here)")
+
+
 #: Library parameters that error messages name (``image_size=30``, ``overwrite=True``, ``batch_size``) and the
 #: command-line flags they are set by: the library speaks Python, :func:`cli_words` translates for the CLI.
 PARAMETER_FLAGS = {name: "--" + name.replace("_", "-") for name in (
     "arch", "image_size", "num_heads", "decoder_num_heads", "device", "resume", "out", "overwrite", "batch_size",
     "accum_iter", "epochs", "warmup_epochs", "preset", "blr", "lr", "clip_grad", "precision", "top_n", "data",
-    "method", "folds")}
+    "method", "folds", "pca_dim")}
 _ASSIGNED = re.compile(r"(?<![\w./='-])(" + "|".join(sorted(PARAMETER_FLAGS, key=len, reverse=True)) + r")=([^\s,;)]*)")
 _BARE = re.compile(r"(?<![\w./='-])(" + "|".join(n for n in PARAMETER_FLAGS if "_" in n) + r")(?![\w='])")
 

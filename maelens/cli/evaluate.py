@@ -69,7 +69,9 @@ def register(subparsers) -> None:
                          "(default: %(default)s)")
     ev.add_argument("--weights", default="uniform", choices=("uniform", "distance", "exp"),
                     help="kNN vote: majority, 1/distance, or exp(-distance/0.07) as DINO (default: %(default)s)")
-    ev.add_argument("--pca-dim", type=positive_int, default=50, metavar="D", help="PCA axes (default: %(default)s)")
+    ev.add_argument("--pca-dim", type=positive_int, default=None, metavar="D",
+                    help="PCA axes of pca-knn and tsne-knn; refused above min(feature dimensions, training images) "
+                         "(default: 50, lowered to that bound)")
     ev.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
     ev.add_argument("--tsne-protocol", default="transform", choices=("transform", "paper"),
                     help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
