@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import pickle
 import re
 import struct
@@ -71,7 +72,8 @@ def _locate_in_directory(folder: Path, shown: Path) -> Source:
     config_json = _optional(folder / "config.json")
     preprocessor_json = _optional(folder / "preprocessor_config.json")
     for name in HF_WEIGHT_FILES + (RUN_CHECKPOINT,):
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name):  # a folder, FIFO or dangling link under a weight file's name: refused
+            check_input(folder / name, "weight file", error=CheckpointError, directory=False)
             return Source(shown, folder / name, config_json, preprocessor_json)
     files = [f for f in folder.iterdir() if f.is_file() and f.suffix in TORCH_SUFFIXES]
     candidates = sorted(f for f in files if not is_temporary(f))

@@ -411,6 +411,7 @@ def _vit_mae_config(source: Source) -> dict[str, Any] | None:
     if source.config_json is None:
         return None
     hf = read_json(source.config_json)
+    check_fields(hf, {"model_type": Field("str")}, str(source.config_json), CheckpointError)
     return hf if hf.get("model_type", "vit_mae") in ("vit_mae", "vit") else None
 
 

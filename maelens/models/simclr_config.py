@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import ConfigError
+from ..validation import MAX_IMAGE_SIDE, MAX_WIDTH, Field, check_fields
 from .presets import IMAGENET_MEAN, IMAGENET_STD, from_table
 
 #: Stems of the ResNet: torchvision's ImageNet stem, or SimCLR's CIFAR variant (3x3 conv, no max-pool).
@@ -33,6 +34,18 @@ STEMS = ("imagenet", "cifar")
 BACKBONES = {"resnet18": 512, "resnet50": 2048}
 #: The ``method`` value of a training run and of a checkpoint's config that holds a SimCLR model.
 SIMCLR = "simclr"
+
+
+_PROBABILITY = Field("float", low=0, high=1)
+#: One rule per field of :class:`SimCLRConfig` (a stored SimCLR checkpoint's config is checked by it).
+SIMCLR_CONFIG_FIELDS = {
+    "name": Field("str"), "img_size": Field("int", low=1, high=MAX_IMAGE_SIDE), "backbone": Field("str"),
+    "stem": Field("str"), "proj_hidden_dim": Field("int", low=1, high=MAX_WIDTH),
+    "proj_dim": Field("int", low=1, high=MAX_WIDTH), "temperature": Field("float", above=0),
+    "crop_scale": Field("floats", length=2), "crop_ratio": Field("floats", length=2),
+    "jitter_strength": Field("float", low=0), "jitter_prob": _PROBABILITY, "gray_prob": _PROBABILITY,
+    "blur_prob": _PROBABILITY, "norm_mean": Field("floats", length=3), "norm_std": Field("floats", length=3, above=0),
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,8 @@ class SimCLRConfig:
     norm_std: tuple[float, float, float] = field(default=IMAGENET_STD)
 
     def __post_init__(self) -> None:
+        # types, finiteness and ranges first, one rule per field (issue 29); the relations between fields below
+        check_fields({f.name: getattr(self, f.name) for f in fields(self)}, SIMCLR_CONFIG_FIELDS, "")
         for key in ("crop_scale", "crop_ratio", "norm_mean", "norm_std"):
             object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
         if self.backbone not in BACKBONES:
