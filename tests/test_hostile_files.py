@@ -510,3 +510,36 @@ def test_a_worker_process_error_is_its_own_line(tiny, tmp_path, capsys):
                  "--num-workers", "1", "--out", str(tmp_path / "f.npz"), "--quiet"]) == 2
     line = one_line_error(capsys, "features")
     assert "9.png: not a readable image" in line and "Caught" not in line and "Original" not in line
+
+
+# ---- segmentation checkpoints: the same rules ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    from maelens.segmentation.model import segmenter_from_scratch
+    from maelens.segmentation.store import save_segmenter
+
+    path = tmp_path_factory.mktemp("seg") / "seg.pt"
+    save_segmenter(path, segmenter_from_scratch("tiny", 3), epoch=2)
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda p: p["segmenter"]["encoder"].update(embed_dim="64"), "'embed_dim'"),
+    (lambda p: p["segmenter"]["encoder"].update(layer_norm_eps=-1.0), "'layer_norm_eps'"),
+    (lambda p: p["segmenter"].update(num_classes=0), "'num_classes'"),
+    (lambda p: p["segmenter"].update(num_classes=2.5), "'num_classes'"),
+    (lambda p: p.update(epoch=math.nan), "'epoch'"),
+    (lambda p: p["model"].update({next(iter(p["model"])): torch.zeros(2, dtype=torch.int8)}), "floating point"),
+], ids=["width-string", "eps-negative", "classes-zero", "classes-float", "epoch-nan", "int-weights"])
+def test_segmentation_checkpoint_fields_are_checked(segmenter, tmp_path, change, words):
+    import copy
+
+    from maelens.errors import CheckpointError
+    from maelens.segmentation.store import load_segmenter
+
+    payload = copy.deepcopy(segmenter)
+    change(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=words):
+        load_segmenter(tmp_path / "bad.pt")
