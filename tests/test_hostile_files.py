@@ -543,3 +543,50 @@ def test_segmentation_checkpoint_fields_are_checked(segmenter, tmp_path, change,
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=words):
         load_segmenter(tmp_path / "bad.pt")
+
+
+# ---- sizes announced by a format are checked before they are read ----------------------------------------------
+
+def test_npz_announcing_more_than_it_holds_is_refused(tmp_path, capsys):
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (4096, 2048, 2048, 3)})
+    path = tmp_path / "lies.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", header.getvalue() + bytes(64))
+    assert main(["data", "info", "--data", str(path), "--image-size", "8"]) == 2
+    assert "announces shape (4096, 2048, 2048, 3)" in one_line_error(capsys, "data")
+    assert main(["evaluate", "--features", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert "announces shape" in one_line_error(capsys, "evaluate")
+
+
+def test_npz_larger_than_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    import maelens.validation as validation
+
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, images=np.zeros((64, 32, 32, 3), np.uint8))  # 196,608 bytes, a few hundred compressed
+    monkeypatch.setattr(validation, "memory_bytes", lambda: 100_000)
+    with pytest.raises(DataError, match="more than this machine's"):
+        load_dataset(str(path), image_size=32)
+
+
+@pytest.mark.parametrize("text,words", [("[" * 200_000, "nested too deeply"), ('{"a": 1', "not a readable JSON"),
+                                        ('"just a string"', "should hold a JSON object")], ids=str)
+def test_config_json_that_cannot_be_a_config(hf, tmp_path, capsys, text, words):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for f in hf.iterdir():
+        if f.name != "config.json":
+            (folder / f.name).symlink_to(f)
+    (folder / "config.json").write_text(text)
+    assert _info(folder) == 2
+    assert words in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("shard", ["../escape.safetensors", "/etc/passwd", 7, "sub/dir.safetensors"])
+def test_shard_index_naming_files_outside_its_folder_is_refused(tmp_path, capsys, shard):
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": shard}}))
+    assert _info(tmp_path) == 2
+    assert "'weight_map' must name shard files in its folder" in one_line_error(capsys)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data.checks import check_labels
+from ..data.checks import check_labels, check_npz_sizes
 from ..errors import DataError
 from ..io import save_npz
 from ..paths import check_input
@@ -77,6 +77,7 @@ class FeatureSet:
     def load(cls, path: str | Path) -> "FeatureSet":
         """Read a file written by :meth:`save` (or any .npz with ``features`` and optional ``labels``)."""
         path = check_input(path, "feature file", directory=False)
+        check_npz_sizes(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 if "features" not in data:

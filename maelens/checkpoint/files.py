@@ -30,6 +30,8 @@ SAFE_GLOBALS = (argparse.Namespace,)
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "pytorch_model.bin.index.json")
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+#: Largest JSON configuration or index read (a ViTMAE config.json is about 1 KB, a shard index about 100 KB).
+MAX_JSON_BYTES = 64 << 20
 #: The latest checkpoint that ``maelens train`` keeps in a run directory.
 RUN_CHECKPOINT = run_files.CHECKPOINT
 
@@ -92,8 +94,13 @@ def _locate_in_directory(folder: Path, shown: Path) -> Source:
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``, or a CheckpointError naming the file."""
     check_input(path, "JSON file", error=CheckpointError, directory=False)
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path}: {path.stat().st_size:,} bytes, too large for a configuration file "
+                              f"(at most {MAX_JSON_BYTES:,})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise CheckpointError(f"{path} is not a readable JSON file (nested too deeply)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable JSON file ({err})") from None
     if not isinstance(data, dict):
@@ -158,7 +165,7 @@ def check_safetensors_header(path: Path) -> None:
             raise CheckpointError(f"{bad}: its header length {n:,} points past the end of the file ({size:,} bytes)")
         try:
             header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CheckpointError(f"{bad}: its {n:,}-byte header is not JSON (the header length may point into "
                                   "the data)") from None
     if not isinstance(header, dict):
@@ -272,10 +279,10 @@ def not_a_pickle(path: Path) -> str | None:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and text.lstrip()[:1] in ("{", "["):
+    if text is not None and text.lstrip()[:1] in ("{", "[") and path.stat().st_size <= MAX_JSON_BYTES:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             data = None
         if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
             return "it is a JSON model config, not weights: pass the folder that holds it and the weight file"

@@ -138,7 +138,10 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
         arch.update(decoder_embed_dim=dec_dim, decoder_depth=decoder_depth)
     else:
         arch.update(decoder_depth=0)
-    probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
+    try:
+        probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
+    except ConfigError as err:  # sizes read from the tensor shapes: the file is to blame, not an option
+        raise CheckpointError(f"{where}: its tensor shapes describe an invalid model: {err}") from None
     shape_preset = match_preset(probe, heads=False)
     heads, sources = _stored_heads(probe, shape_preset, model_name, notes)
     for key, value in (("num_heads", num_heads), ("decoder_num_heads", decoder_num_heads)):

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .checks import check_inputs, check_labels, check_length, check_pixels
+from .checks import check_inputs, check_labels, check_length, check_npz_sizes, check_pixels
 from .dataset import RawSet, is_test_id, select_split
 
 
 def read_npz(path: Path, split: str) -> RawSet:
     """The ``split`` of an ``.npz`` file of images (see the module docstring for the arrays)."""
+    check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

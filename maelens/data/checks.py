@@ -9,6 +9,9 @@ refused instead of being reported with invented classes.
 
 from __future__ import annotations
 
+import math
+import zipfile
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -70,8 +73,43 @@ def check_length(values: Sequence[Any], n: int, where: str, name: str) -> None:
         raise DataError(f"{where}: '{name}' must have one entry per image: {n} images but {len(values)} {name}")
 
 
+def check_npz_sizes(path: str | Path) -> None:
+    """Refuse an ``.npz`` whose arrays announce more than they hold or than this machine can hold, before any
+    is read (issue 29: a compressed archive of a few KB can announce gigabytes of zeros): each member's
+    ``.npy`` header gives its shape and dtype, whose size must fit the member's declared size, and all
+    together this machine's memory. Files that are not zip archives are left to the reader's own error."""
+    from ..validation import gib, memory_bytes
+
+    total = 0
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return
+    with archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename[:-4]
+            try:
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+                raise DataError(f"{path}: array '{name}' has an unreadable header (a damaged .npz?)") from None
+            size = math.prod(shape) * dtype.itemsize
+            if not dtype.hasobject and size > info.file_size:
+                raise DataError(f"{path}: array '{name}' announces shape {tuple(shape)} ({gib(size)}) but its entry "
+                                f"holds {gib(info.file_size)}: a truncated or altered file")
+            total += size
+    memory = memory_bytes()
+    if memory is not None and total > memory:
+        raise DataError(f"{path}: its arrays announce {gib(total)}, more than this machine's {gib(memory)} of memory")
+
+
 def _few(names: Sequence[str], n: int = 3) -> str:
     return ", ".join(map(str, names[:n])) + (", ..." if len(names) > n else "")
 
 
-__all__ = ["MAX_CLASSES", "check_inputs", "check_labels", "check_length", "check_pixels"]
+__all__ = ["MAX_CLASSES", "check_inputs", "check_labels", "check_length", "check_npz_sizes", "check_pixels"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .checks import check_npz_sizes
 from .cifar import read_pickle
 from .dataset import RawSet
 
@@ -47,6 +48,7 @@ def is_imagenet64_dir(root: Path) -> bool:
 
 def _read_batch(path: Path) -> dict:
     if path.suffix == ".npz":
+        check_npz_sizes(path)
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
