@@ -239,6 +239,16 @@ def check_grid(grid: tuple[int, int], what: str, where: str = "") -> None:
                           "patches with each other (at least 2x2 needed: a smaller patch size or a larger image_size)")
 
 
+def check_array_bytes(shape: tuple[int, ...], itemsize: int, what: str, options: str) -> None:
+    """Refuse, before allocating, an array of ``shape`` whose bytes exceed this machine's memory; ``what`` names
+    the array and ``options`` the parameters whose product it is (``samples x tokens x dim``)."""
+    need = math.prod(shape) * itemsize
+    memory = memory_bytes()
+    if memory is not None and need > memory:
+        raise ConfigError(f"{options} = {' x '.join(f'{n:,}' for n in shape)} makes {what} of {gib(need)}, more "
+                          f"than this machine's {gib(memory)} of memory; choose smaller values")
+
+
 def check_batch_bytes(batch_size: int, image_size: int, channels: int = 3, option: str = "batch_size") -> None:
     """Refuse a batch whose float32 images alone exceed this machine's memory (batch x image bytes)."""
     need = batch_size * channels * image_size * image_size * FLOAT_BYTES
@@ -249,5 +259,5 @@ def check_batch_bytes(batch_size: int, image_size: int, channels: int = 3, optio
 
 
 __all__ = ["FLOAT_BYTES", "Field", "MAX_DEPTH", "MAX_IMAGE_SIDE", "MAX_TOKENS", "MAX_WIDTH", "MODEL_CONFIG_FIELDS",
-           "check_batch_bytes", "check_fields", "check_grid", "check_model_config", "check_model_size", "check_value",
+           "check_array_bytes", "check_batch_bytes", "check_fields", "check_grid", "check_model_config", "check_model_size", "check_value",
            "escape", "gib", "memory_bytes", "model_bytes", "shown"]

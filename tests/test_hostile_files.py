@@ -590,3 +590,21 @@ def test_shard_index_naming_files_outside_its_folder_is_refused(tmp_path, capsys
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": shard}}))
     assert _info(tmp_path) == 2
     assert "'weight_map' must name shard files in its folder" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv", [["--tokens", "50000", "--dim", "20000", "--samples", "9000"],
+                                  ["--tokens", "3", "--dim", "10", "--samples", "10000000000000"]], ids=str)
+def test_synthetic_sizes_beyond_memory_are_refused_before_allocation(tmp_path, capsys, argv):
+    assert main(["distfit", "--synthetic", *argv, "--out", str(tmp_path / "o")]) == 2
+    assert "more than this machine's" in one_line_error(capsys, "distfit")
+
+
+def test_an_allocation_no_check_foresaw_is_one_line(tmp_path, capsys, monkeypatch):
+    def allocate(args):
+        raise MemoryError("Unable to allocate 3.00 TiB for an array with shape (1000000, 1000000)")
+
+    args = argparse.Namespace(command="info", func=allocate)
+    monkeypatch.setattr("maelens.cli.build_parser", lambda: argparse.Namespace(parse_args=lambda argv: args))
+    assert main(["info"]) == 2
+    assert one_line_error(capsys).endswith("out of memory: Unable to allocate 3.00 TiB for an array with shape "
+                                           "(1000000, 1000000)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..validation import check_array_bytes
 
 INPUT_LAWS = ("uniform", "chi2", "normal", "exponential", "laplace")
 INITS = ("uniform", "uniform01", "xavier", "normal")
@@ -98,6 +99,9 @@ def synthetic_attention_samples(samples: int = 1000, tokens: int = 4, dim: int =
             raise ConfigError(f"{name} must be >= 1, got {value}")
     if input == "chi2" and input_df <= 0:
         raise ConfigError(f"the chi-square input needs df > 0, got {input_df}")
+    # the inputs, queries, keys and values are each samples x tokens x max(dim, head_dim) float64 values
+    check_array_bytes((samples, tokens, max(dim, head_dim), 4), 8, "the synthetic inputs and projections",
+                      "samples x tokens x dim x 4")
     rng = np.random.default_rng(seed)
     x = draw_inputs(rng, input, (samples, tokens, dim), input_df)
     out = self_attention(x, rng, head_dim=head_dim, init=init, scale=scale)

@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         from .common import cli_words
 
         return _fail(args.command, cli_words(str(err)))
+    except MemoryError as err:  # a size no check above foresaw: numpy's message says how much and for what
+        return _fail(args.command, f"out of memory: {str(err) or 'an allocation failed'}")
+    except RuntimeError as err:  # torch's allocators say it with a RuntimeError (CUDA OOM, DefaultCPUAllocator)
+        if not _torch_out_of_memory(err):
+            raise
+        return _fail(args.command, f"out of memory: {str(err).strip().splitlines()[0][:200]}")
     except OSError as err:  # the system refused one of our paths: a full disk, permissions, a name too long
         from ..io import is_disk_full
         from ..paths import os_refusal
@@ -80,6 +86,11 @@ def _fail(command: str, message: str) -> int:
 
     print(f"maelens {command}: error: {escape(worker_message(message))}", file=sys.stderr)
     return 2
+
+
+def _torch_out_of_memory(err: RuntimeError) -> bool:
+    """Whether ``err`` is torch failing to allocate (a GPU's ``OutOfMemoryError``, or the CPU allocator)."""
+    return type(err).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(err)
 
 
 _RAISED = re.compile(r"^(?:[\w.]+\.)?\w+: ")
