@@ -608,3 +608,18 @@ def test_an_allocation_no_check_foresaw_is_one_line(tmp_path, capsys, monkeypatc
     assert main(["info"]) == 2
     assert one_line_error(capsys).endswith("out of memory: Unable to allocate 3.00 TiB for an array with shape "
                                            "(1000000, 1000000)")
+
+
+def test_a_given_perplexity_too_large_for_the_points_is_refused_not_lowered(tmp_path, capsys):
+    path = _features(tmp_path / "f.npz", [0, 1, 2] * 8, ["a", "b", "c"])  # 18 training images of the holdout
+    assert main(["evaluate", "--features", str(path), "--methods", "tsne-knn", "--perplexity", "6.5", "--k", "5",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "perplexity 6.5 needs at least 21 points" in one_line_error(capsys, "evaluate")
+
+
+def test_a_given_top_k_beyond_the_gallery_is_refused(tiny, tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    np.savez(data, images=np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8))
+    assert main(["similarity", "--ckpt", str(tiny["path"]), "--data", str(data), "--split", "all", "--query", "0",
+                 "--top-k", "6", "--out", str(tmp_path / "s.png"), "--quiet"]) == 2
+    assert "top-k 6 exceeds the 4 gallery images" in one_line_error(capsys, "similarity")

@@ -28,7 +28,9 @@ def test_top_k_orders_and_excludes_the_query_itself():
     frame = res.to_frame(["q0", "q2"], ids=["a", "b", "c", "d"], labels=[0, 1, 0, 1], mask_ratio=0.25)
     assert list(frame["id"]) == ["b", "d", "c", "d"] and list(frame["rank"]) == [1, 2, 1, 2]
     assert set(frame["mask_ratio"]) == {0.25}
-    assert top_k_similar(gallery[:1], gallery, k=10, exclude=[0]).indices.shape == (1, 3)
+    assert top_k_similar(gallery[:1], gallery, exclude=[0]).indices.shape == (1, 3)  # the default adapts
+    with pytest.raises(ConfigError, match="top-k 10 exceeds the 3 gallery images"):  # a given value is refused
+        top_k_similar(gallery[:1], gallery, k=10, exclude=[0])
     with pytest.raises(ConfigError):
         top_k_similar(gallery, gallery, k=0)
 

@@ -37,7 +37,7 @@ from ..errors import ConfigError, DataError
 from ._validation import fitted_input
 from .features import FeatureSet
 from .stats import wilson_interval
-from .tsne import PCATSNE, pca_components
+from .tsne import PCATSNE, pca_components, resolve_perplexity
 
 METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
 TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
@@ -326,11 +326,11 @@ def resolve_pca_dim(pca_dim: int | None, n_train: int, n_features: int, methods:
     return pca_dim
 
 
-def _check_settings(pca_dim: int | None, perplexity: float) -> None:
+def _check_settings(pca_dim: int | None, perplexity: float | None) -> None:
     """Raise :class:`ConfigError` for PCA axes or a perplexity no method can use (never silently replaced)."""
     if pca_dim is not None and pca_dim < 1:
         raise ConfigError(f"pca_dim must be >= 1, got {pca_dim}")
-    if not (np.isfinite(perplexity) and perplexity > 0):
+    if perplexity is not None and not (np.isfinite(perplexity) and perplexity > 0):
         raise ConfigError(f"perplexity must be a finite number > 0, got {perplexity}")
 
 
@@ -400,7 +400,7 @@ class _Runner:
             cls = LinearProbe if method == "linear" else AttentiveProbe
         else:
             base["device"] = self.device
-            if method == "ptsne":
+            if method == "ptsne" and self.perplexity is not None:
                 base["perplexity"] = self.perplexity
             from . import reduce
 
@@ -461,7 +461,7 @@ class _Runner:
 def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
                       fit_on: FeatureSet | None = None, k: int | None = None, metric: str = "cosine",
                       weights: str = "uniform",
-                      pca_dim: int | None = None, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
+                      pca_dim: int | None = None, perplexity: float | None = None, tsne_protocol: str = "transform", n_jobs: int = 1,
                       folds: int = 0, test_size: float = 0.25, seed: int = 0,
                       params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
                       names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
@@ -484,7 +484,8 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
         weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
         pca_dim: PCA axes before kNN and before t-SNE; None: :data:`DEFAULT_PCA_DIM` (Table 3's 50), lowered
             to the data's rank bound when smaller. A given value above that bound is an error, never lowered.
-        perplexity: t-SNE perplexity.
+        perplexity: t-SNE perplexity; None: 30, capped at (N - 1) / 3 for small sets (a given value is never
+            capped: one too large for the training images is an error).
         tsne_protocol: ``transform`` (fit the map on the training images, place the test images with
             openTSNE's ``transform``) or ``paper`` (fit t-SNE on all images at once, as the paper does).
         n_jobs: threads of openTSNE.
@@ -516,6 +517,8 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                                      test_size=test_size, seed=seed)
     min_train = min(len(tr) for tr, _ in splits)
     pca_dim = resolve_pca_dim(pca_dim, min_train, int(X.shape[1]), methods)
+    if "tsne-knn" in methods:  # a given perplexity the t-SNE fit cannot reach is refused before any work
+        resolve_perplexity(perplexity, len(y) if tsne_protocol == "paper" else min_train)
     if any(m not in NO_KNN_METHODS for m in methods):
         k = resolve_k(k, min_train)
     elif k is None:

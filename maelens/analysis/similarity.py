@@ -54,26 +54,36 @@ class SimilarityResult:
         return frame
 
 
-def top_k_similar(queries: np.ndarray, gallery: np.ndarray, k: int = 8,
+#: Images shown per query when no ``k`` is given.
+DEFAULT_TOP_K = 8
+
+
+def top_k_similar(queries: np.ndarray, gallery: np.ndarray, k: int | None = None,
                   exclude: Sequence[int] | np.ndarray | None = None) -> SimilarityResult:
     """The ``k`` gallery vectors most cosine-similar to each query; ``exclude[q]`` >= 0 names a
-    gallery index left out for query q (the query image itself)."""
-    if k < 1:
+    gallery index left out for query q (the query image itself). ``k`` None: :data:`DEFAULT_TOP_K`, lowered to
+    the gallery's size; a given ``k`` larger than the gallery is a ConfigError, never lowered (issue 30)."""
+    if k is not None and k < 1:
         raise ConfigError(f"top-k must be >= 1, got {k}")
     sims = torch.from_numpy(cosine_similarity(queries, gallery))
     if exclude is not None:
         exclude = torch.as_tensor(np.asarray(exclude, dtype=np.int64))
         rows = torch.nonzero(exclude >= 0).squeeze(1)
         sims[rows, exclude[rows]] = -torch.inf
-    k = min(k, sims.shape[1] - (1 if exclude is not None and bool((exclude >= 0).any()) else 0))
-    if k < 1:
+    available = sims.shape[1] - (1 if exclude is not None and bool((exclude >= 0).any()) else 0)
+    if available < 1:
         raise DataError("the gallery holds no image to compare the queries with")
+    if k is None:
+        k = min(DEFAULT_TOP_K, available)
+    elif k > available:
+        raise ConfigError(f"top-k {k} exceeds the {available} gallery images a query can be compared with; "
+                          f"choose at most {available}")
     top = torch.topk(sims, k, dim=1, largest=True, sorted=True)
     return SimilarityResult(indices=top.indices.numpy(), scores=top.values.numpy())
 
 
 def similar_images(model: torch.nn.Module, gallery: Dataset, queries: Sequence[int | torch.Tensor], *,
-                   top_k: int = 8, mask_ratio: float = 0.25, masking: str = "random", pool: str = "mean",
+                   top_k: int | None = None, mask_ratio: float = 0.25, masking: str = "random", pool: str = "mean",
                    seed: int = 0, batch_size: int = 64, device: str = "cpu", num_workers: int = 0,
                    quiet: bool = False) -> SimilarityResult:
     """Top-k most similar gallery images for each query, by cosine similarity of pooled encoder
@@ -101,4 +111,4 @@ def similar_images(model: torch.nn.Module, gallery: Dataset, queries: Sequence[i
                                                    seed=seed, batch_size=batch_size, device=device, quiet=True).features
     return top_k_similar(query_feats, feats, top_k, exclude)
 
-__all__ = ["SimilarityResult", "cosine_similarity", "similar_images", "top_k_similar"]
+__all__ = ["DEFAULT_TOP_K", "SimilarityResult", "cosine_similarity", "similar_images", "top_k_similar"]

@@ -10,12 +10,14 @@ what that wrapper does too."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_array
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ._validation import fitted_input, samples, seed_from
 
 
@@ -24,17 +26,34 @@ def pca_components(n_components: int, n_samples: int, n_features: int) -> int:
     return max(1, min(n_components, n_features, n_samples))
 
 
+#: t-SNE perplexity when none is given (openTSNE's and the paper's usual value).
+DEFAULT_PERPLEXITY = 30.0
+
+
+def resolve_perplexity(perplexity: float | None, n: int) -> float:
+    """The perplexity t-SNE uses on ``n`` points: :data:`DEFAULT_PERPLEXITY` capped at (n - 1) / 3 when not
+    given; a given value above (n - 1) / 3 (too few neighbours to calibrate it) is a ConfigError (issue 30)."""
+    bound = (n - 1) / 3
+    if perplexity is None:
+        return min(DEFAULT_PERPLEXITY, bound)
+    if perplexity > bound:
+        raise ConfigError(f"perplexity {perplexity:g} needs at least {math.ceil(3 * perplexity + 1)} points, and t-SNE "
+                          f"is fitted on {n} here (at most perplexity {bound:g}); choose a smaller perplexity")
+    return float(perplexity)
+
+
 class PCATSNE(TransformerMixin, BaseEstimator):
     """PCA to ``n_pca`` axes, then t-SNE to ``n_components`` dimensions with openTSNE.
 
     ``fit_transform`` returns the embedding of the fitted points; ``transform`` places new points
-    into that embedding (openTSNE ``TSNEEmbedding.transform``). The perplexity is capped at
-    (N - 1) / 3 so that small sets still have enough neighbours. ``negative_gradient_method``:
+    into that embedding (openTSNE ``TSNEEmbedding.transform``). ``perplexity`` None means
+    :data:`DEFAULT_PERPLEXITY` capped at (N - 1) / 3 so that small sets still have enough neighbours; a given
+    perplexity above that bound is a ConfigError, never lowered. ``negative_gradient_method``:
     ``"fft"`` (interpolation, for large N), ``"bh"`` (Barnes-Hut), or ``"auto"`` (openTSNE's
     choice: Barnes-Hut below 10,000 points, where the FFT grid's fixed cost dominates, FFT above).
     """
 
-    def __init__(self, n_components: int = 2, n_pca: int = 50, perplexity: float = 30.0, n_iter: int = 500,
+    def __init__(self, n_components: int = 2, n_pca: int = 50, perplexity: float | None = None, n_iter: int = 500,
                  negative_gradient_method: str = "auto", n_jobs: int = 1, random_state: int | None = None):
         self.n_components = n_components
         self.n_pca = n_pca
@@ -54,7 +73,7 @@ class PCATSNE(TransformerMixin, BaseEstimator):
         seed = seed_from(self.random_state)
         self.n_features_in_ = X.shape[1]
         self.pca_ = PCA(pca_components(self.n_pca, *X.shape), svd_solver="full", random_state=seed).fit(X)
-        perplexity = min(float(self.perplexity), (len(X) - 1) / 3)
+        perplexity = resolve_perplexity(self.perplexity, len(X))
         tsne = TSNE(n_components=self.n_components, perplexity=perplexity, n_iter=self.n_iter,
                     negative_gradient_method=self.negative_gradient_method, n_jobs=self.n_jobs,
                     random_state=seed)
@@ -71,4 +90,4 @@ class PCATSNE(TransformerMixin, BaseEstimator):
         return np.asarray(self.embedding_.transform(self.pca_.transform(X)), dtype=np.float64)
 
 
-__all__ = ["PCATSNE", "pca_components"]
+__all__ = ["DEFAULT_PERPLEXITY", "PCATSNE", "pca_components", "resolve_perplexity"]

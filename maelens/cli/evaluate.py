@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     ev.add_argument("--pca-dim", type=positive_int, default=None, metavar="D",
                     help="PCA axes of pca-knn and tsne-knn; refused above min(feature dimensions, training images) "
                          "(default: 50, lowered to that bound)")
-    ev.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
+    ev.add_argument("--perplexity", type=positive_float, default=None,
+                    help="t-SNE perplexity; refused above (training images - 1) / 3 (default: 30, lowered to that bound)")
     ev.add_argument("--tsne-protocol", default="transform", choices=("transform", "paper"),
                     help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
                          "images as IPOL sec. 6 (default: %(default)s)")
@@ -95,7 +96,8 @@ def register(subparsers) -> None:
     add_data_args(sim)
     sim.add_argument("--query", nargs="+", required=True, metavar="INDEX|PATH",
                      help="dataset indices and/or image files to search for")
-    sim.add_argument("--top-k", type=positive_int, default=8, metavar="K", help="images shown per query (default: %(default)s)")
+    sim.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                     help="images shown per query; refused above the gallery's size (default: 8, lowered to it)")
     sim.add_argument("--mask", default="random", choices=MASKINGS,
                      help="masking strategy (default: %(default)s)")
     sim.add_argument("--mask-ratio", type=finite_float, nargs="+", default=[0.25], metavar="R",
