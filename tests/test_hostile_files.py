@@ -623,3 +623,13 @@ def test_a_given_top_k_beyond_the_gallery_is_refused(tiny, tmp_path, capsys):
     assert main(["similarity", "--ckpt", str(tiny["path"]), "--data", str(data), "--split", "all", "--query", "0",
                  "--top-k", "6", "--out", str(tmp_path / "s.png"), "--quiet"]) == 2
     assert "top-k 6 exceeds the 4 gallery images" in one_line_error(capsys, "similarity")
+
+
+def test_a_listed_image_that_is_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    (tmp_path / "categories_places365.txt").write_text("/a/airfield 0\n/b/beach 1\n")
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a" / "1.jpg")
+    os.mkfifo(tmp_path / "a" / "2.jpg")
+    (tmp_path / "places365_train_standard.txt").write_text("/a/1.jpg 0\n/a/2.jpg 1\n")
+    assert main(["data", "info", "--data", str(tmp_path), "--image-size", "8"]) == 2
+    assert "2.jpg: is a FIFO" in one_line_error(capsys, "data")

@@ -99,6 +99,7 @@ def probe_image(path: str | Path) -> tuple[int, int]:
     when it is not a readable image."""
     from PIL import Image
 
+    path = check_input(path, "image", directory=False)  # a listed FIFO would block the open
     with _decoding(path), Image.open(path) as img:
         return img.size
 
