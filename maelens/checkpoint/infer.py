@@ -48,10 +48,11 @@ HF_CONFIG_FIELDS: dict[str, Field] = {
     "qkv_bias": Field("bool"), "norm_pix_loss": Field("bool"), "hidden_act": Field("str"),
     "mask_ratio": Field("float", low=0, high=1, optional=True), "model_type": Field("str"),
 }
-#: The fields of the official training script's ``args`` that maelens reads.
+#: The fields of the official training script's ``args`` that maelens reads. Other scripts (timm's) store an
+#: ``args`` namespace too, with other types under some of these names: a field is checked where it is used
+#: (``input_size`` only for a file without ``pos_embed``), so a value maelens never reads is never refused.
 OFFICIAL_ARGS_FIELDS: dict[str, Field] = {
     "input_size": Field("int", low=1, high=MAX_IMAGE_SIDE), "norm_pix_loss": Field("bool"),
-    "global_pool": Field("bool"), "model": Field("str"), "mask_ratio": Field("float", low=0, high=1),
 }
 
 

@@ -359,7 +359,8 @@ def _shape_config(layout: Layout, where: str, heads: dict[str, int | None], requ
     """Official, encoder-only and config-less files: sizes from shapes; loss, input size and model name
     (for the head counts) from the official training ``args`` when stored."""
     args = _args_dict(layout.rest.get("args"))
-    check_fields(args, OFFICIAL_ARGS_FIELDS, f"{where} (its training args)", CheckpointError)
+    used = {k: v for k, v in OFFICIAL_ARGS_FIELDS.items() if k != "input_size" or "pos_embed" not in layout.state}
+    check_fields(args, used, f"{where} (its training args)", CheckpointError)
     options = {"norm_pix_loss": bool(args["norm_pix_loss"])} if "norm_pix_loss" in args else {}
     config, notes, provenance = infer_config(layout.state, where, img_size=args.get("input_size"), **heads,
                                              model_name=args.get("model"), require_heads=require_heads, **options)
