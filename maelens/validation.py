@@ -40,7 +40,7 @@ class Field:
     """What one stored value must be.
 
     ``kind``: ``int`` (bool refused), ``float`` (an int accepted; finite unless ``finite=False``),
-    ``bool``, ``str`` or ``floats`` (a list of numbers, ``length`` of them when given);
+    ``bool``, ``str``, ``floats`` (a list of numbers, ``length`` of them when given), ``list`` or ``dict``;
     ``low`` / ``high``: inclusive bounds, ``above``: an exclusive lower bound; ``choices``: the allowed
     values; ``optional``: None (JSON ``null``) is accepted.
     """
@@ -57,7 +57,8 @@ class Field:
     def expected(self) -> str:
         """The rule in words: ``an integer in [1, 65536]``."""
         words = {"int": "an integer", "float": "a finite number" if self.finite else "a number", "bool": "true or false",
-                 "str": "a string", "floats": f"a list of {self.length or 'some'} finite numbers"}[self.kind]
+                 "str": "a string", "floats": f"a list of {self.length or 'some'} finite numbers", "list": "a list",
+                 "dict": "a dict (a JSON object)"}[self.kind]
         bounds = []
         if self.above is not None:
             bounds.append(f"> {self.above:g}")
@@ -94,6 +95,8 @@ def _conforms(value: Any, rule: Field) -> bool:
         return isinstance(value, bool)
     if rule.kind == "str":
         return isinstance(value, str) and (rule.choices is None or value in rule.choices)
+    if rule.kind in ("list", "dict"):
+        return isinstance(value, list if rule.kind == "list" else dict)
     if rule.kind == "floats":
         return (isinstance(value, (list, tuple)) and (rule.length is None or len(value) == rule.length)
                 and all(_conforms(v, Field("float", rule.low, rule.high, rule.above)) for v in value))

@@ -23,7 +23,7 @@ from PIL import Image
 
 from maelens.checkpoint import save_checkpoint
 from maelens.checkpoint.infer import HF_CONFIG_FIELDS, OFFICIAL_ARGS_FIELDS
-from maelens.checkpoint.store import RUN_STATE_FIELDS
+from maelens.checkpoint.store import RUN_EXTRA_FIELDS, RUN_STATE_FIELDS
 from maelens.cli import main
 from maelens.data import load_dataset, read_image
 from maelens.errors import ConfigError, DataError, OutputError
@@ -88,9 +88,15 @@ def test_maelens_config_field_refused_naming_file_and_field(tiny, tmp_path, caps
     assert "--" not in line.split(str(path), 1)[1]  # a stored value is never blamed on a flag
 
 
-@pytest.mark.parametrize("field,value", walk(RUN_STATE_FIELDS), ids=str)
+@pytest.mark.parametrize("field,value", walk(RUN_STATE_FIELDS) + [("extra." + f, v) for f, v in walk(RUN_EXTRA_FIELDS)],
+                         ids=str)
 def test_run_state_field_refused(tiny, tmp_path, capsys, field, value):
-    obj = {**tiny["obj"], field: value}
+    """The run state beside the weights, and the training loop's own record in ``extra`` (what a resumed run reads)."""
+    if field.startswith("extra."):
+        field = field.split(".", 1)[1]
+        obj = {**tiny["obj"], "extra": {"global_step": 12, "history": [], field: value}}
+    else:
+        obj = {**tiny["obj"], field: value}
     path = tmp_path / "bad.pt"
     torch.save(obj, path)
     assert _info(path) == 2

@@ -35,6 +35,14 @@ RUN_STATE_FIELDS = {
     "epoch": Field("int", low=0, high=10**9, optional=True),
     "format_version": Field("int", low=1, high=FORMAT_VERSION),
     "maelens_version": Field("str"),
+    "train_config": Field("dict", optional=True),
+    "extra": Field("dict", optional=True),
+}
+#: What a resumed run reads from a maelens checkpoint's ``extra`` record (the training loop's own state).
+RUN_EXTRA_FIELDS = {
+    "global_step": Field("int", low=0, high=10**12, optional=True),
+    "history": Field("list", optional=True),
+    "rank_states": Field("list", optional=True),
 }
 #: Tensors of integer type a state dict may legitimately hold (a BatchNorm's step counter).
 _COUNTERS = ("num_batches_tracked",)
@@ -213,9 +221,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     where = str(source.weights)
     layout = classify(read_weights(source.weights), where)
     check_fields(layout.rest, RUN_STATE_FIELDS, where, CheckpointError)
-    if not isinstance(layout.rest.get("train_config"), (dict, type(None))):
-        raise CheckpointError(f"{where}: 'train_config' must be a dict (or null), got "
-                              f"{type(layout.rest['train_config']).__name__}")
+    if layout.format == "maelens" and isinstance(layout.rest.get("extra"), dict):
+        check_fields(layout.rest["extra"], RUN_EXTRA_FIELDS, f"{where} (its 'extra' run state)", CheckpointError)
     check_floating(layout.state, where)
     finite_notes = check_finite(layout.state, where, allow_nonfinite)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
