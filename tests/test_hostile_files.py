@@ -660,3 +660,31 @@ def test_simclr_config_field_refused_naming_the_field(field, value):
     stored = {**SimCLRConfig().to_dict(), field: value}
     with pytest.raises(ConfigError, match=f"'{field}'"):
         SimCLRConfig.from_dict(stored)
+
+
+def test_a_stored_config_that_is_not_a_record_is_refused(tiny, tmp_path, capsys):
+    for value in ("tiny", [64, 3], 7):
+        torch.save({**tiny["obj"], "config": value}, tmp_path / "c.pt")
+        assert _info(tmp_path / "c.pt") == 2
+        assert "'config' must be a dict" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan], ids=str)
+def test_float_model_inputs_must_be_finite(tiny, tmp_path, capsys, bad):
+    images = np.zeros((5, 3, 32, 32), np.float32)
+    images[3, 1, 7, 9] = bad
+    np.savez(tmp_path / "x.npz", images=images)
+    assert main(["features", "--ckpt", str(tiny["path"]), "--data", str(tmp_path / "x.npz"), "--split", "all",
+                 "--out", str(tmp_path / "f.npz"), "--quiet"]) == 2
+    assert "1 of 5 images with NaN or infinite values (first: image 3)" in one_line_error(capsys, "features")
+
+
+@pytest.mark.parametrize("settings,words", [("[3, 4]", "'settings' must be a JSON object"),
+                                            ('{"classes": "ab"}', "'classes' must be a list of class names"),
+                                            ('{"classes": [1, 2]}', "'classes' must be a list of class names")],
+                         ids=str)
+def test_feature_file_settings_are_checked(tmp_path, capsys, settings, words):
+    path = tmp_path / "f.npz"
+    np.savez(path, features=np.zeros((8, 3), np.float32), labels=np.arange(8) % 2, settings=np.array(settings))
+    assert main(["evaluate", "--features", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert words in one_line_error(capsys, "evaluate")

@@ -22,7 +22,7 @@ from ..data.checks import check_labels, check_npz_sizes
 from ..errors import DataError
 from ..io import save_npz
 from ..paths import check_input
-from ..validation import check_batch_bytes
+from ..validation import check_batch_bytes, shown
 
 if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
     import torch
@@ -95,7 +95,18 @@ class FeatureSet:
             raise DataError(f"{path}: expected features (N, F) with labels and ids of length N, "
                             f"got features {feats.shape}, labels {labels.shape}, ids {ids.shape}")
         check_feature_rows(feats, path)
+        check_settings(settings, path)
         return cls(features=feats.astype(np.float32, copy=False), labels=labels, ids=ids, settings=settings)
+
+
+def check_settings(settings: Any, path: Path) -> None:
+    """The ``settings`` record of a feature file: a JSON object whose ``classes``, when present, is a list of class
+    names (what evaluate checks labels and other files against, issue 30)."""
+    if not isinstance(settings, dict):
+        raise DataError(f"{path}: 'settings' must be a JSON object, got {type(settings).__name__}")
+    classes = settings.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise DataError(f"{path}: 'settings' field 'classes' must be a list of class names, got {shown(classes)}")
 
 
 def resolve_pool(model: MaskedAutoencoderViT, pool: str) -> str:

@@ -340,6 +340,9 @@ def _maelens_config(layout: Layout, where: str, heads: dict[str, int | None], re
     rest = layout.rest
     stored = rest.get("config")
     notes: list[str] = []
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{where}: 'config' must be a dict (the model's stored configuration), got "
+                              f"{type(stored).__name__}")
     if isinstance(stored, dict):
         config = _override_heads(config_from_dict(stored, where), heads, notes, where)
         provenance = {**_MAELENS_PROVENANCE, **_given(heads)}

@@ -35,11 +35,16 @@ def check_pixels(images: Any, where: str, name: str = "images") -> None:
 
 
 def check_inputs(images: Any, where: str, image_size: int | None = None, name: str = "images") -> None:
-    """Float model inputs (N, 3, S, S), square, S >= 1 (and S == ``image_size`` when given)."""
+    """Float model inputs (N, 3, S, S), square, S >= 1, every value finite (and S == ``image_size`` when given)."""
     shape = tuple(getattr(images, "shape", ()))
     if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3] or shape[2] < 1:
         raise DataError(f"{where}: float '{name}' are normalised model inputs and must be (N, 3, S, S) with S >= 1, "
                         f"got {shape}")
+    finite = np.isfinite(images).reshape(shape[0], -1).all(axis=1) if shape[0] else np.ones(0, bool)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise DataError(f"{where}: {len(bad)} of {shape[0]} images with NaN or infinite values (first: image "
+                        f"{bad[0]}); nothing computed from them can be meaningful: fix or remove those images")
     if image_size is not None and shape[2] != image_size:
         raise DataError(f"{where}: float '{name}' are used as model inputs as they are, so they must be "
                         f"(N, 3, {image_size}, {image_size}); got (N, {', '.join(map(str, shape[1:]))})")
