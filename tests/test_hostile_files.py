@@ -688,3 +688,10 @@ def test_feature_file_settings_are_checked(tmp_path, capsys, settings, words):
     np.savez(path, features=np.zeros((8, 3), np.float32), labels=np.arange(8) % 2, settings=np.array(settings))
     assert main(["evaluate", "--features", str(path), "--out", str(tmp_path / "o")]) == 2
     assert words in one_line_error(capsys, "evaluate")
+
+
+@pytest.mark.parametrize("size", ["65537", "123456789"])
+def test_an_image_size_beyond_any_image_is_refused_with_the_limit(tmp_path, capsys, size):
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 8, 8, 3), np.uint8))
+    assert main(["data", "info", "--data", str(tmp_path / "d.npz"), "--image-size", size]) == 2
+    assert "over the limit of 65,536 pixels a side" in one_line_error(capsys, "data")

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..paths import check_input
+from ..validation import FLOAT_BYTES, MAX_IMAGE_SIDE, gib
 from .arrays import read_npz
 from .cifar import is_cifar_dir, read_cifar
 from .dataset import SPLITS, ImageDataset, RawSet, balanced_subset, select_classes, select_split
@@ -57,6 +58,9 @@ def check_request(image_size: int, split: str, limit: int | None) -> None:
     ``limit`` None or positive (the arguments every loader takes)."""
     if not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+    if image_size > MAX_IMAGE_SIDE:
+        raise ConfigError(f"image_size={image_size} is over the limit of {MAX_IMAGE_SIDE:,} pixels a side: one such "
+                          f"RGB image alone would take {gib(3 * image_size * image_size * FLOAT_BYTES)} as model input")
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if limit is not None and limit < 1:
