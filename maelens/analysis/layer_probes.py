@@ -19,11 +19,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
+from . import distributed
 from .evaluate import MethodResult, check_methods, evaluate_features
 from .features import FeatureSet, dataset_ids
 from .layer_outputs import BlockRecorder, apply_final_norm, layer_names, pool_layer
@@ -75,21 +76,34 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     chunks: dict[tuple[str, str, bool], list[torch.Tensor]] = {(n, p, m): [] for n in names for p in pools for m in norms}
     labels = []
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    with BlockRecorder(model, ("encoder",), reduce=reduce) as rec:
-        for imgs, target in tqdm(loader, desc="layer features", disable=quiet, unit="batch"):
-            model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator)
-            for name in names:
-                for (pool, norm), value in rec.outputs[name].items():
-                    chunks[(name, pool, norm)].append(value)
-            labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
-    if not labels:
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    distributed.skip_masks(generator, shard.skipped, masking, model.grid_size, mask_ratio)
+
+    def run_shard() -> None:
+        with BlockRecorder(model, ("encoder",), reduce=reduce) as rec:
+            for imgs, target in tqdm(loader, desc="layer features", disable=distributed.quiet_here(quiet, group),
+                                     unit="batch"):
+                model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator)
+                for name in names:
+                    for (pool, norm), value in rec.outputs[name].items():
+                        chunks[(name, pool, norm)].append(value)
+                labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+
+    distributed.synchronised(group, run_shard)
+    if shard.num_images == 0:
         raise DataError("the dataset is empty: no features to extract")
-    y = np.concatenate(labels)
+
+    def rows(parts: list) -> np.ndarray:
+        """This rank's rows of one variant (all rows for one process), then everyone's in dataset order."""
+        local = torch.cat(parts).numpy() if parts else np.zeros((0,), np.float32)
+        return distributed.gather_rows(group, local, shard.indices, shard.num_images)
+
+    y = rows([torch.from_numpy(part) for part in labels])
     ids = dataset_ids(dataset)
-    base = {"mask_ratio": mask_ratio, "masking": masking, "seed": seed, "model": model.config.to_dict()}
-    sets = {key: FeatureSet(torch.cat(parts).numpy(), y, ids,
-                            {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
+    base = {"mask_ratio": mask_ratio, "masking": masking, "seed": seed, "model": model.config.to_dict(),
+            "world_size": distributed.world_size(group)}
+    sets = {key: FeatureSet(rows(parts), y, ids, {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
             for key, parts in chunks.items()}
     return LayerFeatures(layers=names, sets=sets)
 
