@@ -52,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import launch
+
     try:
         return int(args.func(args) or 0)
     except MaelensError as err:
         from .common import cli_words
 
-        print(f"maelens {args.command}: error: {cli_words(str(err))}", file=sys.stderr)
+        # under torchrun a failure met at a synchronisation point is known to every rank: rank 0 says it
+        if launch.is_main() or not _synchronised(err):
+            print(f"maelens {args.command}: error: {cli_words(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk outside maelens.io's writers (a log appended to, a library's file)
         from ..io import is_disk_full
@@ -70,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"maelens {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        launch.leave()
+
+
+def _synchronised(err: MaelensError) -> bool:
+    """Whether ``err`` was raised on every rank of a distributed analysis (a DistributedError)."""
+    from ..analysis.distributed import DistributedError
+
+    return isinstance(err, DistributedError)
 
 
 if __name__ == "__main__":
