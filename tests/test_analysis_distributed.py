@@ -5,6 +5,9 @@ on its own, without processes."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -13,7 +16,7 @@ import torch
 from torchrun_helper import run_two_processes
 
 from maelens.analysis import distfit
-from maelens.analysis.distributed import share, shard_batches
+from maelens.analysis.distributed import shard_batches, share
 from maelens.checkpoint import save_checkpoint
 from maelens.cli import main
 from maelens.models import create_model
@@ -74,8 +77,15 @@ WORKER = textwrap.dedent('''
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         codes["failing"] = main({failing})
+    # a rank that cannot load its data: rank 1 is given a file that does not exist
+    setup = {failing_setup}
+    if rank == "1":
+        setup[setup.index("--data") + 1] = os.path.join(out, "missing.npz")
+    setup_err = io.StringIO()
+    with contextlib.redirect_stderr(setup_err):
+        codes["failing_setup"] = main(setup)
     with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:
-        json.dump({{"codes": codes, "stderr": err.getvalue()}}, f)
+        json.dump({{"codes": codes, "stderr": err.getvalue(), "setup_stderr": setup_err.getvalue()}}, f)
 ''')
 
 
@@ -131,15 +141,16 @@ def test_two_processes_equal_one(files, tmp_path, monkeypatch):
     multi, single = tmp_path / "multi", tmp_path / "single"
     multi.mkdir()
     failing = commands(files["ckpt"], files["data"], str(multi))["attention"][:-1] + [str(multi / "failed")]
+    failing_setup = commands(files["ckpt"], files["data"], str(multi))["tokens"][:-1] + [str(multi / "failed_setup")]
     worker = WORKER.format(chunk=CHUNK_VALUES, commands=repr(commands(files["ckpt"], files["data"], str(multi))),
-                           failing=repr(failing))
+                           failing=repr(failing), failing_setup=repr(failing_setup))
     proc = run_two_processes(worker, tmp_path, multi, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((multi / f"rank{r}.json").read_text()) for r in (0, 1)]
     for r in ranks:
-        assert {k: v for k, v in r["codes"].items() if k != "failing"} == dict.fromkeys(commands("", "", ""), 0), \
-            proc.stderr[-3000:]
-        assert r["codes"]["failing"] == 2
+        assert {k: v for k, v in r["codes"].items() if not k.startswith("failing")} == \
+            dict.fromkeys(commands("", "", ""), 0), proc.stderr[-3000:]
+        assert r["codes"]["failing"] == r["codes"]["failing_setup"] == 2
 
     # one line for the failure, from rank 0, naming rank 1; no output folder
     assert ranks[1]["stderr"] == ""
@@ -147,6 +158,12 @@ def test_two_processes_equal_one(files, tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("maelens attention-stats: error: rank 1 of 2")
     assert "injected failure" in lines[0]
     assert not (multi / "failed").exists()
+    # the same when a rank fails before the analysis, loading its data
+    assert ranks[1]["setup_stderr"] == ""
+    lines = ranks[0]["setup_stderr"].splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maelens token-stats: error: rank 1 of 2: ")
+    assert "missing.npz" in lines[0]
+    assert not (multi / "failed_setup").exists()
     assert not any(p.name.startswith(".failed") for p in multi.iterdir())
 
     monkeypatch.setattr(distfit, "_CHUNK_VALUES", CHUNK_VALUES)
@@ -181,3 +198,26 @@ def test_two_processes_equal_one(files, tmp_path, monkeypatch):
     with np.load(single / "tokens/token_stats.npz") as a, np.load(multi / "tokens/token_stats.npz") as b:
         np.testing.assert_array_equal(a["hist_counts"], b["hist_counts"])
     assert sorted(p.name for p in (multi / "attention").iterdir()) == sorted(p.name for p in (single / "attention").iterdir())
+
+
+def torchrun(*argv: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 -m maelens ARGV`` with one thread per process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "maelens", *argv], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_torchrun_entry_point(files, tmp_path):
+    """The real entry: maelens joins torchrun's process group itself (the other test joins one made
+    before, to run several commands in one launch)."""
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    argv = ["features", "--ckpt", files["ckpt"], "--data", files["data"], "--split", "all", "--batch-size", "2",
+            "--mask-ratio", "0.5", "--quiet"]
+    assert main([*argv, "--out", str(one)]) == 0
+    proc = torchrun(*argv, "--out", str(two))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(one) as a, np.load(two) as b:
+        np.testing.assert_array_equal(a["features"], b["features"])
+        assert json.loads(str(b["settings"]))["world_size"] == 2
+
