@@ -384,7 +384,9 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
         quiet: no progress bar.
 
     Returns:
-        An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``).
+        An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``), the same on every
+        rank of a ``torch.distributed`` process group, where each rank analyses a shard of the images and
+        the counts and sums are reduced exactly (:mod:`~maelens.analysis.distributed`).
     """
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)

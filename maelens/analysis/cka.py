@@ -297,7 +297,10 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     :data:`ESTIMATOR_POOLS`); ``estimator`` is ``linear`` (streamed, exact) or ``minibatch`` (Nguyen et
     al.'s debiased estimate: minibatches of ``batch_size`` images; a last batch of fewer than 4 images
     is left out and counted in the settings). ``mask_ratio=0`` (the default) encodes every patch;
-    with masking both models see the same mask, which needs the same patch grid.
+    with masking both models see the same mask, which needs the same patch grid. Under a
+    ``torch.distributed`` process group each rank runs a shard of the batches, the linear estimator's
+    shift comes from rank 0's first batch (the first batch of one process) and the float64 accumulators
+    are summed over the ranks (:mod:`~maelens.analysis.distributed`).
     """
     check_estimator(estimator, pool)
     if estimator == "minibatch" and batch_size < MIN_BATCH:

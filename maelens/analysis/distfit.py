@@ -287,6 +287,9 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
     Returns:
         A :class:`DistFitResult`: per law the fitted parameters, log-likelihood, KS statistic and p-value of
         every sample; ``summary()`` gives the shares of samples whose fit is not rejected (the paper's numbers).
+        Under a ``torch.distributed`` process group (every rank passing the same ``x``) each rank fits a
+        share of the chunks of samples and every rank gets all fits, equal to one process's
+        (:mod:`~maelens.analysis.distributed`).
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:

@@ -65,7 +65,8 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
     """Mean attention distance and entropy of every head of every encoder layer of ``model`` over
     ``dataset`` (items ``(image, label)``), with ``masking`` / ``mask_ratio`` applied to the encoder input
     (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
-    with ``seed``."""
+    with ``seed``. Under a ``torch.distributed`` process group each rank runs a shard and the float64
+    sums are reduced (:mod:`~maelens.analysis.distributed`)."""
     masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

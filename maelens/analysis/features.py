@@ -135,7 +135,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
     (:class:`~maelens.models.simclr.SimCLR`) gives its pooled backbone feature h, as SimCLR evaluates it
-    (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0.
+    (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0. Under a
+    ``torch.distributed`` process group each rank encodes a shard and every rank gets all features in
+    dataset order, identical to one process's (:mod:`~maelens.analysis.distributed`).
     """
     if getattr(model, "method", "mae") == "simclr":
         return _simclr_features(model, dataset, mask_ratio=mask_ratio, pool=pool, batch_size=batch_size,

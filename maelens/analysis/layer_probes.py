@@ -57,7 +57,9 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
                    quiet: bool = False) -> LayerFeatures:
     """Every encoder block's output over ``dataset`` (items ``(image, label)``), pooled by each of ``pools``
     (``mean``, ``cls``) with and/or without the final norm (``norms``), from one forward pass per batch
-    (``mask_ratio=0``: the whole image, as ``maelens features``)."""
+    (``mask_ratio=0``: the whole image, as ``maelens features``). Under a ``torch.distributed`` process
+    group each rank runs a shard and every rank gets all rows in dataset order
+    (:mod:`~maelens.analysis.distributed`)."""
     pools, norms = list(dict.fromkeys(pools)), list(dict.fromkeys(bool(n) for n in norms))
     check_pools(pools)
     if not norms:

@@ -59,7 +59,9 @@ def token_norms(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
                 num_workers: int = 0, quiet: bool = False) -> tuple[list[str], np.ndarray]:
     """Layer names and the L2 norms (L, N_images, 1 + K) of every block output token (CLS first), from one
     forward pass per batch; ``mask_ratio`` 0 (all patches) keeps positions fixed, as the position
-    statistics need."""
+    statistics need. Under a ``torch.distributed`` process group each rank measures a shard and every
+    rank gets all norms in dataset order: the median and MAD need them all
+    (:mod:`~maelens.analysis.distributed`)."""
     if mask_ratio != 0:
         raise ConfigError("token statistics per position need every patch: mask ratio must be 0")
     model = model.to(device).eval()

@@ -44,6 +44,8 @@ def join(args: argparse.Namespace) -> None:
     process's device: a bare ``cuda`` becomes ``cuda:LOCAL_RANK`` (modulo the GPUs visible)."""
     if not launched():
         return
+    if rank() != 0:  # progress bars, tables and notes: rank 0's alone
+        args.quiet = True
     from datetime import timedelta
 
     import torch
