@@ -44,6 +44,10 @@ def commands(ckpt: str, data: str, out: str) -> dict[str, list[str]]:
         "probes": ["probe-layers", *common, "--methods", "knn", "--k", "3", "--batch-size", "2", "--out",
                    f"{out}/probes"],
         "tokens": ["token-stats", *common, "--parts", "all", "--batch-size", "2", "--out", f"{out}/tokens"],
+        # one image: rank 1 has no batch at all (sums it must take the shapes of from rank 0, no rows)
+        "attention_one": ["attention-stats", *common, "--num-images", "1", "--encoder", "--num-maps", "1",
+                          "--out", f"{out}/attention_one"],
+        "features_one": ["features", *common, "--num-images", "1", "--out", f"{out}/features_one.npz"],
     }
 
 
@@ -172,7 +176,8 @@ def test_two_processes_equal_one(files, tmp_path, monkeypatch):
 
     for name, doc in [("attention", "attention/attention_stats.json"), ("distfit", "distfit/distfit.json"),
                       ("cka", "cka/cka.json"), ("cka_minibatch", "cka_minibatch/cka.json"),
-                      ("probes", "probes/layer_probes.json"), ("tokens", "tokens/token_stats.json")]:
+                      ("probes", "probes/layer_probes.json"), ("tokens", "tokens/token_stats.json"),
+                      ("attention_one", "attention_one/attention_stats.json")]:
         one, two = (json.loads((folder / doc).read_text()) for folder in (single, multi))
         close(one, two, name)
         if name != "distfit":
@@ -182,12 +187,13 @@ def test_two_processes_equal_one(files, tmp_path, monkeypatch):
     assert json.loads((multi / "cka_minibatch/cka.json").read_text())["dropped_images"] == 1
 
     # per-image outputs: identical, in dataset order
-    with np.load(single / "features.npz") as a, np.load(multi / "features.npz") as b:
-        assert a["features"].shape[0] == NUM_IMAGES
-        np.testing.assert_array_equal(a["features"], b["features"])
-        np.testing.assert_array_equal(a["labels"], b["labels"])
-        np.testing.assert_array_equal(a["ids"], b["ids"])
-        assert json.loads(str(b["settings"]))["world_size"] == 2
+    for name, count in (("features.npz", NUM_IMAGES), ("features_one.npz", 1)):
+        with np.load(single / name) as a, np.load(multi / name) as b:
+            assert a["features"].shape[0] == count
+            np.testing.assert_array_equal(a["features"], b["features"])
+            np.testing.assert_array_equal(a["labels"], b["labels"])
+            np.testing.assert_array_equal(a["ids"], b["ids"])
+            assert json.loads(str(b["settings"]))["world_size"] == 2
     for csv in ("distfit/distfit.csv", "attention/attention_stats.csv", "tokens/token_stats.csv"):
         assert (single / csv).read_text().count("\n") == (multi / csv).read_text().count("\n")
     import pandas as pd
