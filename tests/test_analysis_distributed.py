@@ -41,8 +41,8 @@ def commands(ckpt: str, data: str, out: str) -> dict[str, list[str]]:
         "cka": ["cka", *common, "--parts", "all", "--mask-ratio", "0.5", "--batch-size", "2", "--out", f"{out}/cka"],
         "cka_minibatch": ["cka", *common, "--estimator", "minibatch", "--batch-size", "4", "--out",
                           f"{out}/cka_minibatch"],
-        "probes": ["probe-layers", *common, "--methods", "knn", "--k", "3", "--batch-size", "2", "--out",
-                   f"{out}/probes"],
+        "probes": ["probe-layers", *common, "--methods", "knn,linear", "--epochs", "3", "--k", "3",
+                   "--batch-size", "2", "--out", f"{out}/probes"],
         "tokens": ["token-stats", *common, "--parts", "all", "--batch-size", "2", "--out", f"{out}/tokens"],
         # one image: rank 1 has no batch at all (sums it must take the shapes of from rank 0, no rows)
         "attention_one": ["attention-stats", *common, "--num-images", "1", "--encoder", "--num-maps", "1",

@@ -160,23 +160,36 @@ def probe_layers(train: LayerFeatures, test: LayerFeatures | None = None, method
                  quiet: bool = False, **options: Any) -> LayerProbeReport:
     """Score every variant of ``train`` (held-out part of it, or ``test`` when given, with the same
     variants) with ``methods`` through :func:`evaluate_features` (``k``, ``folds``, ``test_size``,
-    ``seed``, ``params``, ``device`` and further ``options`` such as ``metric`` are passed on)."""
+    ``seed``, ``params``, ``device`` and further ``options`` such as ``metric`` are passed on). Under a
+    ``torch.distributed`` process group (every rank holding the same features) each rank scores a
+    contiguous share of the variants and every rank gets all rows, in order: each variant is scored as
+    in one process (:mod:`~maelens.analysis.distributed`)."""
     methods = list(methods)
     check_probe_methods(methods)
     if test is not None and test.variants() != train.variants():
         raise DataError("train and test layer features must hold the same layers and poolings")
-    rows = []
-    for key in tqdm(train.variants(), desc="layer probes", disable=quiet, unit="variant"):
-        layer, pool, norm = key
-        report = evaluate_features(train.sets[key], test.sets[key] if test is not None else None, methods, k=k,
-                                   folds=folds, test_size=test_size, seed=seed, params=params, device=device,
-                                   quiet=True, **options)
-        rows += [_row(layer, train.layers.index(layer) + 1, pool, norm, r) for r in report.results]
+    group = distributed.current()
+    variants = train.variants()
+
+    def score_mine() -> list[dict[str, Any]]:
+        rows = []
+        mine = [variants[i] for i in distributed.share(len(variants), group)]
+        for key in tqdm(mine, desc="layer probes", disable=distributed.quiet_here(quiet, group), unit="variant"):
+            layer, pool, norm = key
+            report = evaluate_features(train.sets[key], test.sets[key] if test is not None else None, methods,
+                                       k=k, folds=folds, test_size=test_size, seed=seed, params=params,
+                                       device=device, quiet=True, **options)
+            rows += [_row(layer, train.layers.index(layer) + 1, pool, norm, r) for r in report.results]
+        return rows
+
+    rows = [row for part in distributed.gather_objects(group, distributed.synchronised(group, score_mine))
+            for row in part]
     settings = {"methods": methods, "layers": train.layers, "k": k, "folds": folds, "test_size": test_size,
                 "seed": seed, "params": dict(params or {}), **options,
                 "n_train": len(next(iter(train.sets.values()))),
                 "n_test": len(next(iter(test.sets.values()))) if test is not None else None,
-                "final_norm": "the encoder's final LayerNorm applied to each block's tokens before pooling"}
+                "final_norm": "the encoder's final LayerNorm applied to each block's tokens before pooling",
+                "world_size": distributed.world_size(group)}
     return LayerProbeReport(rows=rows, settings=settings)
 
 

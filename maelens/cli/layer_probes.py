@@ -80,12 +80,12 @@ def run_probe_layers(args: argparse.Namespace) -> int:
     sets = [layer_features(model, data, pools=args.pools, norms=NORMS[args.norm], batch_size=args.batch_size,
                            seed=args.seed, device=args.device, num_workers=args.num_workers, quiet=args.quiet)
             for data in datasets]
-    if not launch.is_main():  # the probes are trained on rank 0, which writes and prints
-        return 0
     train, test = sets[0], (sets[1] if len(sets) > 1 else None)
     params = {"linear": {"epochs": args.epochs}} if args.epochs and "linear" in args.methods else None
     report = probe_layers(train, test, args.methods, k=args.k, folds=args.folds, test_size=args.test_size,
                           seed=args.seed, params=params, device=args.device, quiet=args.quiet, metric=args.metric)
+    if not launch.is_main():  # each rank scored a share of the variants; rank 0 writes and prints
+        return 0
     report.settings.update(data=args.data, split=args.split, checkpoint=loaded.settings(), model=cfg.to_dict())
     frame = report.to_frame()
     out: Path = args.out
