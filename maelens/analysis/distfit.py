@@ -491,7 +491,9 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     sum-of-squared-errors criterion Table 2 reports. Failed fits get SSE NaN and rank last.
     Table 2 ranks the laws on one sample; over several samples the table is ordered by
     :data:`RANK_STATISTIC`, the median SSE over the samples (one diverging fit cannot reorder the
-    laws, as it can the mean, which the table also lists as ``sse_mean``).
+    laws, as it can the mean, which the table also lists as ``sse_mean``). Under a ``torch.distributed``
+    process group (every rank passing the same ``x``) each rank fits a share of the samples and every
+    rank gets the whole result (:mod:`~maelens.analysis.distributed`).
     """
     import pandas as pd
 
@@ -501,21 +503,28 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     if x.shape[1] < 3:
         raise DataError(f"ranking needs samples with at least 3 values, got shape {x.shape}")
-    rows = []
-    example: dict[str, tuple[float, ...]] = {}
-    example_sse: dict[str, float] = {}
     scales = value_scales(x)
     values = x / scales[:, None]
-    for i in tqdm(range(x.shape[0]), desc="rank laws", disable=quiet, unit="sample"):
-        for law in laws:
-            try:
-                params = fit_law(law, values[i])
-                sse = density_sse(values[i], law, params, bins)
-            except (ValueError, RuntimeError, FloatingPointError, stats.FitError):
-                params, sse = (), float("nan")
-            rows.append({"sample": i, "law": law, "sse": sse, "params": list(params), "value_scale": scales[i]})
-            if i == 0 and params:
-                example[law], example_sse[law] = params, sse
+    group = distributed.current()
+
+    def rank_mine() -> list[dict[str, Any]]:
+        """One row per (sample, law) of this rank's share of the samples (all of them in one process)."""
+        rows = []
+        for i in tqdm(distributed.share(x.shape[0], group), desc="rank laws",
+                      disable=distributed.quiet_here(quiet, group), unit="sample"):
+            for law in laws:
+                try:
+                    params = fit_law(law, values[i])
+                    sse = density_sse(values[i], law, params, bins)
+                except (ValueError, RuntimeError, FloatingPointError, stats.FitError):
+                    params, sse = (), float("nan")
+                rows.append({"sample": i, "law": law, "sse": sse, "params": list(params), "value_scale": scales[i]})
+        return rows
+
+    rows = [row for part in distributed.gather_objects(group, distributed.synchronised(group, rank_mine))
+            for row in part]
+    example = {row["law"]: tuple(row["params"]) for row in rows if row["sample"] == 0 and row["params"]}
+    example_sse = {row["law"]: row["sse"] for row in rows if row["sample"] == 0 and row["params"]}
     per_sample = pd.DataFrame(rows)
     per_sample["rank"] = per_sample.groupby("sample")["sse"].rank(method="min", na_option="bottom").astype(int)
     grouped = per_sample.groupby("law", sort=False)

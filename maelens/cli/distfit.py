@@ -164,7 +164,11 @@ def run(args: argparse.Namespace) -> int:
     x, ids, labels, settings = _samples(args, source)
     result = fit_samples(x, alpha=args.alpha, pvalues=args.pvalues, n_bootstrap=args.bootstrap, seed=args.seed,
                          ids=ids, labels=labels, settings=settings, quiet=args.quiet)
-    if not launch.is_main():  # rank 0 ranks the laws, writes and prints
+    ranking = chosen = None
+    if args.rank_samples > 0:
+        chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
+        ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
+    if not launch.is_main():  # rank 0 writes and prints
         return 0
     result.settings["world_size"] = launch.world_size()
     out: Path = args.out
@@ -175,9 +179,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv(staging / "distfit.csv", result.to_frame())
         save_figure(plot_pvalue_ecdf(result), staging / "pvalues_ecdf.png")
         save_figure(plot_df_distribution(result), staging / "df_hist.png")
-        if args.rank_samples > 0:
-            chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
-            ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
+        if ranking is not None:
             ranking.per_sample["sample"] = chosen[ranking.per_sample["sample"].to_numpy()]
             ranking.per_sample.insert(1, "id", result.ids[ranking.per_sample["sample"].to_numpy()])
             ranking_table = ranking.table
