@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.masking import masking_alias, sample_mask
 from ..validation import check_grid
+from . import distributed
 from .attention import (
     attention_entropy,
     black_fraction,
@@ -207,6 +208,24 @@ class AttentionAccumulator:
             sums = torch.stack([batch.distance[part].double().sum(1), batch.entropy[part].double().sum(1)])
             self.head_sums[part] = self.head_sums.get(part, 0) + sums.numpy()
 
+    def all_reduce(self, group: distributed.Group | None) -> None:
+        """Sum the counts (int64) and moments (float64) of every rank of ``group``, so each rank holds the
+        statistics of all images (:mod:`~maelens.analysis.distributed`); nothing to do for one process."""
+        if group is None:
+            return
+        state = {"images": np.int64(self.images), "consistent": self.consistent,
+                 "filtered_images": self.filtered_images, "rank_counts": self.rank_counts,
+                 "rank_expected": self.rank_expected,
+                 **{f"moments.{key}": value for key, value in self.moments.items()},
+                 **{f"heads.{part}": value for part, value in self.head_sums.items()}}
+        total = distributed.reduce_sums(group, state)
+        self.images = int(total["images"])
+        self.consistent, self.filtered_images = total["consistent"], total["filtered_images"]
+        self.rank_counts, self.rank_expected = total["rank_counts"], total["rank_expected"]
+        self.moments = {key: total[f"moments.{key}"] for key in self.moments}
+        self.head_sums = {key.split(".", 1)[1]: value for key, value in total.items() if key.startswith("heads.")}
+        self.max_rank = distributed.reduce_max(group, self.max_rank)
+
     def _head_stats(self, part: str) -> list[HeadAttention]:
         distance, entropy = self.head_sums[part] / max(self.images, 1)
         return [HeadAttention(layer=layer, mean_attention_distance=float(distance[layer].mean()),
@@ -366,7 +385,9 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
         quiet: no progress bar.
 
     Returns:
-        An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``).
+        An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``), the same on every
+        rank of a ``torch.distributed`` process group, where each rank analyses a shard of the images and
+        the counts and sums are reduced exactly (:mod:`~maelens.analysis.distributed`).
     """
     check_grid(model.config.grid_size, "attention locality and consistency")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="grid")
@@ -376,22 +397,31 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
     model = model.to(device).eval()
     cfg = model.config
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    distributed.skip_masks(generator, shard.skipped, masking, cfg.grid_size, mask_ratio)
     acc = AttentionAccumulator(cfg.grid_size, cfg.decoder_depth, all_images=all_images)
-    examples: InfluenceFields | None = None
-    for batch in tqdm(loader, desc="attention", disable=quiet, unit="batch"):
-        result = analyse_batch(model, _images(batch).to(device), masking=masking, mask_ratio=mask_ratio,
-                               generator=generator, top_n=top_n, encoder=encoder, include_self=include_self)
-        if examples is None and num_examples > 0:
-            examples = _fields(result, cfg.grid_size, num_examples)
-        acc.update(result)
+    examples: list[InfluenceFields] = []
+
+    def analyse_shard() -> None:
+        for batch in tqdm(loader, desc="attention", disable=distributed.quiet_here(quiet, group), unit="batch"):
+            result = analyse_batch(model, _images(batch).to(device), masking=masking, mask_ratio=mask_ratio,
+                                   generator=generator, top_n=top_n, encoder=encoder, include_self=include_self)
+            if not examples and num_examples > 0:
+                examples.append(_fields(result, cfg.grid_size, num_examples))
+            acc.update(result)
+
+    distributed.synchronised(group, analyse_shard)
+    acc.all_reduce(group)
     if acc.images == 0:
         raise DataError("the dataset is empty: no attention to analyse")
     settings = {"mask": masking, "mask_ratio": mask_ratio, "top_n": top_n, "all_images": all_images,
                 "include_self": include_self, "seed": seed, "model": cfg.name,
-                "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
+                "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size,
+                "world_size": distributed.world_size(group)}
     report = acc.report(settings)
-    report.examples = examples
+    # the examples are the first images, in the first batch: rank 0's
+    report.examples = distributed.broadcast(group, examples[0] if examples else None)
     return report
 
 

@@ -31,11 +31,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
+from . import distributed
 from .layer_outputs import adapt_images, layer_names, pool_layer, run_layers
 
 ESTIMATORS = ("linear", "minibatch")
@@ -152,6 +153,14 @@ class LinearCKAAccumulator:
         for start, stop in self._bounds:
             self.outer[start:stop, start:].addmm_(z[:, start:stop].T, z[:, start:])
 
+    def all_reduce(self, group: distributed.Group | None) -> None:
+        """Sum the float64 accumulators of every rank of ``group`` (all ranks must share ``shift``)."""
+        if group is None:
+            return
+        total = distributed.reduce_sums(group, {"n": np.int64(self.n), "sum": self.sum, "outer": self.outer,
+                                                "raw_sq": self.raw_sq})
+        self.n, self.sum, self.outer, self.raw_sq = int(total["n"]), total["sum"], total["outer"], total["raw_sq"]
+
     def result(self) -> np.ndarray:
         """CKA matrix (L, L) of the rows added so far."""
         if self.n < 2:
@@ -170,6 +179,11 @@ class LinearCKAAccumulator:
         _check_not_constant(variance, self.raw_sq, self.names, self.n)
         norms = block_sq.diagonal().sqrt()
         return (block_sq / torch.outer(norms, norms)).clamp(0.0, 1.0).cpu().numpy()
+
+
+def _shift(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The shift :class:`LinearCKAAccumulator` takes from its first batch: the mean of the stacked rows (CPU)."""
+    return torch.cat([_as64(f) for f in features], dim=1).mean(dim=0).cpu()
 
 
 def _check_not_constant(variance: torch.Tensor, scale: torch.Tensor, names: Sequence[str], n: int) -> None:
@@ -210,6 +224,14 @@ class MinibatchCKAAccumulator:
         self.total += hsic
         self.batches += 1
         self.samples += n
+
+    def all_reduce(self, group: distributed.Group | None) -> None:
+        """Sum the per-minibatch HSIC estimates and counts of every rank of ``group``."""
+        if group is None:
+            return
+        total = distributed.reduce_sums(group, {"batches": np.int64(self.batches), "samples": np.int64(self.samples),
+                                                "total": self.total})
+        self.batches, self.samples, self.total = int(total["batches"]), int(total["samples"]), total["total"]
 
     def result(self) -> np.ndarray:
         """CKA matrix (L, L) of the minibatches added so far."""
@@ -275,7 +297,10 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     :data:`ESTIMATOR_POOLS`); ``estimator`` is ``linear`` (streamed, exact) or ``minibatch`` (Nguyen et
     al.'s debiased estimate: minibatches of ``batch_size`` images; a last batch of fewer than 4 images
     is left out and counted in the settings). ``mask_ratio=0`` (the default) encodes every patch;
-    with masking both models see the same mask, which needs the same patch grid.
+    with masking both models see the same mask, which needs the same patch grid. Under a
+    ``torch.distributed`` process group each rank runs a shard of the batches, the linear estimator's
+    shift comes from rank 0's first batch (the first batch of one process) and the float64 accumulators
+    are summed over the ranks (:mod:`~maelens.analysis.distributed`).
     """
     check_estimator(estimator, pool)
     if estimator == "minibatch" and batch_size < MIN_BATCH:
@@ -291,25 +316,54 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
         m.to(device).eval()
     labels = [f"a:{n}" for n in names[0]] + ([f"b:{n}" for n in names[1]] if model_b is not None else [])
     acc_cls = LinearCKAAccumulator if estimator == "linear" else MinibatchCKAAccumulator
-    acc = None
     # one generator per model, seeded alike: both draw the same masks (same grid, same batches)
     generators = [torch.Generator().manual_seed(seed) for _ in models]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    images = dropped = 0
-    for imgs, _ in tqdm(loader, desc="cka", disable=quiet, unit="batch"):
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    for m, generator in zip(models, generators):
+        distributed.skip_masks(generator, shard.skipped, masking, m.grid_size, mask_ratio)
+    counts = {"images": 0, "dropped": 0}
+
+    def features(imgs: torch.Tensor) -> list[torch.Tensor] | None:
+        """Every layer's rows for one batch; None for a last minibatch too small for the estimator."""
         imgs = imgs.to(device)
         if estimator == "minibatch" and imgs.shape[0] < MIN_BATCH:
-            dropped += imgs.shape[0]
-            continue
+            counts["dropped"] += imgs.shape[0]
+            return None
         feats = []
         for m, part, generator in zip(models, (parts, parts_b), generators):
             x = adapt_images(imgs, model, m)
             feats += [pool_layer(t, pool) for t in run_layers(m, x, part, mask_ratio=mask_ratio, masking=masking,
                                                                generator=generator)]
-        if acc is None:  # dimensions known from the first batch (flatten: K·D with K the kept patches)
-            acc = acc_cls([f.shape[1] for f in feats], names=labels, device=device)
-        acc.update(feats)
-        images += imgs.shape[0]
+        counts["images"] += imgs.shape[0]
+        return feats
+
+    batches = iter(tqdm(loader, desc="cka", disable=distributed.quiet_here(quiet, group), unit="batch"))
+    # the first batch sets the accumulators' dimensions (flatten: K·D with K the kept patches) and the
+    # linear estimator's shift; under a process group both come from rank 0, which holds the first batch
+    first = distributed.synchronised(group, lambda: next((f for f in (features(b[0]) for b in batches) if f is not None),
+                                                         None))
+    spec = distributed.broadcast(group, None if first is None else
+                                 ([f.shape[1] for f in first], _shift(first) if estimator == "linear" else None))
+    acc = None
+    if spec is not None:
+        acc = acc_cls(spec[0], names=labels, device=device)
+        if estimator == "linear":
+            acc.shift = spec[1].to(device)
+
+    def accumulate() -> None:
+        if first is not None:
+            acc.update(first)
+        for imgs, _ in batches:
+            feats = features(imgs)
+            if feats is not None:
+                acc.update(feats)
+
+    distributed.synchronised(group, accumulate)
+    if acc is not None:
+        acc.all_reduce(group)
+    totals = distributed.reduce_sums(group, {key: np.int64(value) for key, value in counts.items()})
+    images, dropped = int(totals["images"]), int(totals["dropped"])
     if acc is None:
         raise DataError("no images to compare: the dataset is empty" if dropped == 0 else
                         f"the {dropped} image(s) make no minibatch of {MIN_BATCH} or more for the minibatch estimator")
@@ -319,7 +373,7 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     settings = {"estimator": estimator, "pool": pool, "num_images": images, "dropped_images": dropped,
                 "batch_size": batch_size, "mask_ratio": mask_ratio, "masking": masking, "seed": seed,
                 "features": "block outputs before the final LayerNorm",
-                "model": model.config.to_dict(), "parts": list(parts)}
+                "model": model.config.to_dict(), "parts": list(parts), "world_size": distributed.world_size(group)}
     if model_b is not None:
         settings.update(model_b=model_b.config.to_dict(), parts_b=list(parts_b))
     return CKAResult(names_a=names[0], names_b=names[-1] if model_b is not None else names[0], matrix=matrix,

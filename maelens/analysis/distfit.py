@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..paths import check_input
+from . import distributed
 from .kstest import ks_pvalue, ks_statistic_monotone
 from .stats import wilson_interval
 from .synthetic import synthetic_attention_samples
@@ -185,23 +186,81 @@ def _fit_and_stat(law: str, x_sorted: np.ndarray) -> tuple[dict[str, np.ndarray]
     return params, loglik, ks_statistic_monotone(x_sorted, _fitted_cdf(law, loc, scale, df)), extra
 
 
-def _bootstrap_pvalues(law: str, stat: np.ndarray, params: dict[str, np.ndarray], m: int,
-                       n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """Parametric-bootstrap p-values (n,) for one chunk of samples (see the module docstring)."""
-    rows = stat.shape[0]
+def _bootstrap_draws(law: str, params: dict[str, np.ndarray], rows: int, m: int, n_bootstrap: int,
+                     rng: np.random.Generator):
+    """Yield ``(rows slice, draws (k, n_bootstrap, m))`` block by block: the samples drawn from the fitted
+    laws of one chunk of ``rows`` samples, in the order ``rng`` draws them (loc 0, scale 1)."""
     per_block = max(1, _CHUNK_VALUES // (n_bootstrap * m))
-    counts = np.zeros(rows, dtype=np.int64)
     for start in range(0, rows, per_block):
         sl = slice(start, min(rows, start + per_block))
         k = sl.stop - sl.start
         if law == "norm":
-            draws = rng.standard_normal((k, n_bootstrap, m))
+            yield sl, rng.standard_normal((k, n_bootstrap, m))
         else:
-            draws = rng.standard_t(params["df"][sl, None, None], size=(k, n_bootstrap, m))
+            yield sl, rng.standard_t(params["df"][sl, None, None], size=(k, n_bootstrap, m))
+
+
+def _bootstrap_pvalues(law: str, stat: np.ndarray, params: dict[str, np.ndarray], m: int,
+                       n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """Parametric-bootstrap p-values (n,) for one chunk of samples (see the module docstring)."""
+    rows = stat.shape[0]
+    counts = np.zeros(rows, dtype=np.int64)
+    for sl, draws in _bootstrap_draws(law, params, rows, m, n_bootstrap, rng):
+        k = sl.stop - sl.start
         draws = np.sort(draws.reshape(k * n_bootstrap, m), axis=1)
         _, _, boot_stat, _ = _fit_and_stat(law, draws)
         counts[sl] = (boot_stat.reshape(k, n_bootstrap) >= stat[sl, None]).sum(axis=1)
     return (1.0 + counts) / (n_bootstrap + 1.0)
+
+
+def _fit_chunk(x: np.ndarray, m: int) -> dict[str, tuple]:
+    """Both laws fitted to the rows of one chunk: law -> (params, loglik, KS statistic, diagnostics)."""
+    x_sorted = np.sort(x.astype(np.float64), axis=1)
+    scales = value_scales(x_sorted)
+    fits = {}
+    for law in LAWS:
+        params, loglik, stat, extra = _fit_and_stat(law, x_sorted / scales[:, None])
+        params, loglik = _unscale(params, loglik, scales, m)
+        fits[law] = (params, loglik, stat, extra)
+    return fits
+
+
+def _fit_chunks(x: np.ndarray, rows: int, bootstrap: bool, n_bootstrap: int, seed: int,
+                quiet: bool) -> list[dict[str, tuple]]:
+    """The fits of every chunk of ``rows`` samples (law -> params, loglik, stat, diagnostics, bootstrap
+    p-values or None), in order. Under a process group each rank fits a contiguous run of chunks and
+    the fits are gathered; the bootstrap draws come from one generator in chunk order (norm, then t),
+    so a rank first replays the draws of the chunks before its own (drawing, not fitting: the t draws
+    need the gathered df) and every sample gets the draws it gets in one process."""
+    n, m = x.shape
+    group = distributed.current()
+    starts = list(range(0, n, rows))
+    mine = distributed.share(len(starts), group)
+    hide = distributed.quiet_here(quiet, group)
+
+    def fit_mine() -> dict[int, dict[str, tuple]]:
+        return {c: _fit_chunk(x[starts[c]:starts[c] + rows], m)
+                for c in tqdm(mine, desc="distfit", disable=hide, unit="chunk")}
+
+    fitted: dict[int, dict[str, tuple]] = {}
+    for part in distributed.gather_objects(group, distributed.synchronised(group, fit_mine)):
+        fitted.update(part)
+    if not bootstrap:
+        return [{law: (*fitted[c][law], None) for law in LAWS} for c in range(len(starts))]
+    rng = np.random.default_rng(seed)
+
+    def bootstrap_mine() -> dict[int, dict[str, np.ndarray]]:
+        for c in range(mine.start):  # replay the draws of the chunks before this rank's
+            for law in LAWS:
+                for _ in _bootstrap_draws(law, fitted[c][law][0], len(fitted[c][law][2]), m, n_bootstrap, rng):
+                    pass
+        return {c: {law: _bootstrap_pvalues(law, fitted[c][law][2], fitted[c][law][0], m, n_bootstrap, rng)
+                    for law in LAWS} for c in tqdm(mine, desc="bootstrap", disable=hide, unit="chunk")}
+
+    pvalues: dict[int, dict[str, np.ndarray]] = {}
+    for part in distributed.gather_objects(group, distributed.synchronised(group, bootstrap_mine)):
+        pvalues.update(part)
+    return [{law: (*fitted[c][law], pvalues[c][law]) for law in LAWS} for c in range(len(starts))]
 
 
 def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptotic", n_bootstrap: int = 100,
@@ -229,6 +288,9 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
     Returns:
         A :class:`DistFitResult`: per law the fitted parameters, log-likelihood, KS statistic and p-value of
         every sample; ``summary()`` gives the shares of samples whose fit is not rejected (the paper's numbers).
+        Under a ``torch.distributed`` process group (every rank passing the same ``x``) each rank fits a
+        share of the chunks of samples and every rank gets all fits, equal to one process's
+        (:mod:`~maelens.analysis.distributed`).
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
@@ -247,18 +309,10 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
     if bootstrap and n_bootstrap < 1:
         raise ConfigError(f"the number of bootstrap draws must be >= 1, got {n_bootstrap}")
     n, m = x.shape
-    rng = np.random.default_rng(seed)
     # With the bootstrap each row costs B refits: smaller chunks keep memory and progress steady.
     rows = max(1, _CHUNK_VALUES // (m * (n_bootstrap if bootstrap else 1)))
-    parts: dict[str, list] = {law: [] for law in LAWS}
-    for start in tqdm(range(0, n, rows), desc="distfit", disable=quiet, unit="chunk"):
-        x_sorted = np.sort(x[start:start + rows].astype(np.float64), axis=1)
-        scales = value_scales(x_sorted)
-        for law in LAWS:
-            params, loglik, stat, extra = _fit_and_stat(law, x_sorted / scales[:, None])
-            params, loglik = _unscale(params, loglik, scales, m)
-            pboot = _bootstrap_pvalues(law, stat, params, m, n_bootstrap, rng) if bootstrap else None
-            parts[law].append((params, loglik, stat, extra, pboot))
+    chunks_fitted = _fit_chunks(x, rows, bootstrap, n_bootstrap, seed, quiet)
+    parts: dict[str, list] = {law: [chunk[law] for chunk in chunks_fitted] for law in LAWS}
     fits = {}
     for law, chunks in parts.items():
         params = {k: np.concatenate([c[0][k] for c in chunks]) for k in chunks[0][0]}
@@ -437,7 +491,9 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     sum-of-squared-errors criterion Table 2 reports. Failed fits get SSE NaN and rank last.
     Table 2 ranks the laws on one sample; over several samples the table is ordered by
     :data:`RANK_STATISTIC`, the median SSE over the samples (one diverging fit cannot reorder the
-    laws, as it can the mean, which the table also lists as ``sse_mean``).
+    laws, as it can the mean, which the table also lists as ``sse_mean``). Under a ``torch.distributed``
+    process group (every rank passing the same ``x``) each rank fits a share of the samples and every
+    rank gets the whole result (:mod:`~maelens.analysis.distributed`).
     """
     import pandas as pd
 
@@ -447,21 +503,28 @@ def rank_distributions(x: np.ndarray, laws: Sequence[str] | str = DEFAULT_RANK_L
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     if x.shape[1] < 3:
         raise DataError(f"ranking needs samples with at least 3 values, got shape {x.shape}")
-    rows = []
-    example: dict[str, tuple[float, ...]] = {}
-    example_sse: dict[str, float] = {}
     scales = value_scales(x)
     values = x / scales[:, None]
-    for i in tqdm(range(x.shape[0]), desc="rank laws", disable=quiet, unit="sample"):
-        for law in laws:
-            try:
-                params = fit_law(law, values[i])
-                sse = density_sse(values[i], law, params, bins)
-            except (ValueError, RuntimeError, FloatingPointError, stats.FitError):
-                params, sse = (), float("nan")
-            rows.append({"sample": i, "law": law, "sse": sse, "params": list(params), "value_scale": scales[i]})
-            if i == 0 and params:
-                example[law], example_sse[law] = params, sse
+    group = distributed.current()
+
+    def rank_mine() -> list[dict[str, Any]]:
+        """One row per (sample, law) of this rank's share of the samples (all of them in one process)."""
+        rows = []
+        for i in tqdm(distributed.share(x.shape[0], group), desc="rank laws",
+                      disable=distributed.quiet_here(quiet, group), unit="sample"):
+            for law in laws:
+                try:
+                    params = fit_law(law, values[i])
+                    sse = density_sse(values[i], law, params, bins)
+                except (ValueError, RuntimeError, FloatingPointError, stats.FitError):
+                    params, sse = (), float("nan")
+                rows.append({"sample": i, "law": law, "sse": sse, "params": list(params), "value_scale": scales[i]})
+        return rows
+
+    rows = [row for part in distributed.gather_objects(group, distributed.synchronised(group, rank_mine))
+            for row in part]
+    example = {row["law"]: tuple(row["params"]) for row in rows if row["sample"] == 0 and row["params"]}
+    example_sse = {row["law"]: row["sse"] for row in rows if row["sample"] == 0 and row["params"]}
     per_sample = pd.DataFrame(rows)
     per_sample["rank"] = per_sample.groupby("sample")["sse"].rank(method="min", na_option="bottom").astype(int)
     grouped = per_sample.groupby("law", sort=False)

@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.masking import masking_alias, sample_mask
 from ..validation import check_grid
+from . import distributed
 from .attention import attention_entropy, mean_attention_distance, patch_distances
 from .attention_records import HeadAttention
 from .hooks import AttentionChunk, AttentionRecorder
@@ -65,36 +66,48 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
     """Mean attention distance and entropy of every head of every encoder layer of ``model`` over
     ``dataset`` (items ``(image, label)``), with ``masking`` / ``mask_ratio`` applied to the encoder input
     (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
-    with ``seed``."""
+    with ``seed``. Under a ``torch.distributed`` process group each rank runs a shard and the float64
+    sums are reduced (:mod:`~maelens.analysis.distributed`)."""
     check_grid(model.config.grid_size, "attention distances")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     cfg, generator = model.config, torch.Generator().manual_seed(seed)
     model = model.to(device).eval()
-    sums: torch.Tensor | None = None  # (layers, 2, heads): distance and entropy summed over images
-    images = 0
-    for batch in tqdm(loader, desc="encoder attention", disable=quiet, unit="batch"):
-        imgs = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
-        # the patch position of each visible token: draw the masks on a copy of the generator state,
-        # then let the encoder draw the same ones
-        state = generator.get_state()
-        kept = sample_mask(masking, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator,
-                           device=imgs.device).ids_keep
-        generator.set_state(state)
-        distances = patch_distances(kept, cfg.grid_size, cfg.patch_size)  # (B, K, K) pixels
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    distributed.skip_masks(generator, shard.skipped, masking, cfg.grid_size, mask_ratio)
+    totals: dict[str, Any] = {"images": np.int64(0)}  # "sums": (layers, 2, heads) distance and entropy summed
 
-        def reduce(chunk: AttentionChunk, distances: torch.Tensor = distances) -> torch.Tensor:
-            # (b, 2, H): per image and head, distance and entropy averaged over the patch queries
-            return torch.stack([mean_attention_distance(chunk.probs, distances[chunk.rows]),
-                                attention_entropy(chunk.probs, chunk.logits)], dim=1)
+    def run_shard() -> None:
+        sums, images = None, 0
+        for batch in tqdm(loader, desc="encoder attention", disable=distributed.quiet_here(quiet, group),
+                          unit="batch"):
+            imgs = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
+            # the patch position of each visible token: draw the masks on a copy of the generator state,
+            # then let the encoder draw the same ones
+            state = generator.get_state()
+            kept = sample_mask(masking, imgs.shape[0], cfg.grid_size, mask_ratio, generator=generator,
+                               device=imgs.device).ids_keep
+            generator.set_state(state)
+            distances = patch_distances(kept, cfg.grid_size, cfg.patch_size)  # (B, K, K) pixels
 
-        with AttentionRecorder(model, ("encoder",), reduce=reduce) as rec:
-            model.encode(imgs, mask_ratio, masking=masking, generator=generator)
-        batch_sums = torch.stack(rec.maps["encoder"]).double().sum(dim=1)  # (layers, 2, heads)
-        sums = batch_sums if sums is None else sums + batch_sums
-        images += imgs.shape[0]
+            def reduce(chunk: AttentionChunk, distances: torch.Tensor = distances) -> torch.Tensor:
+                # (b, 2, H): per image and head, distance and entropy averaged over the patch queries
+                return torch.stack([mean_attention_distance(chunk.probs, distances[chunk.rows]),
+                                    attention_entropy(chunk.probs, chunk.logits)], dim=1)
+
+            with AttentionRecorder(model, ("encoder",), reduce=reduce) as rec:
+                model.encode(imgs, mask_ratio, masking=masking, generator=generator)
+            batch_sums = torch.stack(rec.maps["encoder"]).double().sum(dim=1)  # (layers, 2, heads)
+            sums = batch_sums if sums is None else sums + batch_sums
+            images += imgs.shape[0]
+        if sums is not None:
+            totals.update(sums=sums, images=np.int64(images))
+
+    distributed.synchronised(group, run_shard)
+    totals = distributed.reduce_sums(group, totals)
+    sums, images = totals.get("sums"), int(totals["images"])
     if sums is None:
         raise DataError("the dataset is empty: no attention to analyse")
     means = (sums / images).cpu().numpy()
@@ -103,7 +116,7 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
                             head_mean_attention_distance=means[layer, 0].tolist(),
                             head_entropy=means[layer, 1].tolist()) for layer in range(means.shape[0])]
     settings = {"mask": masking, "mask_ratio": mask_ratio, "seed": seed, "model": cfg.name, "num_images": images,
-                "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size}
+                "grid_size": list(cfg.grid_size), "patch_size": cfg.patch_size, "world_size": distributed.world_size(group)}
     return EncoderAttentionReport(settings=settings, encoder_layers=layers)
 
 

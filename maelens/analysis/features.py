@@ -23,6 +23,7 @@ from ..errors import DataError
 from ..io import save_npz
 from ..paths import check_input
 from ..validation import check_batch_bytes, shown
+from . import distributed
 
 if TYPE_CHECKING:  # torch is imported by the functions that run a model: reading features needs numpy only
     import torch
@@ -147,7 +148,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
     (:class:`~maelens.models.simclr.SimCLR`) gives its pooled backbone feature h, as SimCLR evaluates it
-    (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0.
+    (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0. Under a
+    ``torch.distributed`` process group each rank encodes a shard and every rank gets all features in
+    dataset order, identical to one process's (:mod:`~maelens.analysis.distributed`).
     """
     if getattr(model, "method", "mae") == "simclr":
         return _simclr_features(model, dataset, mask_ratio=mask_ratio, pool=pool, batch_size=batch_size,
@@ -165,9 +168,13 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
         out = model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator, apply_norm=apply_norm)
         return model.pool_features(out.tokens) if pool == "head" else pool_tokens(out.tokens, pool)
 
-    features, labels = _over_batches(encode, dataset, batch_size, num_workers, quiet)
+    def skip(sizes: list[int]) -> None:
+        distributed.skip_masks(generator, sizes, masking, model.grid_size, mask_ratio)
+
+    features, labels = _over_batches(encode, dataset, batch_size, num_workers, quiet, skip)
     settings = {"mask_ratio": mask_ratio, "masking": masking, "pool": pool, "pool_requested": requested,
-                "apply_norm": apply_norm, "seed": seed, "model": model.config.to_dict()}
+                "apply_norm": apply_norm, "seed": seed, "model": model.config.to_dict(),
+                "world_size": distributed.world_size(distributed.current())}
     if pool == "head":
         settings["pooling"] = f"fine-tuned feature: {model.encoder_head.describe()}"
     return FeatureSet(features=features, labels=labels, ids=dataset_ids(dataset), settings=settings)
@@ -185,31 +192,52 @@ def _simclr_features(model, dataset: Dataset, *, mask_ratio: float, pool: str, b
     features, labels = _over_batches(lambda imgs: model.features(imgs.to(device)), dataset, batch_size,
                                      num_workers, quiet)
     settings = {"mask_ratio": 0.0, "pool": "backbone", "pool_requested": pool, "seed": seed, "method": "simclr",
-                "model": model.config.to_dict()}
+                "model": model.config.to_dict(), "world_size": distributed.world_size(distributed.current())}
     return FeatureSet(features=features, labels=labels, ids=dataset_ids(dataset), settings=settings)
 
 
-def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int,
-                  quiet: bool) -> tuple[np.ndarray, np.ndarray]:
+def _over_batches(forward, dataset: Dataset, batch_size: int, num_workers: int, quiet: bool,
+                  skip=None) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of ``forward(images)`` over the batches of ``dataset`` (items ``(image, label)``),
-    without gradients."""
+    without gradients. Under a process group each rank runs its shard (after ``skip(sizes)`` has replayed
+    the masks of the batches before it) and every rank gets all rows in dataset order."""
     import torch
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     side = getattr(dataset, "image_size", None)
     if side is not None:  # batch x image bytes bounded before the first batch is assembled
         check_batch_bytes(min(batch_size, len(dataset)), side)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    if skip is not None and shard.skipped:
+        skip(shard.skipped)
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for imgs, target in tqdm(loader, desc="features", disable=quiet, unit="batch"):
-        with torch.no_grad():
-            chunks.append(forward(imgs).float().cpu().numpy())
-        labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+
+    def run_shard() -> None:
+        for imgs, target in tqdm(loader, desc="features", disable=distributed.quiet_here(quiet, group), unit="batch"):
+            with torch.no_grad():
+                chunks.append(forward(imgs).float().cpu().numpy())
+            labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+
+    distributed.synchronised(group, run_shard)
+    if group is not None:
+        return _gathered(group, chunks, labels, shard)
     if not chunks:
         raise DataError("the dataset is empty: no features to extract")
     return np.concatenate(chunks), np.concatenate(labels)
+
+
+def _gathered(group: distributed.Group, chunks: list[np.ndarray], labels: list[np.ndarray],
+              shard: distributed.Shard) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's feature rows and labels, in dataset order."""
+    if shard.num_images == 0:
+        raise DataError("the dataset is empty: no features to extract")
+    rows = np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
+    y = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    indices = shard.indices
+    return (distributed.gather_rows(group, rows, indices, shard.num_images),
+            distributed.gather_rows(group, y, indices, shard.num_images))
 
 
 def dataset_ids(dataset: Dataset) -> np.ndarray:

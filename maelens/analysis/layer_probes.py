@@ -19,11 +19,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
+from . import distributed
 from .evaluate import MethodResult, check_methods, evaluate_features
 from .features import FeatureSet, dataset_ids
 from .layer_outputs import BlockRecorder, apply_final_norm, layer_names, pool_layer
@@ -56,7 +57,9 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
                    quiet: bool = False) -> LayerFeatures:
     """Every encoder block's output over ``dataset`` (items ``(image, label)``), pooled by each of ``pools``
     (``mean``, ``cls``) with and/or without the final norm (``norms``), from one forward pass per batch
-    (``mask_ratio=0``: the whole image, as ``maelens features``)."""
+    (``mask_ratio=0``: the whole image, as ``maelens features``). Under a ``torch.distributed`` process
+    group each rank runs a shard and every rank gets all rows in dataset order
+    (:mod:`~maelens.analysis.distributed`)."""
     pools, norms = list(dict.fromkeys(pools)), list(dict.fromkeys(bool(n) for n in norms))
     check_pools(pools)
     if not norms:
@@ -75,21 +78,34 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     chunks: dict[tuple[str, str, bool], list[torch.Tensor]] = {(n, p, m): [] for n in names for p in pools for m in norms}
     labels = []
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    with BlockRecorder(model, ("encoder",), reduce=reduce) as rec:
-        for imgs, target in tqdm(loader, desc="layer features", disable=quiet, unit="batch"):
-            model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator)
-            for name in names:
-                for (pool, norm), value in rec.outputs[name].items():
-                    chunks[(name, pool, norm)].append(value)
-            labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
-    if not labels:
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+    distributed.skip_masks(generator, shard.skipped, masking, model.grid_size, mask_ratio)
+
+    def run_shard() -> None:
+        with BlockRecorder(model, ("encoder",), reduce=reduce) as rec:
+            for imgs, target in tqdm(loader, desc="layer features", disable=distributed.quiet_here(quiet, group),
+                                     unit="batch"):
+                model.encode(imgs.to(device), mask_ratio, masking=masking, generator=generator)
+                for name in names:
+                    for (pool, norm), value in rec.outputs[name].items():
+                        chunks[(name, pool, norm)].append(value)
+                labels.append(np.asarray(target, dtype=np.int64).reshape(-1))
+
+    distributed.synchronised(group, run_shard)
+    if shard.num_images == 0:
         raise DataError("the dataset is empty: no features to extract")
-    y = np.concatenate(labels)
+
+    def rows(parts: list) -> np.ndarray:
+        """This rank's rows of one variant (all rows for one process), then everyone's in dataset order."""
+        local = torch.cat(parts).numpy() if parts else np.zeros((0,), np.float32)
+        return distributed.gather_rows(group, local, shard.indices, shard.num_images)
+
+    y = rows([torch.from_numpy(part) for part in labels])
     ids = dataset_ids(dataset)
-    base = {"mask_ratio": mask_ratio, "masking": masking, "seed": seed, "model": model.config.to_dict()}
-    sets = {key: FeatureSet(torch.cat(parts).numpy(), y, ids,
-                            {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
+    base = {"mask_ratio": mask_ratio, "masking": masking, "seed": seed, "model": model.config.to_dict(),
+            "world_size": distributed.world_size(group)}
+    sets = {key: FeatureSet(rows(parts), y, ids, {**base, "layer": key[0], "pool": key[1], "apply_norm": key[2]})
             for key, parts in chunks.items()}
     return LayerFeatures(layers=names, sets=sets)
 
@@ -144,23 +160,36 @@ def probe_layers(train: LayerFeatures, test: LayerFeatures | None = None, method
                  quiet: bool = False, **options: Any) -> LayerProbeReport:
     """Score every variant of ``train`` (held-out part of it, or ``test`` when given, with the same
     variants) with ``methods`` through :func:`evaluate_features` (``k``, ``folds``, ``test_size``,
-    ``seed``, ``params``, ``device`` and further ``options`` such as ``metric`` are passed on)."""
+    ``seed``, ``params``, ``device`` and further ``options`` such as ``metric`` are passed on). Under a
+    ``torch.distributed`` process group (every rank holding the same features) each rank scores a
+    contiguous share of the variants and every rank gets all rows, in order: each variant is scored as
+    in one process (:mod:`~maelens.analysis.distributed`)."""
     methods = list(methods)
     check_probe_methods(methods)
     if test is not None and test.variants() != train.variants():
         raise DataError("train and test layer features must hold the same layers and poolings")
-    rows = []
-    for key in tqdm(train.variants(), desc="layer probes", disable=quiet, unit="variant"):
-        layer, pool, norm = key
-        report = evaluate_features(train.sets[key], test.sets[key] if test is not None else None, methods, k=k,
-                                   folds=folds, test_size=test_size, seed=seed, params=params, device=device,
-                                   quiet=True, **options)
-        rows += [_row(layer, train.layers.index(layer) + 1, pool, norm, r) for r in report.results]
+    group = distributed.current()
+    variants = train.variants()
+
+    def score_mine() -> list[dict[str, Any]]:
+        rows = []
+        mine = [variants[i] for i in distributed.share(len(variants), group)]
+        for key in tqdm(mine, desc="layer probes", disable=distributed.quiet_here(quiet, group), unit="variant"):
+            layer, pool, norm = key
+            report = evaluate_features(train.sets[key], test.sets[key] if test is not None else None, methods,
+                                       k=k, folds=folds, test_size=test_size, seed=seed, params=params,
+                                       device=device, quiet=True, **options)
+            rows += [_row(layer, train.layers.index(layer) + 1, pool, norm, r) for r in report.results]
+        return rows
+
+    rows = [row for part in distributed.gather_objects(group, distributed.synchronised(group, score_mine))
+            for row in part]
     settings = {"methods": methods, "layers": train.layers, "k": k, "folds": folds, "test_size": test_size,
                 "seed": seed, "params": dict(params or {}), **options,
                 "n_train": len(next(iter(train.sets.values()))),
                 "n_test": len(next(iter(test.sets.values()))) if test is not None else None,
-                "final_norm": "the encoder's final LayerNorm applied to each block's tokens before pooling"}
+                "final_norm": "the encoder's final LayerNorm applied to each block's tokens before pooling",
+                "world_size": distributed.world_size(group)}
     return LayerProbeReport(rows=rows, settings=settings)
 
 

@@ -24,11 +24,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from scipy import stats
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
+from . import distributed
 from .layer_outputs import BlockRecorder, layer_names
 
 #: Scale that makes the median absolute deviation estimate a Gaussian's standard deviation.
@@ -58,22 +59,34 @@ def token_norms(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
                 num_workers: int = 0, quiet: bool = False) -> tuple[list[str], np.ndarray]:
     """Layer names and the L2 norms (L, N_images, 1 + K) of every block output token (CLS first), from one
     forward pass per batch; ``mask_ratio`` 0 (all patches) keeps positions fixed, as the position
-    statistics need."""
+    statistics need. Under a ``torch.distributed`` process group each rank measures a shard and every
+    rank gets all norms in dataset order: the median and MAD need them all
+    (:mod:`~maelens.analysis.distributed`)."""
     if mask_ratio != 0:
         raise ConfigError("token statistics per position need every patch: mask ratio must be 0")
     model = model.to(device).eval()
     names = layer_names(model, parts)
     batches: list[torch.Tensor] = []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    with BlockRecorder(model, parts, reduce=lambda name, t: t.float().norm(dim=-1).cpu()) as rec:
-        for imgs, _ in tqdm(loader, desc="token norms", disable=quiet, unit="batch"):
-            out = model.encode(imgs.to(device), 0.0)
-            if "decoder" in parts:
-                model.forward_decoder(out.tokens, out.ids_restore)
-            batches.append(torch.stack([rec.outputs[n] for n in names]))
-    if not batches:
+    group = distributed.current()
+    loader, shard = distributed.shard_loader(dataset, batch_size, num_workers, group)
+
+    def run_shard() -> None:
+        with BlockRecorder(model, parts, reduce=lambda name, t: t.float().norm(dim=-1).cpu()) as rec:
+            for imgs, _ in tqdm(loader, desc="token norms", disable=distributed.quiet_here(quiet, group),
+                                unit="batch"):
+                out = model.encode(imgs.to(device), 0.0)
+                if "decoder" in parts:
+                    model.forward_decoder(out.tokens, out.ids_restore)
+                batches.append(torch.stack([rec.outputs[n] for n in names]))
+
+    distributed.synchronised(group, run_shard)
+    if shard.num_images == 0:
         raise DataError("the dataset is empty: no tokens to measure")
-    return names, torch.cat(batches, dim=1).numpy()
+    if group is None:
+        return names, torch.cat(batches, dim=1).numpy()
+    # the median and MAD need every norm: gather them, image-major, in dataset order
+    local = torch.cat(batches, dim=1).numpy().transpose(1, 0, 2) if batches else np.zeros((0,), np.float32)
+    return names, distributed.gather_rows(group, local, shard.indices, shard.num_images).transpose(1, 0, 2)
 
 
 @dataclass
@@ -158,5 +171,5 @@ def token_stats(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
                                num_workers=num_workers, quiet=quiet)
     report = summarise_norms(names, norms, tuple(model.grid_size), k=k, bins=bins)
     report.settings.update(parts=list(parts), mask_ratio=0.0, features="block outputs before the final LayerNorm",
-                           model=model.config.to_dict())
+                           model=model.config.to_dict(), world_size=distributed.world_size(distributed.current()))
     return report

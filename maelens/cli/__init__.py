@@ -53,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import launch
+
     try:
         return int(args.func(args) or 0)
     except MaelensError as err:
         from .common import cli_words
 
-        return _fail(args.command, cli_words(str(err)))
+        # under torchrun a failure met at a synchronisation point is known to every rank: rank 0 says it
+        if launch.is_main() or not _synchronised(err):
+            return _fail(args.command, cli_words(str(err)))
+        return 2
     except MemoryError as err:  # a size no check above foresaw: numpy's message says how much and for what
         return _fail(args.command, f"out of memory: {str(err) or 'an allocation failed'}")
     except RuntimeError as err:  # torch's allocators say it with a RuntimeError (CUDA OOM, DefaultCPUAllocator)
@@ -77,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"maelens {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        launch.leave()
+
+
+def _synchronised(err: MaelensError) -> bool:
+    """Whether ``err`` was raised on every rank of a distributed analysis (a DistributedError)."""
+    from ..analysis.distributed import DistributedError
+
+    return isinstance(err, DistributedError)
 
 
 def _fail(command: str, message: str) -> int:

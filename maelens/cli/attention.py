@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import launch
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -101,9 +102,11 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..io import output_folder, save_figure, to_json, write_csv, write_json, write_text
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
-    preflight(args, "dir")
-    model, model_settings = _load(args, encoder_only=args.encoder)
-    dataset = _dataset(model, args.data, args.split, args.num_images)
+    def setup():
+        model, model_settings = _load(args, encoder_only=args.encoder)
+        return model, model_settings, _dataset(model, args.data, args.split, args.num_images)
+
+    model, model_settings, dataset = launch.prepare(args, "dir", setup)
     if not model.has_decoder:
         return _run_encoder_stats(args, model, model_settings, dataset)
     report = attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
@@ -111,6 +114,8 @@ def run_stats(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size,
                              seed=args.seed, device=args.device, num_workers=args.num_workers,
                              num_examples=max(args.num_maps, 0), quiet=args.quiet)
+    if not launch.is_main():  # rank 0 writes and prints
+        return 0
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
     frame = report.to_frame()
     columns = ["part", "layer", "consistency", "soft_consistency", "locality", "black_fraction",
@@ -151,6 +156,8 @@ def _run_encoder_stats(args: argparse.Namespace, model, model_settings: dict, da
     report = encoder_attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio,
                                      batch_size=args.batch_size, seed=args.seed, device=args.device,
                                      num_workers=args.num_workers, quiet=args.quiet)
+    if not launch.is_main():
+        return 0
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
     text = report.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4g}")
     out: Path = args.out

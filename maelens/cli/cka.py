@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import launch
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -15,7 +16,6 @@ from .common import (
     image_size_arg,
     load_checkpoint_from_args,
     positive_heads,
-    preflight,
 )
 
 #: :data:`maelens.analysis.cka.ESTIMATORS`, :data:`~maelens.analysis.layer_outputs.LAYER_POOLS` and
@@ -74,24 +74,29 @@ def run_cka(args: argparse.Namespace) -> int:
     from ..io import output_folder, save_figure, to_json, write_csv, write_json
     from ..plots.layers import plot_cka
 
-    preflight(args, "dir")
-    check_estimator(args.estimator, args.pool)
-    if args.ckpt_b is None and any(getattr(args, f"{o}_b") is not None
-                                   for o in ("arch", "num_heads", "decoder_num_heads", "image_size")):
-        raise ConfigError("--arch-b, --num-heads-b, --decoder-num-heads-b and --image-size-b describe --ckpt-b, "
-                          "which was not given")
-    loaded = load_checkpoint_from_args(args)
+    def setup():
+        check_estimator(args.estimator, args.pool)
+        if args.ckpt_b is None and any(getattr(args, f"{o}_b") is not None
+                                       for o in ("arch", "num_heads", "decoder_num_heads", "image_size")):
+            raise ConfigError("--arch-b, --num-heads-b, --decoder-num-heads-b and --image-size-b describe --ckpt-b, "
+                              "which was not given")
+        loaded = load_checkpoint_from_args(args)
+        loaded_b = load_checkpoint_from_args(_second(args)) if args.ckpt_b is not None else None
+        cfg = loaded.model.config
+        return loaded, loaded_b, load_dataset(args.data, image_size=cfg.img_size, split=args.split,
+                                              limit=args.num_images, seed=args.seed, mean=cfg.norm_mean,
+                                              std=cfg.norm_std, quiet=args.quiet)
+
+    loaded, loaded_b, dataset = launch.prepare(args, "dir", setup)
     model = loaded.model
-    loaded_b = load_checkpoint_from_args(_second(args)) if args.ckpt_b is not None else None
     parts = resolve_parts(model, args.parts)
     parts_b = resolve_parts(loaded_b.model, args.parts_b) if loaded_b is not None else None
-    cfg = model.config
-    dataset = load_dataset(args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images,
-                           seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
     result = layer_cka(model, dataset, model_b=loaded_b.model if loaded_b else None, parts=parts, parts_b=parts_b,
                        pool=args.pool, estimator=args.estimator, mask_ratio=args.mask_ratio, masking=args.mask,
                        batch_size=args.batch_size, seed=args.seed, device=args.device,
                        num_workers=args.num_workers, quiet=args.quiet)
+    if not launch.is_main():  # rank 0 writes and prints
+        return 0
     result.settings.update(data=args.data, split=args.split, checkpoint=loaded.settings())
     if loaded_b is not None:
         result.settings["checkpoint_b"] = loaded_b.settings()

@@ -141,7 +141,9 @@ class OneLineParser(argparse.ArgumentParser):
     (argparse's usage block would make them several), as the README promises for every command."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # under torchrun every rank parses the same arguments: rank 0 alone says what is wrong
+        rank = int(os.environ.get("RANK", "0") or 0) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else 0
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n" if rank == 0 else None)
 
 
 def note(args: argparse.Namespace, message: str) -> None:

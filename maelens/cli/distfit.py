@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import launch
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -18,7 +19,6 @@ from .common import (
     load_checkpoint_from_args,
     positive_float,
     positive_int,
-    preflight,
 )
 
 _RANK_LAWS = "t,cauchy,lognorm,beta,norm"
@@ -92,10 +92,9 @@ def _check_args(args: argparse.Namespace) -> tuple[str, ...]:
     return laws
 
 
-def _samples(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """(N, M) samples, ids, labels and the settings describing where they came from."""
-    import numpy as np
-
+def _load(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]] | tuple[Any, Any]:
+    """What the samples come from: the samples themselves (``_samples``'s tuple) for ``--synthetic`` and
+    ``--features-file``, or the loaded checkpoint and its dataset, whose features ``_samples`` extracts."""
     from ..analysis import distfit
 
     if args.synthetic:
@@ -112,10 +111,22 @@ def _samples(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     from ..data import load_dataset
 
     loaded = load_checkpoint_from_args(args)
+    cfg = loaded.model.config
+    return loaded, load_dataset(args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images,
+                                seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
+
+
+def _samples(args: argparse.Namespace, source: tuple) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(N, M) samples, ids, labels and the settings describing where they came from (``source``: what
+    :func:`_load` returned)."""
+    import numpy as np
+
+    from ..analysis import distfit
+
+    if len(source) == 4:
+        return source  # type: ignore[return-value]
+    loaded, dataset = source
     model = loaded.model
-    cfg = model.config
-    dataset = load_dataset(args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images,
-                           seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
     fs = distfit.encoder_samples(model, dataset, features=args.features, token_index=args.token_index,
                                  apply_norm=not args.no_norm, mask_ratio=args.mask_ratio, masking=args.mask,
                                  batch_size=args.batch_size, seed=args.seed, device=args.device,
@@ -149,11 +160,17 @@ def run(args: argparse.Namespace) -> int:
     from ..io import output_folder, save_figure, to_json, write_csv, write_json, write_text
     from ..plots.distfit import plot_df_distribution, plot_pvalue_ecdf, plot_ranking
 
-    preflight(args, "dir")
-    laws = _check_args(args)
-    x, ids, labels, settings = _samples(args)
+    laws, source = launch.prepare(args, "dir", lambda: (_check_args(args), _load(args)))
+    x, ids, labels, settings = _samples(args, source)
     result = fit_samples(x, alpha=args.alpha, pvalues=args.pvalues, n_bootstrap=args.bootstrap, seed=args.seed,
                          ids=ids, labels=labels, settings=settings, quiet=args.quiet)
+    ranking = chosen = None
+    if args.rank_samples > 0:
+        chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
+        ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
+    if not launch.is_main():  # rank 0 writes and prints
+        return 0
+    result.settings["world_size"] = launch.world_size()
     out: Path = args.out
     files = ["distfit.csv", "distfit.json", "pvalues_ecdf.png", "df_hist.png"]
     doc = result.summary()
@@ -162,9 +179,7 @@ def run(args: argparse.Namespace) -> int:
         write_csv(staging / "distfit.csv", result.to_frame())
         save_figure(plot_pvalue_ecdf(result), staging / "pvalues_ecdf.png")
         save_figure(plot_df_distribution(result), staging / "df_hist.png")
-        if args.rank_samples > 0:
-            chosen = np.random.default_rng(args.seed).permutation(len(result))[:args.rank_samples]
-            ranking = rank_distributions(x[chosen], laws, bins=args.bins, quiet=args.quiet)
+        if ranking is not None:
             ranking.per_sample["sample"] = chosen[ranking.per_sample["sample"].to_numpy()]
             ranking.per_sample.insert(1, "id", result.ids[ranking.per_sample["sample"].to_numpy()])
             ranking_table = ranking.table

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from . import launch
 from .common import (
     MASKINGS,
     add_checkpoint_arg,
@@ -122,13 +123,14 @@ def _dataset(args: argparse.Namespace, model, split: str):
                         seed=args.seed, mean=model.config.norm_mean, std=model.config.norm_std, quiet=args.quiet)
 
 
-def _extract(args: argparse.Namespace, loaded, split: str, pool: str):
-    """Features of one split of ``--data`` by the loaded checkpoint's model, with the data and the
-    checkpoint (file, format, head counts and their origin) recorded in the settings."""
+def _extract(args: argparse.Namespace, loaded, split: str, pool: str, dataset=None):
+    """Features of one split of ``--data`` (``dataset`` when already loaded) by the loaded checkpoint's
+    model, with the data and the checkpoint (file, format, head counts and their origin) recorded in
+    the settings."""
     from ..analysis.features import extract_features
 
     model = loaded.model
-    dataset = _dataset(args, model, split)
+    dataset = dataset if dataset is not None else _dataset(args, model, split)
     fs = extract_features(model, dataset, mask_ratio=args.mask_ratio, masking=args.mask, pool=pool,
                           batch_size=args.batch_size, seed=args.seed, device=args.device,
                           num_workers=args.num_workers, quiet=args.quiet)
@@ -140,8 +142,14 @@ def _extract(args: argparse.Namespace, loaded, split: str, pool: str):
 def run_features(args: argparse.Namespace) -> int:
     from ..io import to_json
 
-    preflight(args, "file")
-    fs = _extract(args, load_checkpoint_from_args(args, simclr=True), args.split, args.pool)
+    def setup():
+        loaded = load_checkpoint_from_args(args, simclr=True)
+        return loaded, _dataset(args, loaded.model, args.split)
+
+    loaded, dataset = launch.prepare(args, "file", setup)
+    fs = _extract(args, loaded, args.split, args.pool, dataset)
+    if not launch.is_main():  # rank 0 writes and prints
+        return 0
     path = fs.save(args.out)
     summary = {"out": str(path), "num_images": len(fs), "shape": list(fs.features.shape), "pool": fs.settings["pool"],
                "mask_ratio": args.mask_ratio, "data": args.data, "split": args.split}

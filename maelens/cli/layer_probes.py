@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import launch
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -15,7 +16,6 @@ from .common import (
     load_checkpoint_from_args,
     non_negative_int,
     positive_int,
-    preflight,
 )
 
 NORMS = {"both": (False, True), "raw": (False,), "norm": (True,)}
@@ -64,23 +64,28 @@ def run_probe_layers(args: argparse.Namespace) -> int:
     from ..io import output_folder, save_figure, to_json, write_csv, write_json
     from ..plots.layers import plot_layer_probes
 
-    preflight(args, "dir")
-    check_probe_methods(args.methods)
-    check_pools(args.pools)
-    loaded = load_checkpoint_from_args(args)
+    splits = ["train", "test"] if args.split == "test" else [args.split]
+
+    def setup():
+        check_probe_methods(args.methods)
+        check_pools(args.pools)
+        loaded = load_checkpoint_from_args(args)
+        cfg = loaded.model.config
+        return loaded, [load_dataset(args.data, image_size=cfg.img_size, split=split, limit=args.num_images,
+                                     seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
+                        for split in splits]
+
+    loaded, datasets = launch.prepare(args, "dir", setup)
     model, cfg = loaded.model, loaded.model.config
-
-    def features(split: str):
-        data = load_dataset(args.data, image_size=cfg.img_size, split=split, limit=args.num_images, seed=args.seed,
-                            mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
-        return layer_features(model, data, pools=args.pools, norms=NORMS[args.norm], batch_size=args.batch_size,
-                              seed=args.seed, device=args.device, num_workers=args.num_workers, quiet=args.quiet)
-
-    train = features("train" if args.split == "test" else args.split)
-    test = features("test") if args.split == "test" else None
+    sets = [layer_features(model, data, pools=args.pools, norms=NORMS[args.norm], batch_size=args.batch_size,
+                           seed=args.seed, device=args.device, num_workers=args.num_workers, quiet=args.quiet)
+            for data in datasets]
+    train, test = sets[0], (sets[1] if len(sets) > 1 else None)
     params = {"linear": {"epochs": args.epochs}} if args.epochs and "linear" in args.methods else None
     report = probe_layers(train, test, args.methods, k=args.k, folds=args.folds, test_size=args.test_size,
                           seed=args.seed, params=params, device=args.device, quiet=args.quiet, metric=args.metric)
+    if not launch.is_main():  # each rank scored a share of the variants; rank 0 writes and prints
+        return 0
     report.settings.update(data=args.data, split=args.split, checkpoint=loaded.settings(), model=cfg.to_dict())
     frame = report.to_frame()
     out: Path = args.out

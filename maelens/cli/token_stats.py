@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import launch
 from .cka import PARTS
 from .common import (
     add_checkpoint_arg,
@@ -15,7 +16,6 @@ from .common import (
     load_checkpoint_from_args,
     non_negative_float,
     positive_int,
-    preflight,
 )
 
 
@@ -47,14 +47,19 @@ def run_token_stats(args: argparse.Namespace) -> int:
     from ..io import output_folder, save_figure, save_npz, to_json, write_csv, write_json, write_text
     from ..plots.layers import plot_token_stats
 
-    preflight(args, "dir")
-    loaded = load_checkpoint_from_args(args)
-    model, cfg = loaded.model, loaded.model.config
-    parts = resolve_parts(model, args.parts)
-    dataset = load_dataset(args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images,
-                           seed=args.seed, mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
+    def setup():
+        loaded = load_checkpoint_from_args(args)
+        cfg = loaded.model.config
+        return loaded, resolve_parts(loaded.model, args.parts), load_dataset(
+            args.data, image_size=cfg.img_size, split=args.split, limit=args.num_images, seed=args.seed,
+            mean=cfg.norm_mean, std=cfg.norm_std, quiet=args.quiet)
+
+    loaded, parts, dataset = launch.prepare(args, "dir", setup)
+    model = loaded.model
     report = token_stats(model, dataset, parts=parts, k=args.k, bins=args.bins, batch_size=args.batch_size,
                          device=args.device, num_workers=args.num_workers, quiet=args.quiet)
+    if not launch.is_main():  # rank 0 writes and prints
+        return 0
     report.settings.update(data=args.data, split=args.split, checkpoint=loaded.settings())
     frame = report.to_frame()
     columns = ["layer", "median", "mad", "threshold", "max", "outlier_share", "border_share", "interior_share",
