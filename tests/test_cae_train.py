@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+from test_train_loop import Scripted
 
 from maelens import load_checkpoint, load_model
 from maelens.cli import main
@@ -13,25 +13,6 @@ from maelens.errors import ConfigError
 from maelens.models.cae import ContextAutoencoder
 from maelens.train import DivergenceError, TrainConfig, train
 from maelens.train.cae_method import cae_train_config
-
-
-class Images(Dataset):
-    """Random images; after ``after`` reads an interruption (a crash) or images of 1e30 (a divergence)."""
-
-    def __init__(self, n=32, after=None, failure="interrupt"):
-        self.x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).clamp(-2, 2)
-        self.after, self.failure, self.reads = after, failure, 0
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        self.reads += 1
-        if self.after is not None and self.reads > self.after:
-            if self.failure == "interrupt":
-                raise KeyboardInterrupt
-            return torch.full_like(self.x[i], 1e30), 0
-        return self.x[i], 0
 
 
 def config(tmp_path, name="run", **kw):
@@ -51,22 +32,22 @@ def test_cae_defaults_and_method_checks():
 
 
 def test_resume_after_a_crash_continues_exactly(tmp_path):
-    full = train(config(tmp_path, "full", epochs=3), dataset=Images())
+    full = train(config(tmp_path, "full", epochs=3), dataset=Scripted())
     with pytest.raises(KeyboardInterrupt):
-        train(config(tmp_path, "crash", epochs=3), dataset=Images(after=48))
+        train(config(tmp_path, "crash", epochs=3), dataset=Scripted(after=48, failure="interrupt"))
     assert load_checkpoint(tmp_path / "crash" / "checkpoint.pt").epoch == 0
-    resumed = train(config(tmp_path, "crash", epochs=3, resume="auto"), dataset=Images())
+    resumed = train(config(tmp_path, "crash", epochs=3, resume="auto"), dataset=Scripted())
     assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in full.history], rel=1e-6)
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_bf16_and_the_nan_stop(tmp_path):
-    result = train(config(tmp_path, "bf16", epochs=1, precision="bf16"), dataset=Images(16))
+    result = train(config(tmp_path, "bf16", epochs=1, precision="bf16"), dataset=Scripted(16))
     assert result.summary["precision"]["precision"] == "bf16"
     assert torch.isfinite(torch.tensor(result.final_loss))
     with pytest.raises(DivergenceError, match="became"):
-        train(config(tmp_path, "nan", epochs=2), dataset=Images(16, after=16, failure="huge"))
+        train(config(tmp_path, "nan", epochs=2), dataset=Scripted(16, after=16, failure="huge"))
     assert json.loads((tmp_path / "nan" / "summary.json").read_text())["status"] == "diverged"
 
 

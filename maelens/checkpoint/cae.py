@@ -24,14 +24,11 @@ def load_cae(layout: Layout, where: str, device: str | torch.device, *, given: d
              image_size: int | None) -> tuple[ContextAutoencoder, CAEConfig, dict[str, str]]:
     """(model in eval mode, config, provenance) of a maelens CAE checkpoint's ``layout``; ``given``: the
     MAE-only options the caller set (refused when not None)."""
-    refused = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
-    if refused:
-        raise ConfigError(f"{where} is a CAE whose stored config gives its architecture: {', '.join(refused)} "
-                          f"apply to MAE checkpoints only")
-    try:
-        config = CAEConfig.from_dict(layout.rest["config"])
-    except (ConfigError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{where}: its CAE config is invalid ({err})") from None
+    if any(v is not None for v in given.values()):
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None)
+        raise ConfigError(f"{where} is a CAE whose stored config gives its architecture: {flags} apply to MAE "
+                          f"checkpoints only")
+    config = _stored_config(layout, where)
     provenance = {"architecture": "maelens config (CAE)", "img_size": "maelens config",
                   "pos_embed": "the fixed 2-D sin-cos table"}
     state = dict(layout.state)
@@ -55,6 +52,13 @@ def load_cae(layout: Layout, where: str, device: str | torch.device, *, given: d
     model.load_state_dict(state)
     model.to(device).eval()
     return model, config, provenance
+
+
+def _stored_config(layout: Layout, where: str) -> CAEConfig:
+    try:
+        return CAEConfig.from_dict(layout.rest["config"])
+    except (ConfigError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{where}: its CAE config is invalid ({err})") from None
 
 
 def cae_summary(config: CAEConfig, model: ContextAutoencoder) -> dict[str, Any]:
