@@ -73,11 +73,11 @@ def _add_top_n(parser: argparse.ArgumentParser) -> None:
                              "(default: counts; --no-include-self searches the other patches only)")
 
 
-def _load(args: argparse.Namespace, encoder_only: bool = False):
+def _load(args: argparse.Namespace, encoder_only: bool = False, regressor: bool = False):
     """The model of ``--ckpt`` (head counts as given or stored) and its settings record; a model without
-    a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``)."""
+    a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``) or, for a CAE, ``regressor``."""
     loaded = load_checkpoint_from_args(args)
-    if not encoder_only:
+    if not encoder_only and not (regressor and loaded.method == "cae"):
         loaded.model.require_decoder(str(args.ckpt), "decoder attention metrics",
                                      " (--encoder alone reports the encoder's attention distance and entropy)")
     return loaded.model, loaded.settings()
@@ -102,8 +102,12 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
     preflight(args, "dir")
-    model, model_settings = _load(args, encoder_only=args.encoder)
+    model, model_settings = _load(args, encoder_only=args.encoder, regressor=True)
     dataset = _dataset(model, args.data, args.split, args.num_images)
+    if getattr(model, "method", "mae") == "cae" and not args.encoder:
+        from .cae_attention import run_regressor_stats
+
+        return run_regressor_stats(args, model, model_settings, dataset)
     if not model.has_decoder:
         return _run_encoder_stats(args, model, model_settings, dataset)
     report = attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,

@@ -152,6 +152,13 @@ class ContextAutoencoder(MaskedAutoencoderViT):
         raise MaelensError(f"{source} is a CAE: it has no MAE decoder over all patches (its decoder sees the "
                            f"regressor's predictions of the masked patches only), so {needs} do not apply{hint}")
 
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """MAE's (B, L, p*p*C) -> (B, C, H, W); a HOG-target CAE's predictions are histograms, not pixels."""
+        if x.shape[-1] != self.config.patch_size ** 2 * self.config.in_chans:
+            raise MaelensError(f"{self.config.name} predicts {self.config.target.upper()} histograms, not pixels: "
+                               "images of its predictions (reconstruction figures) need a pixel-target CAE")
+        return super().unpatchify(x)
+
     # ---- the three parts ------------------------------------------------------------------------
     def positions(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, M) patch indices -> (B, M, D) their fixed sin-cos position embeddings (the encoder's table)."""
