@@ -39,6 +39,11 @@ def test_shapes(target, dim):
 def test_encoder_is_the_mae_encoder_of_the_same_preset():
     cae, mae = create_cae("cae-ipol64"), create_model("ipol64", decoder_depth=0)
     assert cae.parameter_counts()["encoder"] == mae.num_trainable_parameters() == 6_990_240
+    # the counts README.md quotes
+    assert cae.parameter_counts() == {"encoder": 6_990_240, "regressor": 2_781_840, "decoder": 2_824_032,
+                                      "total": 12_596_112} and create_model("ipol64").num_trainable_parameters() == 8_915_872
+    assert create_cae("cae-tiny").parameter_counts()["total"] == 375_984
+    assert create_model("tiny").num_trainable_parameters() == 185_200
     mae_keys = set(mae.state_dict())
     assert mae_keys <= set(cae.state_dict())
     # the same weights give the same encoder output through MAE's encode and the CAE's encode_patches
