@@ -97,3 +97,33 @@ def test_the_loader_refuses_mae_options_and_a_mismatched_file(tmp_path):
     torch.save(payload, tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match="does not fit its cae-tiny CAE: it lacks mask_query"):
         load_checkpoint(tmp_path / "broken.pt")
+
+
+DDP_WORKER = '''
+import os, sys, torch
+from torch.utils.data import TensorDataset
+from maelens.train import train
+from maelens.train.cae_method import cae_train_config
+
+torch.set_num_threads(1)
+out = sys.argv[1]
+x = torch.randn(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+config = cae_train_config(epochs=1, batch_size=4, warmup_epochs=0, precision="fp32", blr=1e-2, device="cpu", out=out,
+                          quiet=True)
+result = train(config, dataset=TensorDataset(x, torch.zeros(32, dtype=torch.long)))
+torch.save(result.model.state_dict(), os.path.join(out, "weights-rank%s.pt" % os.environ["RANK"]))
+'''
+
+
+def test_two_gloo_processes_train_one_cae(tmp_path):
+    from torchrun_helper import run_two_processes
+
+    out = tmp_path / "ddp"
+    proc = run_two_processes(DDP_WORKER, tmp_path, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0 = torch.load(out / "weights-rank0.pt", weights_only=True)
+    rank1 = torch.load(out / "weights-rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["status"] == "completed"
+    assert isinstance(load_model(out / "checkpoint.pt"), ContextAutoencoder)
