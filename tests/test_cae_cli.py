@@ -33,6 +33,8 @@ ACCEPTED = {
     "attention-stats-regressor": ["attention-stats", "--num-images", "8", "--mask", "block", "--mask-ratio", "0.5",
                                   "--out", "{out}/g"],
     "reconstruct": ["reconstruct", "--num-images", "4", "--out", "{out}/x.png"],
+    "segment": ["segment", "--data", "mosaic", "--num-images", "16", "--eval-images", "8", "--epochs", "1",
+                "--batch-size", "8", "--out", "{out}/seg"],
 }
 REFUSED = {
     "influence-map": (["influence-map", "--index", "0", "--out", "{out}/i.png"], "cae", "is a CAE"),
