@@ -60,3 +60,9 @@ def test_smoke_run_writes_tables_figures_and_verdicts(tmp_path):
     frame = pd.read_csv(folder / "measurements.csv")
     assert len(frame) == 9 and frame[frame["arm"] == "mae"]["fig4_mse"].isna().all()
     assert outcome.holds.count(";") == len(study.CLAIMS) - 1
+
+
+def test_run_py_offers_the_study():
+    import run
+
+    assert run.EXPERIMENTS["cae"] is study.cae
