@@ -15,6 +15,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cae  # noqa: E402, F401 - registers the CAE study (issue 26) in EXPERIMENTS
 from common import SCALES, Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
 

@@ -12,7 +12,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # Notebook 1 trains the model the others reuse, so the order matters.
 ORDER = ("01_training", "02_attention", "03_distributions", "04_representations", "05_segmentation",
-         "06_beyond_the_paper")
+         "06_beyond_the_paper", "07_cae_vs_mae")
 
 
 @pytest.mark.notebooks

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
 from ..models import MaskedAutoencoderViT, ModelConfig
+from ..models.cae_config import is_cae_config
 from ..models.mae import EncoderHead
 from ..models.simclr import SimCLR
 from ..models.simclr_config import SimCLRConfig, is_simclr_config
@@ -226,8 +227,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     check_floating(layout.state, where)
     finite_notes = check_finite(layout.state, where, allow_nonfinite)
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
-    if layout.format == "maelens" and is_simclr_config(layout.rest.get("config")):
-        return _simclr_checkpoint(layout, source.path, where, layout.notes + finite_notes, device,
+    if layout.format == "maelens" and (is_simclr_config(layout.rest.get("config"))
+                                       or is_cae_config(layout.rest.get("config"))):
+        return _method_checkpoint(layout, source.path, where, layout.notes + finite_notes, device,
                                   given={**heads, "arch": arch}, image_size=image_size)
     if arch is not None:
         found = _timm_config(layout, arch, where, heads)
@@ -254,11 +256,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                             provenance=provenance, classifier=layout.release)
 
 
-def _simclr_checkpoint(layout: Layout, path: Path, where: str, notes: list[str], device: str | torch.device, *,
+def _method_checkpoint(layout: Layout, path: Path, where: str, notes: list[str], device: str | torch.device, *,
                        given: dict[str, Any], image_size: int | None) -> LoadedCheckpoint:
-    from .simclr import load_simclr
-
-    model, config, provenance = load_simclr(layout, where, device, given=given, image_size=image_size)
+    """The model of a maelens SimCLR or CAE run (:mod:`.simclr`, :mod:`.cae`), rebuilt from its stored config."""
+    if is_cae_config(layout.rest.get("config")):
+        from .cae import load_cae as load
+    else:
+        from .simclr import load_simclr as load
+    model, config, provenance = load(layout, where, device, given=given, image_size=image_size)
     epoch = layout.rest.get("epoch")
     return LoadedCheckpoint(model=model, format="maelens", config=config,
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,

@@ -14,12 +14,14 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
     (for a SimCLR model: backbone and projection-head parameters, feature width, temperature)."""
     model, config = ckpt.model, ckpt.config
     if ckpt.method != "mae":
+        from .cae import cae_summary
         from .simclr import simclr_summary
 
+        method_summary = cae_summary if ckpt.method == "cae" else simclr_summary
         return {"path": str(ckpt.path), "format": ckpt.format, "format_description": FORMATS[ckpt.format],
                 "release": ckpt.release, "architecture": config.name, "config": config.to_dict(),
                 "provenance": dict(ckpt.provenance), "trainable_parameters": model.num_trainable_parameters(),
-                "epoch": ckpt.epoch, "has_decoder": False, **simclr_summary(config, model), "notes": list(ckpt.notes)}
+                "epoch": ckpt.epoch, "has_decoder": False, **method_summary(config, model), "notes": list(ckpt.notes)}
     trainable = [(name, p.numel()) for name, p in model.named_parameters() if p.requires_grad]
     decoder = sum(n for name, n in trainable if name.startswith(("decoder_", "mask_token")))
     total = sum(n for _, n in trainable)
@@ -53,9 +55,11 @@ def format_summary(info: dict[str, Any]) -> str:
     """A human-readable table of :func:`summarize`'s dict."""
     c = info["config"]
     if info.get("method", "mae") != "mae":
+        from .cae import format_cae
         from .simclr import format_simclr
 
-        return _table(format_simclr(info) + [("note", note) for note in info["notes"]], info["provenance"])
+        rows = format_cae(info) if info["method"] == "cae" else format_simclr(info)
+        return _table(rows + [("note", note) for note in info["notes"]], info["provenance"])
     grid = c["img_size"] // c["patch_size"]
     def heads(value: int | None) -> str:
         return "heads not stored" if value is None else f"{value} heads"

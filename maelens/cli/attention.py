@@ -74,11 +74,11 @@ def _add_top_n(parser: argparse.ArgumentParser) -> None:
                              "(default: counts; --no-include-self searches the other patches only)")
 
 
-def _load(args: argparse.Namespace, encoder_only: bool = False):
+def _load(args: argparse.Namespace, encoder_only: bool = False, regressor: bool = False):
     """The model of ``--ckpt`` (head counts as given or stored) and its settings record; a model without
-    a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``)."""
+    a decoder is refused unless ``encoder_only`` (``attention-stats --encoder``) or, for a CAE, ``regressor``."""
     loaded = load_checkpoint_from_args(args)
-    if not encoder_only:
+    if not encoder_only and not (regressor and loaded.method == "cae"):
         loaded.model.require_decoder(str(args.ckpt), "decoder attention metrics",
                                      " (--encoder alone reports the encoder's attention distance and entropy)")
     return loaded.model, loaded.settings()
@@ -103,10 +103,16 @@ def run_stats(args: argparse.Namespace) -> int:
     from ..plots.attention import plot_head_metrics, plot_influence_map, plot_layer_curves, plot_positional_bias
 
     def setup():
-        model, model_settings = _load(args, encoder_only=args.encoder)
+        model, model_settings = _load(args, encoder_only=args.encoder, regressor=True)
         return model, model_settings, _dataset(model, args.data, args.split, args.num_images)
 
     model, model_settings, dataset = launch.prepare(args, "dir", setup)
+    if getattr(model, "method", "mae") == "cae" and not args.encoder:
+        if not launch.is_main():  # the regressor's statistics are not sharded: rank 0 computes and writes them
+            return 0
+        from .cae_attention import run_regressor_stats
+
+        return run_regressor_stats(args, model, model_settings, dataset)
     if not model.has_decoder:
         return _run_encoder_stats(args, model, model_settings, dataset)
     report = attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio, top_n=args.top_n,
@@ -151,7 +157,6 @@ def _run_encoder_stats(args: argparse.Namespace, model, model_settings: dict, da
     """``attention-stats --encoder`` on a model without a decoder (fine-tuned, timm): the encoder's
     attention distance and entropy per head, in the files and columns of the full report."""
     from ..analysis.encoder_attention import encoder_attention_stats
-    from ..io import output_folder, to_json, write_csv, write_json, write_text
 
     report = encoder_attention_stats(model, dataset, masking=args.mask, mask_ratio=args.mask_ratio,
                                      batch_size=args.batch_size, seed=args.seed, device=args.device,
@@ -160,18 +165,26 @@ def _run_encoder_stats(args: argparse.Namespace, model, model_settings: dict, da
         return 0
     doc = {**model_settings, "data": args.data, "split": args.split, **report.to_dict()}
     text = report.to_frame().to_string(index=False, float_format=lambda v: f"{v:.4g}")
-    out: Path = args.out
-    with output_folder(out, args.overwrite, command="maelens attention-stats") as staging:
-        write_csv(staging / "attention_stats.csv", report.to_frame())
-        write_json(staging / "attention_stats.json", doc)
-        write_csv(staging / "attention_heads.csv", report.heads_frame())
-        write_text(staging / "attention_stats.txt", text + "\n")
+    return write_report(args, doc, {"attention_stats.csv": report.to_frame(), "attention_heads.csv": report.heads_frame()},
+                        "attention_stats", text, f"wrote {args.out}/attention_stats.csv, attention_stats.json and "
+                        "attention_heads.csv (encoder only: the model has no decoder)")
+
+
+def write_report(args: argparse.Namespace, doc: dict, tables: dict, name: str, text: str, wrote: str) -> int:
+    """Write the CSV ``tables`` (file name -> DataFrame), NAME.json (``doc``) and NAME.txt (``text``) into ``--out``
+    as one staged folder, then print the JSON (``--json``) or the text and the ``wrote`` line."""
+    from ..io import output_folder, to_json, write_csv, write_json, write_text
+
+    with output_folder(args.out, args.overwrite, command="maelens attention-stats") as staging:
+        for file, frame in tables.items():
+            write_csv(staging / file, frame)
+        write_json(staging / f"{name}.json", doc)
+        write_text(staging / f"{name}.txt", text + "\n")
     if args.json:
         print(to_json(doc))
     elif not args.quiet:
         print(text)
-        print(f"wrote {out}/attention_stats.csv, attention_stats.json and attention_heads.csv (encoder only: the "
-              "model has no decoder)", file=sys.stderr)
+        print(wrote, file=sys.stderr)
     return 0
 
 

@@ -65,7 +65,7 @@ def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = Non
     loaded = load_checkpoint(args.ckpt, device if device is not None else getattr(args, "device", "cpu"),
                              num_heads=args.num_heads, decoder_num_heads=args.decoder_num_heads,
                              arch=getattr(args, "arch", None), image_size=getattr(args, "image_size", None), **kwargs)
-    if loaded.method != "mae" and not simclr:
+    if loaded.method == "simclr" and not simclr:  # a CAE's encoder is MAE's: encoder analyses take it
         raise ConfigError(f"--ckpt {args.ckpt} holds a SimCLR model, and this command needs an MAE "
                           f"(a SimCLR checkpoint works with info, features and evaluate)")
     return loaded

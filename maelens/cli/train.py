@@ -36,14 +36,16 @@ def _register_train(subparsers) -> None:
                                                 ("DEFAULT_WARMUP_EPOCHS", "LOSSES", "SCHEDULES"))
     PRECISIONS = library_literal("train.precision", "PRECISIONS")
     SIMCLR_PRESETS = library_literal("models.simclr_config", "SIMCLR_PRESETS")
+    CAE_PRESETS = library_literal("models.cae_config", "CAE_PRESETS")
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
         description="Pretrain an MAE with AdamW and a warm-up + cosine/linear schedule (MAE; IPOL sec. 4). "
                     "Run under `torchrun --nproc_per_node=N -m maelens train ...` for several processes. "
-                    "--method simclr trains the SimCLR baseline of IPOL sec. 6 instead (same trainer and outputs).")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS) + sorted(SIMCLR_PRESETS),
-                   help="model preset (default: tiny, or simclr-r18 with --method simclr)")
+                    "--method simclr trains the SimCLR baseline of IPOL sec. 6 instead, --method cae the Context "
+                    "Autoencoder (same trainer and outputs).")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS) + sorted(SIMCLR_PRESETS) + sorted(CAE_PRESETS),
+                   help="model preset (default: tiny, simclr-r18 with --method simclr, cae-tiny with --method cae)")
     _add_simclr_args(p)
     p.add_argument("--loss", default="pixel", choices=LOSSES,
                    help="reconstruction target: pixel, norm-pix (MAE), ycbcr (IPOL's weighted YCbCr MSE_w) or "
@@ -52,6 +54,7 @@ def _register_train(subparsers) -> None:
     # no --batch-size given: the library's default (64 per process), lowered to fit a small data set
     p.set_defaults(split="train", batch_size=None)
     add_mask_args(p)
+    _cae_mask_defaults(p)
     add_run_args(p)
     p.set_defaults(device="auto")
     # --epochs, --blr, --warmup-epochs, --schedule: unset means the preset's training recipe (ipol64: IPOL sec. 4)
@@ -105,6 +108,24 @@ def _add_simclr_args(p: argparse.ArgumentParser) -> None:
                    help="ResNet stem: imagenet (torchvision's 7x7 conv + max-pool, the paper's parameter count) "
                         "or cifar (3x3 conv, no max-pool) (default: imagenet)")
     g.add_argument("--no-blur", action="store_true", help="no Gaussian blur in the augmentation")
+    g = p.add_argument_group("CAE options (with --method cae)")
+    g.add_argument("--cae-target", default=None, choices=library_literal("models.cae_config", "CAE_TARGETS"),
+                   help="what the decoder predicts: pixel (--loss norm-pix standardises each patch) or hog "
+                        "(MaskFeat's HOG); the paper's d-VAE / DALL-E tokens are not available offline "
+                        "(default: pixel)")
+    g.add_argument("--alignment-weight", type=non_negative_float, default=None, metavar="LAMBDA",
+                   help="weight of the alignment loss (default: 2, the paper's; 0: no alignment)")
+
+
+def _cae_mask_defaults(p: argparse.ArgumentParser) -> None:
+    """``--mask`` / ``--mask-ratio`` default to None here: MAE's random 75% unless --method cae, whose default is
+    the CAE paper's block-wise 50%."""
+    p.set_defaults(mask=None, mask_ratio=None)
+    for action in p._actions:
+        if action.dest == "mask":
+            action.help = "masking strategy (default: random; block with --method cae, as the CAE paper)"
+        elif action.dest == "mask_ratio":
+            action.help = "fraction of patches removed (default: 0.75; 0.5 with --method cae, as the CAE paper)"
 
 
 def _method_options(args: argparse.Namespace) -> dict:
@@ -113,12 +134,18 @@ def _method_options(args: argparse.Namespace) -> dict:
     from ..train.methods import method_of_preset
 
     method = args.method or (method_of_preset(args.preset) if args.preset else "mae")
-    preset = args.preset or ("simclr-r18" if method == "simclr" else "tiny")
+    preset = args.preset or {"simclr": "simclr-r18", "cae": "cae-tiny"}.get(method, "tiny")
     overrides = {"temperature": args.temperature, "stem": args.stem, "blur_prob": 0.0 if args.no_blur else None}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides and method != "simclr":
         raise ConfigError("--temperature, --stem and --no-blur are SimCLR options: add --method simclr")
-    return {"method": method, "preset": preset, "model_overrides": overrides}
+    cae = {"target": args.cae_target, "alignment_weight": args.alignment_weight}
+    cae = {k: v for k, v in cae.items() if v is not None}
+    if cae and method != "cae":
+        raise ConfigError("--cae-target and --alignment-weight are CAE options: add --method cae")
+    masking = {"masking": args.mask or ("block" if method == "cae" else "random"),
+               "mask_ratio": args.mask_ratio if args.mask_ratio is not None else 0.5 if method == "cae" else 0.75}
+    return {"method": method, "preset": preset, "model_overrides": {**overrides, **cae}, **masking}
 
 
 def _register_reconstruct(subparsers) -> None:
@@ -156,7 +183,7 @@ def _train(args: argparse.Namespace) -> int:
         args.loss, **method, data=args.data, split=args.split, num_images=args.num_images,
         batch_size=args.batch_size, accum_iter=args.accum_iter, lr=args.lr,
         min_lr=args.min_lr, weight_decay=args.weight_decay, decay_tokens=args.decay_tokens,
-        clip_grad=args.clip_grad, masking=args.mask, mask_ratio=args.mask_ratio,
+        clip_grad=args.clip_grad,
         seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet,

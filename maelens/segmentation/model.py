@@ -23,13 +23,17 @@ from .decoders import DECODERS, build_decoder
 
 
 def encoder_config(config: ModelConfig) -> ModelConfig:
-    """The encoder-only version of an MAE architecture (no decoder weights are built)."""
+    """The encoder-only version of an MAE architecture (no decoder weights are built); a CAE's encoder is an MAE
+    encoder (:meth:`~maelens.models.cae_config.CAEConfig.encoder_config`)."""
+    if hasattr(config, "encoder_config"):
+        return config.encoder_config()
     return replace(config, decoder_depth=0)
 
 
 def encoder_state(model: MaskedAutoencoderViT) -> dict[str, torch.Tensor]:
-    """The encoder's tensors of an MAE state dict (everything but the ``decoder_*`` and ``mask_token``)."""
-    keys = set(MaskedAutoencoderViT(encoder_config(model.config)).state_dict()) if model.has_decoder else None
+    """The encoder's tensors of an MAE (everything but the ``decoder_*`` and ``mask_token``) or CAE state dict."""
+    whole = model.has_decoder or getattr(model, "method", "mae") == "cae"
+    keys = set(MaskedAutoencoderViT(encoder_config(model.config)).state_dict()) if whole else None
     return {k: v for k, v in model.state_dict().items() if keys is None or k in keys}
 
 

@@ -8,7 +8,8 @@ differs on purpose: ``warmup_epochs`` defaults to 2 (the official 40 is for 800-
 ``decay_tokens=False`` exempts the tokens from weight decay as timm's ViT does.
 
 ``method`` chooses what is trained: ``mae`` (the default, and what a stored config without the field
-was) or ``simclr`` (the contrastive baseline of IPOL sec. 6 with a SimCLR preset, :mod:`.methods`).
+was), ``simclr`` (the contrastive baseline of IPOL sec. 6 with a SimCLR preset, :mod:`.methods`) or ``cae``
+(the Context Autoencoder with a CAE preset, :mod:`.cae_method`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.cae_config import CAE, CAE_PRESETS
 from ..models.masking import MASKINGS
 from ..models.presets import LOSS_TARGETS, ModelConfig, preset_recipe
 from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS, SimCLRConfig
@@ -26,8 +28,8 @@ from .precision import PRECISIONS
 MAE = "mae"
 #: What a run trains: an MAE, or the SimCLR baseline (see :mod:`maelens.train.methods`). Written as a
 #: literal because the CLI reads it from this source without importing torch (maelens.cli.names).
-METHODS = ("mae", "simclr")
-assert METHODS == (MAE, SIMCLR)
+METHODS = ("mae", "simclr", "cae")
+assert METHODS == (MAE, SIMCLR, CAE)
 
 SCHEDULES = ("cosine", "linear")
 #: The CLI's loss names: MAE's pixel and per-patch normalised pixel targets, the paper's weighted YCbCr MSE_w
@@ -168,6 +170,11 @@ class TrainConfig:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.method == MAE and self.preset in SIMCLR_PRESETS:
             raise ConfigError(f"preset {self.preset!r} is a SimCLR model: set method=simclr")
+        if (self.method == CAE) != (self.preset in CAE_PRESETS):
+            raise ConfigError(f"method 'cae' trains a CAE preset ({', '.join(CAE_PRESETS)}) and only it does; got "
+                              f"method={self.method!r} with preset {self.preset!r}")
+        if self.method == CAE and self.loss_target != "pixel":
+            raise ConfigError("loss_target is an MAE setting; a CAE's target is the model option target (pixel or hog)")
         if self.method == SIMCLR:
             if self.preset not in SIMCLR_PRESETS:
                 raise ConfigError(f"method 'simclr' trains a SimCLR preset ({', '.join(SIMCLR_PRESETS)}), "

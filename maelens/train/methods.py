@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.cae_config import CAE, CAE_PRESETS
 from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS
 from .config import MAE, METHODS
 
@@ -123,7 +124,13 @@ def _bare(model: nn.Module) -> nn.Module:
     return unwrap_model(model)
 
 
-_METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod()}
+def _cae_method() -> Method:
+    from .cae_method import CAEMethod  # imported here: it builds on Method
+
+    return CAEMethod()
+
+
+_METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod(), CAE: _cae_method()}
 
 
 def get_method(name: str) -> Method:
@@ -134,8 +141,9 @@ def get_method(name: str) -> Method:
 
 
 def method_of_preset(preset: str) -> str:
-    """The method whose model a preset names: ``simclr`` for the SimCLR presets, else ``mae``."""
-    return SIMCLR if preset in SIMCLR_PRESETS else MAE
+    """The method whose model a preset names: ``simclr`` for the SimCLR presets, ``cae`` for the CAE ones,
+    else ``mae``."""
+    return SIMCLR if preset in SIMCLR_PRESETS else CAE if preset in CAE_PRESETS else MAE
 
 
 __all__ = ["MAE", "METHODS", "Method", "SimCLRMethod", "get_method", "method_of_preset"]

@@ -1,0 +1,68 @@
+"""experiments/cae.py: the verdict table from per-seed measurements, the sizes of each scale, and a smoke run
+of the whole study (one epoch, few images) writing its files."""
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+import cae as study  # noqa: E402
+from common import Context  # noqa: E402
+
+
+def measurements(shift):
+    """Per-seed values: MAE linear .50/.52/.54, attentive linear + shift; CAE two points above MAE; no-align CAE
+    one point below CAE; Fig. 4 error .2/.25/.3 with alignment, .1 more without."""
+    rows = []
+    for seed, base in enumerate((0.50, 0.52, 0.54)):
+        rows.append({"arm": "mae", "seed": seed, "fig4_mse": float("nan"), "linear": base, "attentive": base + shift})
+        rows.append({"arm": "cae", "seed": seed, "fig4_mse": 0.2 + 0.05 * seed, "linear": base + 0.02,
+                     "attentive": base + 0.02 + shift})
+        rows.append({"arm": "cae-noalign", "seed": seed, "fig4_mse": 0.3 + 0.05 * seed, "linear": base + 0.01,
+                     "attentive": base + 0.01 + shift})
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_follow_the_paired_differences():
+    table = study.verdicts(measurements(shift=0.1)).set_index("claim")
+    # every difference is constant over seeds: a zero-width interval on the paper's side
+    assert abs(table.loc["fig4", "estimate"] - 0.1) < 1e-12
+    assert set(table["verdict"]) == {"holds"}
+    opposite = study.verdicts(measurements(shift=-0.1)).set_index("claim")
+    assert opposite.loc["att-lin-mae", "verdict"] == "opposite" and opposite.loc["cae-mae-att", "verdict"] == "holds"
+    two = measurements(0.1)
+    assert set(study.verdicts(two[two["seed"] < 2])["verdict"]) == {"n/a"}  # fewer than 3 seeds
+
+
+def test_scales(tmp_path):
+    quick = study.Sizes.for_scale(Context(out=tmp_path, scale="quick"))
+    paper = study.Sizes.for_scale(Context(out=tmp_path, scale="paper-cpu"))
+    assert quick.seeds == paper.seeds == 3 and quick.epochs < paper.epochs
+    assert study._presets(Context(out=tmp_path, scale="paper-cpu")) == {"mae": "ipol64", "cae": "cae-ipol64",
+                                                                         "cae-noalign": "cae-ipol64"}
+
+
+def test_smoke_run_writes_tables_figures_and_verdicts(tmp_path):
+    ctx = Context(out=tmp_path, scale="quick", quiet=True)
+    sizes = study.Sizes(epochs=1, seeds=3, batch_size=32, blr=1e-2, probe_train=96, probe_test=48, probe_epochs=1,
+                        analysis_images=16, train_images=64)
+    outcome = study.run_study(ctx, sizes)
+    folder = tmp_path / "cae"
+    for name in ("measurements.csv", "verdicts.csv", "encoder_ks.csv", "attention_distance.csv", "cka_mae_cae.csv",
+                 "fig4_reconstruction.png", "attention_distance.png", "cka_mae_cae.png", "result.json"):
+        assert (folder / name).is_file(), name
+    result = json.loads((folder / "result.json").read_text())
+    assert len(result["metrics"]["verdicts"]) == len(study.CLAIMS)
+    assert all(v["verdict"] in ("holds", "tie", "opposite", "n/a") for v in result["metrics"]["verdicts"])
+    frame = pd.read_csv(folder / "measurements.csv")
+    assert len(frame) == 9 and frame[frame["arm"] == "mae"]["fig4_mse"].isna().all()
+    assert outcome.holds.count(";") == len(study.CLAIMS) - 1
+
+
+def test_run_py_offers_the_study():
+    import run
+
+    assert run.EXPERIMENTS["cae"] is study.cae
