@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import CheckpointError, ConfigError, DataError, MaelensError
 
 if TYPE_CHECKING:
     from .checkpoint import load_checkpoint, load_model, save_checkpoint
     from .models import MaskedAutoencoderViT, ModelConfig, create_model
-
-__version__ = "0.1.0"
 
 # Imported on first use: the models and checkpoint I/O pull in torch and timm (seconds), which the
 # command line's parser and its numpy-only commands never need (issue 15).

@@ -122,7 +122,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, epoch: int | N
     if not isinstance(config, (ModelConfig, SimCLRConfig)):
         raise ConfigError(f"save_checkpoint needs a maelens MaskedAutoencoderViT or SimCLR model, "
                           f"got {type(bare).__name__}")
-    from .. import __version__
+    from .._version import __version__
 
     payload = {
         "model": bare.state_dict(),

@@ -29,7 +29,7 @@ COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command registered."""
-    from .. import __version__
+    from .._version import __version__
     from .common import OneLineParser
 
     # sub-command parsers inherit the class, so every argparse error is one line with exit status 2

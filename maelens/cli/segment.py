@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..choices import FINETUNE_OPTIMIZERS, PRECISIONS, SCHEDULES
 from .common import (
     add_checkpoint_arg,
     add_run_args,
@@ -38,9 +39,6 @@ def register(subparsers) -> None:
     SEG_DEFAULT, SEG_SPEC_HELP = (library_literal("data.segmentation", name) for name in ("SEG_DEFAULT", "SEG_SPEC_HELP"))
     PRESETS = library_literal("models.presets", "PRESETS")
     DECODERS = library_literal("segmentation.decoders", "DECODERS")
-    OPTIMIZERS = library_literal("segmentation.optim", "OPTIMIZERS")
-    SCHEDULES = library_literal("train.config", "SCHEDULES")
-    PRECISIONS = library_literal("train.precision", "PRECISIONS")
 
     p = subparsers.add_parser(
         "segment", help="fine-tune a Segmenter on an MAE encoder (or from scratch) and score it (mIoU)",
@@ -64,7 +62,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="B")
     p.add_argument("--num-workers", type=non_negative_int, default=0, metavar="W", help="data loader processes")
     p.add_argument("--epochs", type=positive_int, default=10, metavar="N", help="passes over the data (default: %(default)s)")
-    p.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, help="(default: %(default)s; Segmenter used sgd)")
+    p.add_argument("--optimizer", default="adamw", choices=FINETUNE_OPTIMIZERS, help="(default: %(default)s; Segmenter used sgd)")
     p.add_argument("--blr", type=positive_float, default=1e-3, help="base lr: lr = blr * batch / 256 (default: %(default)s)")
     p.add_argument("--lr", type=positive_float, default=None, help="absolute lr (overrides --blr)")
     p.add_argument("--min-lr", type=non_negative_float, default=0.0, help="lr at the end of the decay")

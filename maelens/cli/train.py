@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..choices import DEFAULT_WARMUP_EPOCHS, LOSSES, PRECISIONS, SCHEDULES, TRAINING_METHODS
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -32,9 +33,6 @@ def register(subparsers) -> None:
 
 def _register_train(subparsers) -> None:
     PRESETS = library_literal("models.presets", "PRESETS")
-    DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES = (library_literal("train.config", name) for name in
-                                                ("DEFAULT_WARMUP_EPOCHS", "LOSSES", "SCHEDULES"))
-    PRECISIONS = library_literal("train.precision", "PRECISIONS")
     SIMCLR_PRESETS = library_literal("models.simclr_config", "SIMCLR_PRESETS")
 
     p = subparsers.add_parser(
@@ -93,9 +91,8 @@ def _register_train(subparsers) -> None:
 def _add_simclr_args(p: argparse.ArgumentParser) -> None:
     """``--method`` and the SimCLR model options (IPOL sec. 6's contrastive baseline)."""
     STEMS = library_literal("models.simclr_config", "STEMS")
-    METHODS = library_literal("train.config", "METHODS")
 
-    p.add_argument("--method", default=None, choices=METHODS,
+    p.add_argument("--method", default=None, choices=TRAINING_METHODS,
                    help="mae (masked autoencoder) or simclr (contrastive ResNet baseline, NT-Xent loss); "
                         "default: the preset's (simclr for the simclr-* presets)")
     g = p.add_argument_group("SimCLR options (with --method simclr)")

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..choices import MAE, SIMCLR, TRAINING_METHODS
 from ..errors import ConfigError
-from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS
-from .config import MAE, METHODS
+from ..models.simclr_config import SIMCLR_PRESETS
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -127,9 +127,9 @@ _METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod()}
 
 
 def get_method(name: str) -> Method:
-    """The :class:`Method` called ``name`` (one of :data:`METHODS`)."""
+    """The :class:`Method` called ``name`` (one of :data:`~maelens.choices.TRAINING_METHODS`)."""
     if name not in _METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
+        raise ConfigError(f"method must be one of {', '.join(TRAINING_METHODS)}, got {name!r}")
     return _METHODS[name]
 
 
@@ -138,4 +138,4 @@ def method_of_preset(preset: str) -> str:
     return SIMCLR if preset in SIMCLR_PRESETS else MAE
 
 
-__all__ = ["MAE", "METHODS", "Method", "SimCLRMethod", "get_method", "method_of_preset"]
+__all__ = ["MAE", "Method", "SimCLRMethod", "get_method", "method_of_preset"]
