@@ -4,15 +4,12 @@ when it ran on without stopping."""
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
+import fixtures.make_old_runs as old
 import pytest
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-sys.path.insert(0, str(FIXTURES))
-
-import make_old_runs as old  # noqa: E402
 
 COMPARED = ("epoch", "step", "loss", "train_loss", "eval_loss", "pixel_accuracy", "miou", "lr")
 

@@ -106,6 +106,8 @@ class PretrainTask(BaseTask):
         self.config, self.given, self.val_dataset, self.on_epoch_end = config, dataset, val_dataset, on_epoch_end
         self.method = get_method(config.method)
         self.model_config = config.model_config()
+        self.min_global_batch = self.method.min_global_batch
+        self.min_global_batch_reason = self.method.min_global_batch_reason
         self.val_imgs: torch.Tensor | None = None
         self.val_noise: torch.Tensor | None = None
 

@@ -33,6 +33,9 @@ class Method:
     loader_augmentation = True
     #: the per-epoch original / masked / reconstruction figure applies
     reconstruction_figure = True
+    #: the fewest images a micro-batch may hold over all processes, and what needs them
+    min_global_batch = 1
+    min_global_batch_reason = ""
 
     def model_config(self, config: "TrainConfig") -> Any:
         from ..models.presets import get_config
@@ -73,6 +76,9 @@ class SimCLRMethod(Method):
     name = SIMCLR
     loader_augmentation = False  # the views are made here, from the plain images
     reconstruction_figure = False
+    #: NT-Xent needs negatives, the other images of the global batch (with one image the loss is 0)
+    min_global_batch = 2
+    min_global_batch_reason = "method=simclr (its NT-Xent loss contrasts each image with the others of the batch)"
 
     def model_config(self, config: "TrainConfig") -> Any:
         from ..models.simclr_config import get_simclr_config

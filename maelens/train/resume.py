@@ -64,7 +64,9 @@ def compare_settings(stored: dict[str, Any], config: RunConfig, path: str | Path
     """
     differ = differences(stored, config)
     have, wanted = comparable(stored, type(config)), comparable(config.to_dict(), type(config))
-    refused = [k for k in differ if k not in MAY_CHANGE or (k == "epochs" and wanted[k] < have[k])]
+    # a default warm-up follows epochs (shortened to them), so it changes with them
+    derived = ("warmup_epochs",) if config.warmup_epochs is None else ()
+    refused = [k for k in differ if k not in MAY_CHANGE + derived or (k == "epochs" and wanted[k] < have[k])]
     if refused:
         what = ", ".join(f"{k}={_show(have.get(k))} (this run: {k}={_show(wanted.get(k))})" for k in refused)
         raise ConfigError(f"{path} was trained with {what}; a resumed run must keep them: give the stored values, "

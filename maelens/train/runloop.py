@@ -108,6 +108,9 @@ class Task(Protocol):
     log_class: type[RunLog]
     #: selects the run's random streams (kept per task so that runs reproduce those of earlier versions)
     rng_stream: int
+    #: the fewest images a micro-batch may hold over all processes (2 for a contrastive loss), and why
+    min_global_batch: int
+    min_global_batch_reason: str
 
     def datasets(self, info: DistInfo) -> Dataset: ...
     def build_model(self, info: DistInfo) -> nn.Module: ...
@@ -137,6 +140,8 @@ class BaseTask:
     loss_key = "loss"
     log_class = RunLog
     rng_stream = 0
+    min_global_batch = 1
+    min_global_batch_reason = ""
 
     def check_nonfinite(self, batches: list[Any]) -> None:
         """Raise when a non-finite loss comes from the data rather than the optimisation (default: never)."""
@@ -304,6 +309,12 @@ class RunLoop:
         self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                                  num_workers=c.num_workers, pin_memory=info.device.type == "cuda", drop_last=True)
         self.steps_per_epoch = len(self.loader) // c.accum_iter
+        global_batch = self.batch_size * info.world_size
+        if global_batch < self.task.min_global_batch:
+            raise ConfigError(
+                f"{self.task.min_global_batch_reason} needs at least {self.task.min_global_batch} images per batch "
+                f"over all processes, got batch_size={self.batch_size} x {info.world_size} process(es): raise "
+                f"batch_size" + ("" if c.batch_size is not None else " or use more images"))
         if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"no full optimizer step fits in an epoch: no full batch of {self.batch_size} images x accum_iter "
