@@ -7,8 +7,9 @@ analyses live in :mod:`maelens.analysis`, datasets in :mod:`maelens.data`, the t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__
 from .errors import CheckpointError, ConfigError, DataError, MaelensError
 
@@ -22,12 +23,7 @@ _LAZY = {"load_model": "checkpoint", "load_checkpoint": "checkpoint", "save_chec
          "create_model": "models", "MaskedAutoencoderViT": "models", "ModelConfig": "models"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'maelens' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

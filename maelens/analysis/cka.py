@@ -34,11 +34,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..choices import CKA_ESTIMATORS
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
 from .layer_outputs import adapt_images, layer_names, pool_layer, run_layers
 
-ESTIMATORS = ("linear", "minibatch")
 #: Token poolings each estimator takes (see the module docstring).
 ESTIMATOR_POOLS = {"linear": ("mean", "cls", "tokens"), "minibatch": ("mean", "cls", "flatten")}
 #: Smallest minibatch of the unbiased HSIC estimator (its normaliser is n(n - 3)).
@@ -46,7 +46,7 @@ MIN_BATCH = 4
 #: A layer whose centred second moment is below this share of its raw one has constant features.
 _CONSTANT_TOL = 1e-12
 
-__all__ = ["ESTIMATORS", "CKAResult", "LinearCKAAccumulator", "MinibatchCKAAccumulator", "hsic1", "layer_cka",
+__all__ = ["CKAResult", "LinearCKAAccumulator", "MinibatchCKAAccumulator", "hsic1", "layer_cka",
            "linear_cka", "minibatch_cka"]
 
 
@@ -250,8 +250,8 @@ class CKAResult:
 
 def check_estimator(estimator: str, pool: str) -> None:
     """Raise :class:`ConfigError` for an unknown estimator or a pooling it does not take."""
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"CKA estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator not in CKA_ESTIMATORS:
+        raise ConfigError(f"CKA estimator must be one of {', '.join(CKA_ESTIMATORS)}, got {estimator!r}")
     if pool not in ESTIMATOR_POOLS[estimator]:
         hint = ("its accumulators would be (K·D)² per layer pair; use the minibatch estimator" if pool == "flatten"
                 else "its Gram matrices would be (B·K)² per layer; use the linear estimator" if pool == "tokens"

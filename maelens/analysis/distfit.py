@@ -35,6 +35,7 @@ import numpy as np
 from scipy import special, stats
 from tqdm.auto import tqdm
 
+from ..choices import DISTFIT_FEATURES, PVALUE_METHODS
 from ..errors import ConfigError, DataError
 from .kstest import ks_pvalue, ks_statistic_monotone
 from .stats import wilson_interval
@@ -49,9 +50,7 @@ __all__ = [
 ]
 
 LAWS = ("norm", "t")
-PVALUE_METHODS = ("asymptotic", "parametric-bootstrap")
 DEFAULT_RANK_LAWS = ("t", "cauchy", "lognorm", "beta", "norm")
-FEATURES = ("tokens", "cls", "mean")
 # Values per chunk of rows: bounds the float64 temporaries of the vectorised fit (~10 arrays).
 _CHUNK_VALUES = 1 << 21
 # Largest |log2| of a sample's largest |value| fitted as it is (see the module docstring).
@@ -310,8 +309,8 @@ def encoder_samples(model: Any, dataset: Any, *, features: str = "tokens", token
     order when nothing is masked, the mask's order otherwise), the ``cls`` or the ``mean`` token."""
     from .features import FeatureSet, extract_features
 
-    if features not in FEATURES:
-        raise ConfigError(f"unknown features {features!r}; choose one of {', '.join(FEATURES)}")
+    if features not in DISTFIT_FEATURES:
+        raise ConfigError(f"unknown features {features!r}; choose one of {', '.join(DISTFIT_FEATURES)}")
     if token_index is not None and features != "tokens":
         raise ConfigError("token_index picks one visible patch token: use it with features='tokens'")
     fs = extract_features(model, dataset, mask_ratio=mask_ratio, masking=masking, pool=features,

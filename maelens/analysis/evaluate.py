@@ -33,23 +33,23 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_X_y
 from tqdm.auto import tqdm
 
+from ..choices import (
+    DEFAULT_NEIGHBOURS,
+    EVALUATION_METHODS,
+    KNN_METRICS,
+    KNN_WEIGHTS,
+    NO_KNN_METHODS,
+    PARAMETRIC_METHODS,
+    TABLE3_METHODS,
+    TSNE_PROTOCOLS,
+)
 from ..errors import ConfigError, DataError
 from ._validation import fitted_input
 from .features import FeatureSet
 from .stats import wilson_interval
 from .tsne import PCATSNE, pca_components
 
-METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
-TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
-PARAMETRIC_METHODS = ("vae-gauss", "vae-t", "ptsne")
-PLANE_METHODS = ("tsne-knn",) + PARAMETRIC_METHODS
-METRICS = ("cosine", "euclidean")
-WEIGHTS = ("uniform", "distance", "exp")
-TSNE_PROTOCOLS = ("transform", "paper")
-#: Methods that end in no kNN vote, so ``k`` does not concern them.
-NO_KNN_METHODS = ("linear", "attentive")
-#: Neighbours of the kNN vote when none is given (the IPOL paper's 20), capped at the training images.
-DEFAULT_K = 20
+METRICS, WEIGHTS = KNN_METRICS, KNN_WEIGHTS
 #: The parametric 2-D maps by method, as class names of :mod:`maelens.analysis.reduce` (imported when used:
 #: they need torch, which the kNN and t-SNE methods do not).
 _REDUCERS = {"vae-gauss": "GaussianVAE", "vae-t": "StudentTVAE", "ptsne": "ParametricTSNE"}
@@ -268,10 +268,10 @@ def smallest_training_split(train: FeatureSet, test: FeatureSet | None = None, *
 
 
 def resolve_k(k: int | None, n_train: int) -> int:
-    """The kNN ``k``: :data:`DEFAULT_K` capped at ``n_train`` when not given (a default must fit the data);
+    """The kNN ``k``: :data:`~maelens.choices.DEFAULT_NEIGHBOURS` capped at ``n_train`` when not given (a default must fit the data);
     a given ``k`` larger than ``n_train`` is a ConfigError, never silently lowered."""
     if k is None:
-        return min(DEFAULT_K, n_train)
+        return min(DEFAULT_NEIGHBOURS, n_train)
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     if k > n_train:
@@ -290,10 +290,10 @@ def _check_settings(pca_dim: int, perplexity: float) -> None:
 
 def check_methods(methods: Sequence[str], *, fit_on: bool = False) -> None:
     """Raise :class:`ConfigError` for unknown or no methods, or a ``fit_on`` set no requested method uses."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown or no evaluation method(s) {', '.join(unknown) or '(none)'}; "
-                          f"choose from {', '.join(METHODS)}")
+                          f"choose from {', '.join(EVALUATION_METHODS)}")
     if fit_on and not any(m in PARAMETRIC_METHODS for m in methods):
         raise ConfigError(f"fit-on features are only used by {', '.join(PARAMETRIC_METHODS)}; "
                           "none of them was requested")
@@ -429,10 +429,10 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
         train: labelled features; the evaluation's training images (all of them when ``test`` is
             given, else split by ``folds`` / ``test_size``).
         test: labelled features scored by the methods fitted on ``train``; None: held-out parts of ``train``.
-        methods: names from :data:`METHODS` (Table 3's ``knn``, ``pca-knn``, ``tsne-knn`` by default).
+        methods: names from :data:`~maelens.choices.EVALUATION_METHODS` (Table 3's ``knn``, ``pca-knn``, ``tsne-knn`` by default).
         fit_on: another feature set on which the parametric maps (``vae-gauss``, ``vae-t``, ``ptsne``) are
             fitted before mapping the evaluated images (Table 4: fitted on ImageNet, applied to weather scenes).
-        k: neighbours of every kNN vote; None: :data:`DEFAULT_K` (the paper's 20), or all training images
+        k: neighbours of every kNN vote; None: :data:`~maelens.choices.DEFAULT_NEIGHBOURS` (the paper's 20), or all training images
             when fewer. A given ``k`` above the training images is an error.
         metric: kNN distance, ``cosine`` or ``euclidean``.
         weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
@@ -471,7 +471,7 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
     if any(m not in NO_KNN_METHODS for m in methods):
         k = resolve_k(k, min_train)
     elif k is None:
-        k = DEFAULT_K  # unused: no method votes
+        k = DEFAULT_NEIGHBOURS  # unused: no method votes
     runner = _Runner(X, y, tokens, k=k, metric=metric, weights=weights, pca_dim=pca_dim, perplexity=perplexity,
                      tsne_protocol=tsne_protocol, n_jobs=n_jobs, seed=seed, device=device, params=params,
                      fit_on=vectors(fit_on) if fit_on is not None else None, fit_on_name=names["fit_on"],
@@ -500,7 +500,7 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                 "extraction": train.settings}
     return EvaluationReport(results=results, settings=settings, maps=maps)
 
-__all__ = ["DEFAULT_K", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
-    "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS", "TSNE_PROTOCOLS",
+__all__ = ["EvaluationReport", "KNNClassifier", "METRICS", "MethodResult",
+    "PlaneMap",
     "WEIGHTS", "check_classes", "check_compatible", "check_inputs", "check_labelled", "check_methods",
     "evaluate_features", "make_splits", "pca_knn", "resolve_k", "smallest_training_split", "vector_dim", "vectors"]

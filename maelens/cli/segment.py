@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..choices import FINETUNE_OPTIMIZERS, PRECISIONS, SCHEDULES
+from ..choices import DECODERS, FINETUNE_OPTIMIZERS, PRECISIONS, SCHEDULES, SEG_DEFAULT, SEG_SPEC_HELP
 from .common import (
     add_checkpoint_arg,
     add_run_args,
@@ -17,7 +17,6 @@ from .common import (
     positive_int,
     preflight,
 )
-from .names import library_literal
 
 
 def _decay(text: str) -> float:
@@ -36,9 +35,7 @@ def _classes(text: str) -> int:
 
 def register(subparsers) -> None:
     """Add the ``segment`` sub-command."""
-    SEG_DEFAULT, SEG_SPEC_HELP = (library_literal("data.segmentation", name) for name in ("SEG_DEFAULT", "SEG_SPEC_HELP"))
-    PRESETS = library_literal("models.presets", "PRESETS")
-    DECODERS = library_literal("segmentation.decoders", "DECODERS")
+    from ..models.presets import PRESETS
 
     p = subparsers.add_parser(
         "segment", help="fine-tune a Segmenter on an MAE encoder (or from scratch) and score it (mIoU)",

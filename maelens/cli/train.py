@@ -22,7 +22,6 @@ from .common import (
     preflight,
     seed_int,
 )
-from .names import library_literal
 
 
 def register(subparsers) -> None:
@@ -32,8 +31,8 @@ def register(subparsers) -> None:
 
 
 def _register_train(subparsers) -> None:
-    PRESETS = library_literal("models.presets", "PRESETS")
-    SIMCLR_PRESETS = library_literal("models.simclr_config", "SIMCLR_PRESETS")
+    from ..models.presets import PRESETS
+    from ..models.simclr_config import SIMCLR_PRESETS
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
@@ -90,7 +89,7 @@ def _register_train(subparsers) -> None:
 
 def _add_simclr_args(p: argparse.ArgumentParser) -> None:
     """``--method`` and the SimCLR model options (IPOL sec. 6's contrastive baseline)."""
-    STEMS = library_literal("models.simclr_config", "STEMS")
+    from ..models.simclr_config import STEMS
 
     p.add_argument("--method", default=None, choices=TRAINING_METHODS,
                    help="mae (masked autoencoder) or simclr (contrastive ResNet baseline, NT-Xent loss); "

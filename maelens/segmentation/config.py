@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..choices import FINETUNE_OPTIMIZERS, SCRATCH
+from ..choices import DECODERS, FINETUNE_OPTIMIZERS, SCRATCH
 from ..errors import ConfigError
 from ..models.presets import PRESETS
 from ..train.runconfig import RunConfig
-from .decoders import DECODERS
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..choices import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, LOSSES, MAE, SCHEDULES, SIMCLR, TRAINING_METHODS
+from ..choices import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_WARMUP_EPOCHS,
+    LOSSES,
+    MAE,
+    MASKINGS,
+    SCHEDULES,
+    SIMCLR,
+    TRAINING_METHODS,
+)
 from ..errors import ConfigError
-from ..models.masking import MASKINGS
 from ..models.presets import LOSS_TARGETS, ModelConfig, preset_recipe
 from ..models.simclr_config import SIMCLR_PRESETS, SimCLRConfig
 from .runconfig import RunConfig
