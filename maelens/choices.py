@@ -50,6 +50,12 @@ FINETUNE_OPTIMIZERS = ("adamw", "sgd")
 #: ``init`` of a segmentation run that starts from a freshly initialised encoder.
 SCRATCH = "scratch"
 
+#: SimCLR's augmentation (Chen et al. 2020, appendix A; their CIFAR-10 strength 0.5): random resized crop area
+#: and aspect ratio, colour-distortion strength s, and how often jitter, grayscale and blur apply. The defaults
+#: of both :class:`~maelens.models.simclr_config.SimCLRConfig` and :class:`~maelens.data.augment.SimCLRAugment`.
+SIMCLR_AUGMENTATION = {"crop_scale": (0.08, 1.0), "crop_ratio": (3 / 4, 4 / 3), "jitter_strength": 0.5,
+                       "jitter_prob": 0.8, "gray_prob": 0.2, "blur_prob": 0.5}
+
 # ---- analyses ---------------------------------------------------------------------------------------------
 #: How :func:`maelens.analysis.features.extract_features` turns an image's tokens into features.
 FEATURE_POOLS = ("auto", "mean", "cls", "head", "flatten", "tokens")
@@ -93,6 +99,6 @@ __all__ = [
     "DEFAULT_OUTLIER_DEVIATIONS", "DEFAULT_WARMUP_EPOCHS", "DISCARD_SCOPES", "HEAD_FUSIONS", "DISTFIT_FEATURES", "EVALUATION_METHODS", "FEATURE_POOLS",
     "FINETUNE_OPTIMIZERS", "HEAD_POOLINGS", "INPUT_LAWS", "KNN_METRICS", "KNN_WEIGHTS", "LAYER_PART_CHOICES", "LAYER_POOLS",
     "LOSSES", "MAE", "MASKINGS", "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PRECISIONS", "PVALUE_METHODS", "SCHEDULES",
-    "SCRATCH", "SEG_DEFAULT", "SEG_SPEC_HELP", "SIMCLR", "SIMILARITY_POOLS", "SPLITS", "TABLE3_METHODS",
+    "SCRATCH", "SEG_DEFAULT", "SEG_SPEC_HELP", "SIMCLR", "SIMCLR_AUGMENTATION", "SIMILARITY_POOLS", "SPLITS", "TABLE3_METHODS",
     "TRAINING_METHODS", "TSNE_PROTOCOLS", "WEIGHT_INITS",
 ]

@@ -27,7 +27,6 @@ from ..models.presets import PRESETS, ModelConfig
 
 _ENCODER_FIELDS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "mlp_ratio", "qkv_bias")
 _DECODER_FIELDS = ("decoder_embed_dim", "decoder_depth")
-_HEAD_FIELDS = ("num_heads", "decoder_num_heads")
 #: ``args.model`` names of the official pretraining and fine-tuning scripts, and their presets.
 OFFICIAL_MODEL_NAMES = {
     "mae_vit_base_patch16": "mae-base", "mae_vit_large_patch16": "mae-large", "mae_vit_huge_patch14": "mae-huge",

@@ -65,10 +65,4 @@ class SegmentConfig(RunConfig):
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ConfigError(f"layer_decay must be in (0, 1] or None, got {self.layer_decay!r}")
 
-    @property
-    def from_scratch(self) -> bool:
-        """True when ``init`` is ``"scratch"`` (no checkpoint named; an encoder given in memory to
-        :func:`~maelens.segmentation.finetune` still replaces the fresh one)."""
-        return self.init == SCRATCH
-
 __all__ = ["SCRATCH", "SegmentConfig"]

@@ -30,7 +30,7 @@ from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from ..models.presets import ModelConfig, get_config
 from ..train.distributed import DistInfo
 from ..train.runloop import BaseTask, RunLoop, Stored, run_task
-from .config import SegmentConfig
+from .config import SCRATCH, SegmentConfig
 from .evaluation import evaluate_segmenter, pixel_cross_entropy
 from .model import Segmenter, encoder_state
 from .optim import build_finetune_optimizer
@@ -141,7 +141,7 @@ class SegmentTask(BaseTask):
 
     def _pretrained(self) -> MaskedAutoencoderViT | None:
         c = self.config
-        if c.from_scratch:
+        if c.init == SCRATCH:  # no checkpoint named (an encoder given in memory is used as it is)
             return None
         from ..checkpoint import load_checkpoint
 

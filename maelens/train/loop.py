@@ -1,14 +1,13 @@
 """Pretraining as a task of the one run loop (:mod:`.runloop`): MAE's ``main_pretrain``/``engine_pretrain``
 recipe (AdamW, per-iteration lr, gradient accumulation, masked-patch loss) as used by the IPOL paper, sec. 4,
 and the SimCLR baseline (``method="simclr"``). Which model is trained and how a batch becomes a loss is a
-:class:`~.methods.Method`; :class:`PretrainTask` adds the data, the checkpoint format and the per-epoch
+:class:`~.methods.TrainingMethod`; :class:`PretrainTask` adds the data, the checkpoint format and the per-epoch
 event; :class:`~.runloop.RunLoop` does the rest (checkpoints that resume exactly, DDP under ``torchrun``,
 logs, the summary). The trainer draws nothing: ``on_epoch_end`` receives what a reconstruction figure needs.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 
 from ..errors import CheckpointError, DataError
@@ -97,7 +95,7 @@ def train(config: TrainConfig, *, dataset: Dataset | None = None, val_dataset: D
 
 
 class PretrainTask(BaseTask):
-    """Pretraining an MAE or SimCLR (:class:`~.methods.Method`) for :class:`~.runloop.RunLoop`: the training
+    """Pretraining an MAE or SimCLR (:class:`~.methods.TrainingMethod`) for :class:`~.runloop.RunLoop`: the training
     images from ``config.data`` (or ``dataset``), the model and loss of ``config.method``, AdamW with MAE's
     weight-decay groups, checkpoints in maelens's format, and an :class:`EpochEnd` after every epoch."""
 
@@ -263,20 +261,6 @@ def _images(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
-def accumulate_gradients(model: torch.nn.Module, micro_batches: list[torch.Tensor], *, mask_ratio: float,
-                         masking: str = "random", generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu", ddp: DistributedDataParallel | None = None,
-                         autocast: Callable[[], AbstractContextManager] = nullcontext) -> torch.Tensor:
-    """Forward and backward each micro-batch (B, 3, H, W) through the MAE with its loss divided by their
-    number, so the summed gradients equal those of one batch holding them all (MAE's ``accum_iter``); DDP
-    all-reduces only on the last. Returns the mean loss (detached scalar)."""
-    def mae_loss(imgs: torch.Tensor) -> torch.Tensor:
-        return model(imgs, mask_ratio, masking=masking, generator=generator)[0]
-
-    return accumulate(mae_loss, micro_batches, prepare=lambda imgs: imgs.to(device, non_blocking=True),
-                      device=device, ddp=ddp, autocast=autocast)
-
-
 __all__ = ["CHECKPOINT_NAME", "DivergenceError", "EpochEnd", "NUMBERED", "PretrainTask", "STALE_CHECKPOINT",
-           "TrainResult", "accumulate", "accumulate_gradients", "derived_seed", "nonfinite_images",
+           "TrainResult", "accumulate", "derived_seed", "nonfinite_images",
            "remove_stale_checkpoints", "seed_everything", "train"]
