@@ -260,6 +260,19 @@ def check_estimator(estimator: str, pool: str) -> None:
                           f"not {pool!r}" + (f" ({hint})" if hint else ""))
 
 
+def _check_layer_cka(model: MaskedAutoencoderViT, model_b: MaskedAutoencoderViT | None, *, estimator: str,
+                     pool: str, batch_size: int, mask_ratio: float) -> None:
+    """Refuse what :func:`layer_cka` cannot compute: an estimator / pooling pair, minibatches too small for the
+    unbiased HSIC, or masks shared by two models of different patch grids."""
+    check_estimator(estimator, pool)
+    if estimator == "minibatch" and batch_size < MIN_BATCH:
+        raise ConfigError(f"the minibatch CKA estimator needs batches of at least {MIN_BATCH} images, got "
+                          f"batch_size={batch_size}")
+    if model_b is not None and mask_ratio > 0 and model_b.grid_size != model.grid_size:
+        raise ConfigError(f"masked CKA between two models needs the same patch grid, got {model.grid_size} and "
+                          f"{model_b.grid_size}; use mask ratio 0")
+
+
 @torch.no_grad()
 def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedAutoencoderViT | None = None,
               parts: Sequence[str] = ("encoder",), parts_b: Sequence[str] | None = None, pool: str = "mean",
@@ -277,15 +290,9 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     is left out and counted in the settings). ``mask_ratio=0`` (the default) encodes every patch;
     with masking both models see the same mask, which needs the same patch grid.
     """
-    check_estimator(estimator, pool)
-    if estimator == "minibatch" and batch_size < MIN_BATCH:
-        raise ConfigError(f"the minibatch CKA estimator needs batches of at least {MIN_BATCH} images, got "
-                          f"batch_size={batch_size}")
+    _check_layer_cka(model, model_b, estimator=estimator, pool=pool, batch_size=batch_size, mask_ratio=mask_ratio)
     parts_b = tuple(parts_b if parts_b is not None else parts)
     models = [model] if model_b is None else [model, model_b]
-    if model_b is not None and mask_ratio > 0 and model_b.grid_size != model.grid_size:
-        raise ConfigError(f"masked CKA between two models needs the same patch grid, got {model.grid_size} and "
-                          f"{model_b.grid_size}; use mask ratio 0")
     names = [layer_names(model, parts)] + ([layer_names(model_b, parts_b)] if model_b is not None else [])
     for m in models:
         m.to(device).eval()

@@ -202,6 +202,24 @@ def _bootstrap_pvalues(law: str, stat: np.ndarray, params: dict[str, np.ndarray]
     return (1.0 + counts) / (n_bootstrap + 1.0)
 
 
+def _check_fit_inputs(x: np.ndarray, alpha: float, pvalues: str, n_bootstrap: int) -> None:
+    """Refuse samples no law can be fitted to (fewer than 3 values, NaN or inf, constant rows) and bad settings."""
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
+        raise DataError(f"distribution fits need samples as an (N, M) array with M >= 3 values, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError("the samples contain NaN or infinite values")
+    constant = np.flatnonzero(x.max(axis=1) == x.min(axis=1))
+    if constant.size:
+        raise DataError(f"{constant.size} sample(s) are constant (all values equal; first: sample {constant[0]}): "
+                        f"no law can be fitted to them")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    if pvalues not in PVALUE_METHODS:
+        raise ConfigError(f"unknown p-value method {pvalues!r}; choose one of {', '.join(PVALUE_METHODS)}")
+    if pvalues == "parametric-bootstrap" and n_bootstrap < 1:
+        raise ConfigError(f"the number of bootstrap draws must be >= 1, got {n_bootstrap}")
+
+
 def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptotic", n_bootstrap: int = 100,
                 seed: int = 0, ids: Sequence | None = None, labels: Sequence | None = None,
                 settings: dict[str, Any] | None = None, quiet: bool = True) -> DistFitResult:
@@ -229,21 +247,8 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
         every sample; ``summary()`` gives the shares of samples whose fit is not rejected (the paper's numbers).
     """
     x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
-        raise DataError(f"distribution fits need samples as an (N, M) array with M >= 3 values, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise DataError("the samples contain NaN or infinite values")
-    constant = np.flatnonzero(x.max(axis=1) == x.min(axis=1))
-    if constant.size:
-        raise DataError(f"{constant.size} sample(s) are constant (all values equal; first: sample {constant[0]}): "
-                        f"no law can be fitted to them")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
-    if pvalues not in PVALUE_METHODS:
-        raise ConfigError(f"unknown p-value method {pvalues!r}; choose one of {', '.join(PVALUE_METHODS)}")
+    _check_fit_inputs(x, alpha, pvalues, n_bootstrap)
     bootstrap = pvalues == "parametric-bootstrap"
-    if bootstrap and n_bootstrap < 1:
-        raise ConfigError(f"the number of bootstrap draws must be >= 1, got {n_bootstrap}")
     n, m = x.shape
     rng = np.random.default_rng(seed)
     # With the bootstrap each row costs B refits: smaller chunks keep memory and progress steady.

@@ -479,18 +479,10 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
     results: list[MethodResult] = []
     maps: dict[str, PlaneMap] = {}
     for method in tqdm(methods, desc="evaluate", disable=quiet, unit="method"):
-        shared = runner.shared_map(method)
-        correct = total = 0
-        for fold, (tr, te) in enumerate(splits):
-            pred, plane = runner.predict(method, tr, te, shared)
-            correct += int((pred == y[te]).sum())
-            total += len(te)
-            if plane is not None and fold == 0:
-                order = np.concatenate([tr, te])
-                maps[method] = PlaneMap(coords=plane, labels=y[order], test=np.isin(order, te))
-        low, high = wilson_interval(correct, total)
-        results.append(MethodResult(method, correct / total, low, high, total,
-                                    f"{split_desc}; {runner.detail(method)}", correct))
+        result, plane_map = _score(runner, method, splits, y, split_desc)
+        results.append(result)
+        if plane_map is not None:
+            maps[method] = plane_map
     settings = {"methods": list(methods), "k": k, "metric": metric, "weights": weights, "pca_dim": pca_dim,
                 "perplexity": perplexity, "tsne_protocol": tsne_protocol, "folds": folds, "test_size": test_size,
                 "seed": seed, "params": params, "n_images": len(y), "n_classes": int(len(np.unique(y))),
@@ -499,6 +491,25 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
                            if fs is not None},
                 "extraction": train.settings}
     return EvaluationReport(results=results, settings=settings, maps=maps)
+
+
+def _score(runner: _Runner, method: str, splits: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray,
+           split_desc: str) -> tuple[MethodResult, PlaneMap | None]:
+    """One method's accuracy over every split (correct answers summed over the folds, Wilson interval) and
+    the 2-D map of its first fold when it draws one."""
+    shared = runner.shared_map(method)
+    correct = total = 0
+    plane_map = None
+    for fold, (tr, te) in enumerate(splits):
+        pred, plane = runner.predict(method, tr, te, shared)
+        correct += int((pred == y[te]).sum())
+        total += len(te)
+        if plane is not None and fold == 0:
+            order = np.concatenate([tr, te])
+            plane_map = PlaneMap(coords=plane, labels=y[order], test=np.isin(order, te))
+    low, high = wilson_interval(correct, total)
+    return MethodResult(method, correct / total, low, high, total, f"{split_desc}; {runner.detail(method)}",
+                        correct), plane_map
 
 __all__ = ["EvaluationReport", "KNNClassifier", "METRICS", "MethodResult",
     "PlaneMap",

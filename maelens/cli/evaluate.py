@@ -38,6 +38,12 @@ from .common import (
 
 def register(subparsers) -> None:
     """Add the ``features``, ``evaluate`` and ``similarity`` commands."""
+    _register_features(subparsers)
+    _register_evaluate(subparsers)
+    _register_similarity(subparsers)
+
+
+def _register_features(subparsers) -> None:
     feats = subparsers.add_parser(
         "features", help="extract encoder features of a dataset to .npz",
         description="Run the encoder over a dataset (mask ratio 0 = the whole image) and save the pooled "
@@ -49,6 +55,8 @@ def register(subparsers) -> None:
     add_run_args(feats, out_help="output .npz file", out_metavar="PATH")
     feats.set_defaults(func=run_features)
 
+
+def _register_evaluate(subparsers) -> None:
     ev = subparsers.add_parser(
         "evaluate", help="kNN / PCA / t-SNE / probe / parametric-map accuracy of features (IPOL Tables 3-4)",
         description="Classify held-out images from frozen features and report accuracy with a 95% Wilson "
@@ -91,6 +99,8 @@ def register(subparsers) -> None:
     add_overwrite_arg(ev)
     ev.set_defaults(func=run_evaluate)
 
+
+def _register_similarity(subparsers) -> None:
     sim = subparsers.add_parser(
         "similarity", help="most similar images by cosine similarity of encoder outputs (IPOL Fig. 11)",
         description="Encode the dataset at each --mask-ratio, rank its images by cosine similarity to each query "
