@@ -20,7 +20,7 @@ dataset"); the ``protocol`` column of the report says which was used.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -280,8 +280,11 @@ def resolve_k(k: int | None, n_train: int) -> int:
     return k
 
 
-def _check_settings(pca_dim: int, perplexity: float) -> None:
-    """Raise :class:`ConfigError` for PCA axes or a perplexity no method can use (never silently replaced)."""
+def _check_settings(pca_dim: int, perplexity: float, tsne_protocol: str = "transform") -> None:
+    """Raise :class:`ConfigError` for PCA axes, a perplexity or a t-SNE protocol no method can use (never
+    silently replaced)."""
+    if tsne_protocol not in TSNE_PROTOCOLS:
+        raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
     if pca_dim < 1:
         raise ConfigError(f"pca_dim must be >= 1, got {pca_dim}")
     if not (np.isfinite(perplexity) and perplexity > 0):
@@ -412,28 +415,13 @@ class _Runner:
         return f"{fit}; {plane}"
 
 
-def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
-                      fit_on: FeatureSet | None = None, k: int | None = None, metric: str = "cosine",
-                      weights: str = "uniform",
-                      pca_dim: int = 50, perplexity: float = 30.0, tsne_protocol: str = "transform", n_jobs: int = 1,
-                      folds: int = 0, test_size: float = 0.25, seed: int = 0,
-                      params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
-                      names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
-    """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given)
-    (IPOL sec. 6, Tables 3 and 4).
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How :func:`evaluate_features` evaluates (IPOL sec. 6, Tables 3 and 4).
 
-    Token features (N, K, D) feed the attentive probe and are mean-pooled for every other method.
-    The training set needs at least two classes.
-
-    Args:
-        train: labelled features; the evaluation's training images (all of them when ``test`` is
-            given, else split by ``folds`` / ``test_size``).
-        test: labelled features scored by the methods fitted on ``train``; None: held-out parts of ``train``.
-        methods: names from :data:`~maelens.choices.EVALUATION_METHODS` (Table 3's ``knn``, ``pca-knn``, ``tsne-knn`` by default).
-        fit_on: another feature set on which the parametric maps (``vae-gauss``, ``vae-t``, ``ptsne``) are
-            fitted before mapping the evaluated images (Table 4: fitted on ImageNet, applied to weather scenes).
-        k: neighbours of every kNN vote; None: :data:`~maelens.choices.DEFAULT_NEIGHBOURS` (the paper's 20), or all training images
-            when fewer. A given ``k`` above the training images is an error.
+    Attributes:
+        k: neighbours of every kNN vote; None: :data:`~maelens.choices.DEFAULT_NEIGHBOURS` (the paper's 20), or
+            all training images when fewer. A given ``k`` above the training images is an error.
         metric: kNN distance, ``cosine`` or ``euclidean``.
         weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
         pca_dim: PCA axes before kNN and before t-SNE (Table 3 uses 50).
@@ -441,56 +429,89 @@ def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods
         tsne_protocol: ``transform`` (fit the map on the training images, place the test images with
             openTSNE's ``transform``) or ``paper`` (fit t-SNE on all images at once, as the paper does).
         n_jobs: threads of openTSNE.
-        folds: stratified k-fold cross-validation when > 1 and no ``test``; 0: one stratified holdout.
-        test_size: share of ``train`` held out when ``folds`` is 0 and no ``test``.
+        folds: stratified k-fold cross-validation when > 1 and no test set; 0: one stratified holdout.
+        test_size: share of the training features held out when ``folds`` is 0 and no test set.
         seed: seeds the splits and every stochastic method.
         params: per-method estimator overrides, e.g. ``{"linear": {"epochs": 20}}``.
         device: torch device of the probes and parametric maps.
-        names: labels of the inputs in messages (keys ``train``, ``test``, ``fit_on``).
         quiet: no progress bars.
-
-    Returns:
-        An :class:`EvaluationReport`: accuracy with a Wilson 95% interval per method, the protocol
-        used, and the 2-D maps of the plane methods.
     """
-    names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
-    params = dict(params or {})
-    check_methods(list(methods) + list(params), fit_on=fit_on is not None)
-    if tsne_protocol not in TSNE_PROTOCOLS:
-        raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
-    _check_settings(pca_dim, perplexity)
-    check_inputs(train, test, fit_on, methods, names)
 
+    k: int | None = None
+    metric: str = "cosine"
+    weights: str = "uniform"
+    pca_dim: int = 50
+    perplexity: float = 30.0
+    tsne_protocol: str = "transform"
+    n_jobs: int = 1
+    folds: int = 0
+    test_size: float = 0.25
+    seed: int = 0
+    params: Mapping[str, Mapping[str, Any]] | None = None
+    device: str = "cpu"
+    quiet: bool = False
+
+
+def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
+                      fit_on: FeatureSet | None = None, settings: EvaluationSettings | None = None,
+                      names: Mapping[str, str] | None = None, **options: Any) -> EvaluationReport:
+    """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given)
+    (IPOL sec. 6, Tables 3 and 4).
+
+    Token features (N, K, D) feed the attentive probe and are mean-pooled for every other method;
+    the training set needs at least two classes.
+
+    Args:
+        train: labelled features; the evaluation's training images (all of them when ``test`` is
+            given, else split by ``folds`` / ``test_size``).
+        test: labelled features scored by the methods fitted on ``train``; None: held-out parts of ``train``.
+        methods: names from :data:`~maelens.choices.EVALUATION_METHODS` (Table 3's ``knn``, ``pca-knn``,
+            ``tsne-knn`` by default).
+        fit_on: another feature set on which the parametric maps (``vae-gauss``, ``vae-t``, ``ptsne``) are
+            fitted before mapping the evaluated images (Table 4: fitted on ImageNet, applied to weather scenes).
+        settings: how to evaluate (:class:`EvaluationSettings`); ``options`` (its field names, e.g. ``k=5``)
+            replace single fields.
+        names: labels of the inputs in messages (keys ``train``, ``test``, ``fit_on``).
+
+    Returns an :class:`EvaluationReport`: accuracy with a Wilson 95% interval per method, the protocol
+    used, and the 2-D maps of the plane methods.
+    """
+    unknown = sorted(set(options) - {f.name for f in fields(EvaluationSettings)})
+    if unknown:
+        raise TypeError(f"evaluate_features() got unexpected keyword argument(s) {', '.join(unknown)}")
+    s = replace(settings or EvaluationSettings(), **options)
+    names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
+    params = dict(s.params or {})
+    check_methods(list(methods) + list(params), fit_on=fit_on is not None)
+    _check_settings(s.pca_dim, s.perplexity, s.tsne_protocol)
+    check_inputs(train, test, fit_on, methods, names)
     parts = [train] + ([test] if test is not None else [])
     X = np.concatenate([vectors(fs) for fs in parts]).astype(np.float32, copy=False)
     y = np.concatenate([fs.labels for fs in parts])
     tokens = np.concatenate([fs.features for fs in parts]) if train.features.ndim == 3 else None
-    splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=folds,
-                                     test_size=test_size, seed=seed)
+    splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=s.folds,
+                                     test_size=s.test_size, seed=s.seed)
     min_train = min(len(tr) for tr, _ in splits)
     if any(m not in NO_KNN_METHODS for m in methods):
-        k = resolve_k(k, min_train)
-    elif k is None:
-        k = DEFAULT_NEIGHBOURS  # unused: no method votes
-    runner = _Runner(X, y, tokens, k=k, metric=metric, weights=weights, pca_dim=pca_dim, perplexity=perplexity,
-                     tsne_protocol=tsne_protocol, n_jobs=n_jobs, seed=seed, device=device, params=params,
-                     fit_on=vectors(fit_on) if fit_on is not None else None, fit_on_name=names["fit_on"],
-                     min_train=min_train)
-    results: list[MethodResult] = []
-    maps: dict[str, PlaneMap] = {}
-    for method in tqdm(methods, desc="evaluate", disable=quiet, unit="method"):
-        result, plane_map = _score(runner, method, splits, y, split_desc)
-        results.append(result)
-        if plane_map is not None:
-            maps[method] = plane_map
-    settings = {"methods": list(methods), "k": k, "metric": metric, "weights": weights, "pca_dim": pca_dim,
-                "perplexity": perplexity, "tsne_protocol": tsne_protocol, "folds": folds, "test_size": test_size,
-                "seed": seed, "params": params, "n_images": len(y), "n_classes": int(len(np.unique(y))),
-                "feature_dim": int(X.shape[1]), "split": split_desc,
-                "inputs": {key: names[key] for key, fs in (("train", train), ("test", test), ("fit_on", fit_on))
-                           if fs is not None},
-                "extraction": train.settings}
-    return EvaluationReport(results=results, settings=settings, maps=maps)
+        k = resolve_k(s.k, min_train)
+    else:
+        k = s.k if s.k is not None else DEFAULT_NEIGHBOURS  # unused: no method votes
+    runner = _Runner(X, y, tokens, k=k, metric=s.metric, weights=s.weights, pca_dim=s.pca_dim,
+                     perplexity=s.perplexity, tsne_protocol=s.tsne_protocol, n_jobs=s.n_jobs, seed=s.seed,
+                     device=s.device, params=params, fit_on=vectors(fit_on) if fit_on is not None else None,
+                     fit_on_name=names["fit_on"], min_train=min_train)
+    scored = [_score(runner, method, splits, y, split_desc)
+              for method in tqdm(methods, desc="evaluate", disable=s.quiet, unit="method")]
+    results = [result for result, _ in scored]
+    maps = {method: plane for method, (_, plane) in zip(methods, scored) if plane is not None}
+    record = {"methods": list(methods), "k": k, "metric": s.metric, "weights": s.weights, "pca_dim": s.pca_dim,
+              "perplexity": s.perplexity, "tsne_protocol": s.tsne_protocol, "folds": s.folds,
+              "test_size": s.test_size, "seed": s.seed, "params": params, "n_images": len(y),
+              "n_classes": int(len(np.unique(y))), "feature_dim": int(X.shape[1]), "split": split_desc,
+              "inputs": {key: names[key] for key, fs in (("train", train), ("test", test), ("fit_on", fit_on))
+                         if fs is not None},
+              "extraction": train.settings}
+    return EvaluationReport(results=results, settings=record, maps=maps)
 
 
 def _score(runner: _Runner, method: str, splits: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray,
@@ -511,7 +532,7 @@ def _score(runner: _Runner, method: str, splits: list[tuple[np.ndarray, np.ndarr
     return MethodResult(method, correct / total, low, high, total, f"{split_desc}; {runner.detail(method)}",
                         correct), plane_map
 
-__all__ = ["EvaluationReport", "KNNClassifier", "METRICS", "MethodResult",
+__all__ = ["EvaluationReport", "EvaluationSettings", "KNNClassifier", "METRICS", "MethodResult",
     "PlaneMap",
     "WEIGHTS", "check_classes", "check_compatible", "check_inputs", "check_labelled", "check_methods",
     "evaluate_features", "make_splits", "pca_knn", "resolve_k", "smallest_training_split", "vector_dim", "vectors"]

@@ -74,19 +74,10 @@ def _shape(state: dict[str, torch.Tensor], key: str, where: str) -> tuple[int, .
     return tuple(state[key].shape)
 
 
-def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
-                 num_heads: int | None = None, decoder_num_heads: int | None = None,
-                 model_name: str | None = None, require_heads: bool = True,
-                 **options: Any) -> tuple[ModelConfig, list[str], dict[str, str]]:
-    """Architecture from tensor shapes (official names): ``(config, notes, provenance)``.
-
-    ``img_size`` (e.g. the official ``args.input_size``) is used only when the file has no
-    ``pos_embed``; ``model_name`` is the official ``args.model``; ``options`` (``norm_pix_loss`` …) are
-    set as given. Head counts follow the module's rule; with ``require_heads`` an unknown count raises
-    a CheckpointError that says how to supply it.
-    """
-    notes: list[str] = []
-    provenance: dict[str, str] = {}
+def _shape_arch(state: dict[str, torch.Tensor], where: str, img_size: int | None,
+                provenance: dict[str, str]) -> dict[str, Any]:
+    """The widths, depths, patch and image size that the tensor shapes (official names) fix; where each came
+    from goes to ``provenance``."""
     embed_dim, in_chans, ph, pw = _shape(state, "patch_embed.proj.weight", where)
     if ph != pw:
         raise CheckpointError(f"{where}: patch_embed.proj.weight has a non-square {ph}x{pw} kernel")
@@ -118,6 +109,24 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
         arch.update(decoder_embed_dim=dec_dim, decoder_depth=decoder_depth)
     else:
         arch.update(decoder_depth=0)
+    return arch
+
+
+def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
+                 num_heads: int | None = None, decoder_num_heads: int | None = None,
+                 model_name: str | None = None, require_heads: bool = True,
+                 **options: Any) -> tuple[ModelConfig, list[str], dict[str, str]]:
+    """Architecture from tensor shapes (official names): ``(config, notes, provenance)``.
+
+    ``img_size`` (e.g. the official ``args.input_size``) is used only when the file has no
+    ``pos_embed``; ``model_name`` is the official ``args.model``; ``options`` (``norm_pix_loss`` …) are
+    set as given. Head counts follow the module's rule; with ``require_heads`` an unknown count raises
+    a CheckpointError that says how to supply it.
+    """
+    notes: list[str] = []
+    provenance: dict[str, str] = {}
+    arch = _shape_arch(state, where, img_size, provenance)
+    decoder_depth = arch["decoder_depth"]
     probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
     shape_preset = match_preset(probe, heads=False)
     heads, sources = _stored_heads(probe, shape_preset, model_name, notes)
