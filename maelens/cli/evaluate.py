@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..analysis.evaluate_settings import EvaluationSettings
 from ..choices import (
     DEFAULT_NEIGHBOURS,
     EVALUATION_METHODS,
@@ -34,6 +35,7 @@ from .common import (
     positive_int,
     preflight,
 )
+from .runargs import config_defaults
 
 
 def register(subparsers) -> None:
@@ -57,6 +59,7 @@ def _register_features(subparsers) -> None:
 
 
 def _register_evaluate(subparsers) -> None:
+    d = config_defaults(EvaluationSettings)
     ev = subparsers.add_parser(
         "evaluate", help="kNN / PCA / t-SNE / probe / parametric-map accuracy of features (IPOL Tables 3-4)",
         description="Classify held-out images from frozen features and report accuracy with a 95% Wilson "
@@ -78,20 +81,20 @@ def _register_evaluate(subparsers) -> None:
                          "vae-gauss,vae-t,ptsne with --fit-on)")
     ev.add_argument("--k", type=positive_int, default=None,
                     help="neighbours of the kNN vote (default: 20, or the training images when fewer)")
-    ev.add_argument("--metric", default="cosine", choices=KNN_METRICS,
+    ev.add_argument("--metric", default=d["metric"], choices=KNN_METRICS,
                     help="kNN distance on the features and PCA axes; 2-D maps always use euclidean "
                          "(default: %(default)s)")
-    ev.add_argument("--weights", default="uniform", choices=KNN_WEIGHTS,
+    ev.add_argument("--weights", default=d["weights"], choices=KNN_WEIGHTS,
                     help="kNN vote: majority, 1/distance, or exp(-distance/0.07) as DINO (default: %(default)s)")
-    ev.add_argument("--pca-dim", type=positive_int, default=50, metavar="D", help="PCA axes (default: %(default)s)")
-    ev.add_argument("--perplexity", type=positive_float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
-    ev.add_argument("--tsne-protocol", default="transform", choices=TSNE_PROTOCOLS,
+    ev.add_argument("--pca-dim", type=positive_int, default=d["pca_dim"], metavar="D", help="PCA axes (default: %(default)s)")
+    ev.add_argument("--perplexity", type=positive_float, default=d["perplexity"], help="t-SNE perplexity (default: %(default)s)")
+    ev.add_argument("--tsne-protocol", default=d["tsne_protocol"], choices=TSNE_PROTOCOLS,
                     help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
                          "images as IPOL sec. 6 (default: %(default)s)")
-    ev.add_argument("--n-jobs", type=int, default=1, metavar="J", help="openTSNE threads (default: %(default)s)")
-    ev.add_argument("--folds", type=non_negative_int, default=0, metavar="F",
+    ev.add_argument("--n-jobs", type=int, default=d["n_jobs"], metavar="J", help="openTSNE threads (default: %(default)s)")
+    ev.add_argument("--folds", type=non_negative_int, default=d["folds"], metavar="F",
                     help="stratified F-fold cross-validation instead of one holdout (default: off)")
-    ev.add_argument("--test-size", type=fraction, default=0.25, metavar="S",
+    ev.add_argument("--test-size", type=fraction, default=d["test_size"], metavar="S",
                     help="held-out share of a single feature set (default: %(default)s)")
     ev.add_argument("--epochs", type=positive_int, default=None, metavar="E",
                     help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
