@@ -269,3 +269,14 @@ def test_every_rank_refuses_a_missing_cuda_before_joining_the_group(rank, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("maelens train: error: --device cuda") and "Traceback" not in err
     assert not torch.distributed.is_initialized() and not (tmp_path / "run").exists()
+
+
+# ---- the shared run fields are checked once, for every task -------------------------------------------------
+
+@pytest.mark.parametrize("config_type", [TrainConfig, SegmentConfig])
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("accum_iter", 0), ("save_every", -1), ("keep_last", -2),
+                                          ("batch_size", 1.5), ("blr", float("nan")), ("clip_grad", 0.0),
+                                          ("precision", "fp8"), ("schedule", "step"), ("num_images", 0)])
+def test_every_run_configuration_refuses_the_same_bad_shared_values(config_type, field, value):
+    with pytest.raises(ConfigError, match=field):
+        config_type(**{field: value})
