@@ -7,15 +7,15 @@ analyses live in :mod:`maelens.analysis`, datasets in :mod:`maelens.data`, the t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
+from ._version import __version__
 from .errors import CheckpointError, ConfigError, DataError, MaelensError
 
 if TYPE_CHECKING:
     from .checkpoint import load_checkpoint, load_model, save_checkpoint
     from .models import MaskedAutoencoderViT, ModelConfig, create_model
-
-__version__ = "0.1.0"
 
 # Imported on first use: the models and checkpoint I/O pull in torch and timm (seconds), which the
 # command line's parser and its numpy-only commands never need (issue 15).
@@ -23,12 +23,7 @@ _LAZY = {"load_model": "checkpoint", "load_checkpoint": "checkpoint", "save_chec
          "create_model": "models", "MaskedAutoencoderViT": "models", "ModelConfig": "models"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'maelens' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

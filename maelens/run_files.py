@@ -4,7 +4,8 @@
 #: The latest state of a run (weights, optimizer, schedule, config): what ``--resume auto`` continues
 #: and what ``--ckpt RUN_FOLDER`` loads.
 CHECKPOINT = "checkpoint.pt"
-#: The run's outcome: its configuration, final metrics, status (``finished`` / ``diverged``).
+#: The run's outcome: its configuration, final metrics and ``status`` (``completed``, ``interrupted``,
+#: ``diverged`` or ``failed``, with the ``message`` saying why): every run that got past its set-up writes one.
 SUMMARY = "summary.json"
 #: One row per logged step or epoch (CSV) and every record, including the start record (JSON lines).
 LOG_CSV = "log.csv"

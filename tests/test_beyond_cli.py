@@ -108,9 +108,10 @@ def test_cli_choices_match_the_library():
     from maelens.cli import cka as cka_cli
     from maelens.cli import rollout as rollout_cli
 
-    assert cka_cli.ESTIMATORS == cka.ESTIMATORS and cka_cli.POOLS == layer_outputs.LAYER_POOLS
-    assert cka_cli.PARTS == layer_outputs.PARTS_CHOICES
-    assert rollout_cli.HEAD_FUSIONS == rollout.HEAD_FUSIONS and rollout_cli.DISCARD_SCOPES == rollout.DISCARD_SCOPES
+    # one list each, in maelens.choices, read by the library and the parser alike
+    assert cka_cli.CKA_ESTIMATORS is cka.CKA_ESTIMATORS and cka_cli.LAYER_POOLS is layer_outputs.LAYER_POOLS
+    assert cka_cli.LAYER_PART_CHOICES is layer_outputs.LAYER_PART_CHOICES
+    assert rollout_cli.HEAD_FUSIONS is rollout.HEAD_FUSIONS and rollout_cli.DISCARD_SCOPES is rollout.DISCARD_SCOPES
 
 
 def test_timm_vit_layers_rollout_and_cka_against_a_maelens_model(files, tmp_path, capsys):

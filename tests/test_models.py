@@ -8,7 +8,7 @@ import torch
 from maelens import create_model
 from maelens.errors import ConfigError, MaelensError
 from maelens.models import get_config
-from maelens.models.losses import YCBCR_WEIGHTS, masked_patch_mse, rgb_to_ycbcr, ycbcr_to_rgb
+from maelens.models.losses import YCBCR_WEIGHTS, masked_mean, patch_errors, rgb_to_ycbcr, ycbcr_to_rgb
 from maelens.models.pos_embed import sincos_2d
 
 
@@ -110,7 +110,7 @@ def test_ycbcr_matrix_and_weighted_mse():
     # one patch of 2 pixels x 3 channels: errors (1, 0, 0) and (0, 1, 1)
     pred = torch.tensor([[[1.0, 0, 0, 0, 1, 1]]])
     target = torch.zeros(1, 1, 6)
-    loss = masked_patch_mse(pred, target, torch.ones(1, 1), YCBCR_WEIGHTS)
+    loss = masked_mean(patch_errors(pred, target, YCBCR_WEIGHTS), torch.ones(1, 1))
     assert loss.item() == pytest.approx((1.20 + (0.90 + 0.90)) / 2)
 
 

@@ -7,7 +7,7 @@ import torch
 from maelens import create_model, load_checkpoint
 from maelens.analysis.reconstruction import predictions_to_rgb
 from maelens.checkpoint import save_checkpoint
-from maelens.models.losses import YCBCR_WEIGHTS, masked_patch_mse, rgb_to_ycbcr
+from maelens.models.losses import YCBCR_WEIGHTS, masked_mean, patch_errors, rgb_to_ycbcr
 from maelens.models.presets import ModelConfig, get_config
 
 
@@ -23,7 +23,7 @@ def test_plain_and_weighted_ycbcr_losses():
         std = torch.tensor(model.config.norm_std)[:, None, None]
         ycc = model.patchify(rgb_to_ycbcr(x * std + mean))
         weights = YCBCR_WEIGHTS if target == "ycbcr" else None
-        torch.testing.assert_close(loss, masked_patch_mse(pred, ycc, mask, weights))
+        torch.testing.assert_close(loss, masked_mean(patch_errors(pred, ycc, weights), mask))
         losses[target] = loss
         # predictions are YCbCr, so figures convert them back to RGB
         rgb = predictions_to_rgb(model, x, model.patchify(rgb_to_ycbcr(x * std + mean)))

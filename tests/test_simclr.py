@@ -176,3 +176,16 @@ def test_one_optimisation_step_lowers_the_loss():
     with torch.no_grad():
         after = loss()
     assert after.item() < before.item()
+
+
+def test_the_augmentation_is_derived_from_the_model_config():
+    from maelens.data.augment import SimCLRAugment
+    from maelens.models.simclr_config import get_simclr_config
+
+    config = get_simclr_config("simclr-r18", img_size=24, blur_prob=0.0, jitter_strength=1.0)
+    augment = SimCLRAugment.from_config(config)
+    assert augment.size == 24 and augment.blur_prob == 0.0 and augment.jitter_strength == 1.0
+    assert augment.crop_scale == config.crop_scale and augment.gray_prob == config.gray_prob
+    # one set of defaults: an augmentation built without a config is the default model's
+    assert SimCLRAugment.from_config(get_simclr_config("simclr-r18")) == SimCLRAugment(
+        get_simclr_config("simclr-r18").img_size)

@@ -1,7 +1,7 @@
 """Start-up stays light (issue 15): building the parser, ``--help`` of every command and ``distfit
 --features-file`` import neither torch, timm nor torchvision; checked in fresh interpreters, since this
-test process has imported torch already (conftest). The parser's choice lists, read from the library's
-source (``maelens.cli.names``), equal the imported constants."""
+test process has imported torch already (conftest). The parser's choices come from the library's own
+torch-free modules (``maelens.choices``, the presets, the run configurations), so they are the library's."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from maelens.cli import COMMAND_MODULES, build_parser
-from maelens.cli.names import library_literal, read_names
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "timm", "torchvision")
@@ -91,21 +90,30 @@ def test_import_maelens_is_light_and_lazy_names_resolve():
         maelens.no_such_name  # noqa: B018
 
 
-def test_parser_names_equal_the_library_constants():
-    # Every name any command's parser reads from source (new commands' too) equals the imported value.
-    build_parser()
-    pairs = read_names()
-    assert ("models.presets", "PRESETS") in pairs and ("models.masking", "MASKINGS") in pairs
-    for module, name in pairs:
-        value = getattr(importlib.import_module(f"maelens.{module}"), name)
-        assert library_literal(module, name) == (tuple(value) if isinstance(value, dict) else value), (module, name)
+_CONFIG_MODULES = """
+import json, sys
+import maelens.choices, maelens.models.presets, maelens.models.simclr_config
+import maelens.train.config, maelens.train.resume, maelens.segmentation.config
+print(json.dumps({"heavy": sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)}))
+"""
 
 
-def test_names_that_are_not_literals_are_refused():
-    with pytest.raises(LookupError, match="no top-level assignment"):
-        library_literal("models.masking", "NO_SUCH_NAME")
-    with pytest.raises(LookupError, match="not a literal"):
-        library_literal("analysis.tfit", "_LOG_DF")  # a tuple of function calls
+def test_choices_presets_and_run_configurations_import_no_torch():
+    # what the parser reads its choices and defaults from, and a configuration built and checked without torch
+    assert _fresh_python(_CONFIG_MODULES) == {"heavy": []}
+
+
+def test_the_library_checks_against_the_lists_the_parser_offers():
+    import maelens.choices as choices
+    from maelens.analysis import cka, evaluate, features, layer_outputs
+    from maelens.data import dataset
+    from maelens.models import masking
+    from maelens.segmentation import decoders
+
+    assert masking.MASKINGS is choices.MASKINGS and decoders.DECODERS is choices.DECODERS
+    assert dataset.SPLITS is choices.SPLITS and features.FEATURE_POOLS is choices.FEATURE_POOLS
+    assert layer_outputs.LAYER_POOLS is choices.LAYER_POOLS and cka.CKA_ESTIMATORS is choices.CKA_ESTIMATORS
+    assert evaluate.EVALUATION_METHODS is choices.EVALUATION_METHODS
 
 
 def test_every_command_module_registers():
@@ -115,22 +123,6 @@ def test_every_command_module_registers():
     for module in COMMAND_MODULES:
         assert hasattr(importlib.import_module(f"maelens.cli.{module}"), "register")
     assert "distfit" in text and "train" in text
-
-
-def test_a_module_without_source_is_imported_instead(monkeypatch):
-    from maelens.cli import names
-    from maelens.models.masking import MASKINGS
-
-    def no_source(module):
-        raise FileNotFoundError(module)
-
-    monkeypatch.setattr(names, "_assignments", no_source)
-    names.library_literal.cache_clear()
-    try:
-        assert names.library_literal("models.masking", "MASKINGS") == MASKINGS
-        assert names.library_literal("models.presets", "PRESETS")[0] == "ipol64"
-    finally:
-        names.library_literal.cache_clear()
 
 
 _EVALUATE_FEATURES = """

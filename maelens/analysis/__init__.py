@@ -3,8 +3,7 @@ representation evaluation (sec. 6). Names are imported lazily so ``import maelen
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_names
 
 _EXPORTS = {
     "AttentionRecorder": "hooks",
@@ -43,10 +42,7 @@ _EXPORTS.update({
 })
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'maelens.analysis' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -34,12 +34,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..choices import CKA_ESTIMATORS
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
 from . import distributed
 from .layer_outputs import adapt_images, layer_names, pool_layer, run_layers
 
-ESTIMATORS = ("linear", "minibatch")
 #: Token poolings each estimator takes (see the module docstring).
 ESTIMATOR_POOLS = {"linear": ("mean", "cls", "tokens"), "minibatch": ("mean", "cls", "flatten")}
 #: Smallest minibatch of the unbiased HSIC estimator (its normaliser is n(n - 3)).
@@ -47,7 +47,7 @@ MIN_BATCH = 4
 #: A layer whose centred second moment is below this share of its raw one has constant features.
 _CONSTANT_TOL = 1e-12
 
-__all__ = ["ESTIMATORS", "CKAResult", "LinearCKAAccumulator", "MinibatchCKAAccumulator", "hsic1", "layer_cka",
+__all__ = ["CKAResult", "LinearCKAAccumulator", "MinibatchCKAAccumulator", "hsic1", "layer_cka",
            "linear_cka", "minibatch_cka"]
 
 
@@ -272,14 +272,27 @@ class CKAResult:
 
 def check_estimator(estimator: str, pool: str) -> None:
     """Raise :class:`ConfigError` for an unknown estimator or a pooling it does not take."""
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"CKA estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator not in CKA_ESTIMATORS:
+        raise ConfigError(f"CKA estimator must be one of {', '.join(CKA_ESTIMATORS)}, got {estimator!r}")
     if pool not in ESTIMATOR_POOLS[estimator]:
         hint = ("its accumulators would be (K·D)² per layer pair; use the minibatch estimator" if pool == "flatten"
                 else "its Gram matrices would be (B·K)² per layer; use the linear estimator" if pool == "tokens"
                 else "")
         raise ConfigError(f"the {estimator} CKA estimator takes pooling {', '.join(ESTIMATOR_POOLS[estimator])}, "
                           f"not {pool!r}" + (f" ({hint})" if hint else ""))
+
+
+def _check_layer_cka(model: MaskedAutoencoderViT, model_b: MaskedAutoencoderViT | None, *, estimator: str,
+                     pool: str, batch_size: int, mask_ratio: float) -> None:
+    """Refuse what :func:`layer_cka` cannot compute: an estimator / pooling pair, minibatches too small for the
+    unbiased HSIC, or masks shared by two models of different patch grids."""
+    check_estimator(estimator, pool)
+    if estimator == "minibatch" and batch_size < MIN_BATCH:
+        raise ConfigError(f"the minibatch CKA estimator needs batches of at least {MIN_BATCH} images, got "
+                          f"batch_size={batch_size}")
+    if model_b is not None and mask_ratio > 0 and model_b.grid_size != model.grid_size:
+        raise ConfigError(f"masked CKA between two models needs the same patch grid, got {model.grid_size} and "
+                          f"{model_b.grid_size}; use mask ratio 0")
 
 
 @torch.no_grad()
@@ -302,15 +315,9 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     shift comes from rank 0's first batch (the first batch of one process) and the float64 accumulators
     are summed over the ranks (:mod:`~maelens.analysis.distributed`).
     """
-    check_estimator(estimator, pool)
-    if estimator == "minibatch" and batch_size < MIN_BATCH:
-        raise ConfigError(f"the minibatch CKA estimator needs batches of at least {MIN_BATCH} images, got "
-                          f"batch_size={batch_size}")
+    _check_layer_cka(model, model_b, estimator=estimator, pool=pool, batch_size=batch_size, mask_ratio=mask_ratio)
     parts_b = tuple(parts_b if parts_b is not None else parts)
     models = [model] if model_b is None else [model, model_b]
-    if model_b is not None and mask_ratio > 0 and model_b.grid_size != model.grid_size:
-        raise ConfigError(f"masked CKA between two models needs the same patch grid, got {model.grid_size} and "
-                          f"{model_b.grid_size}; use mask ratio 0")
     names = [layer_names(model, parts)] + ([layer_names(model_b, parts_b)] if model_b is not None else [])
     for m in models:
         m.to(device).eval()

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import special, stats
 from tqdm.auto import tqdm
 
+from ..choices import DISTFIT_FEATURES, PVALUE_METHODS
 from ..errors import ConfigError, DataError
 from ..paths import check_input
 from . import distributed
@@ -51,9 +52,7 @@ __all__ = [
 ]
 
 LAWS = ("norm", "t")
-PVALUE_METHODS = ("asymptotic", "parametric-bootstrap")
 DEFAULT_RANK_LAWS = ("t", "cauchy", "lognorm", "beta", "norm")
-FEATURES = ("tokens", "cls", "mean")
 # Values per chunk of rows: bounds the float64 temporaries of the vectorised fit (~10 arrays).
 _CHUNK_VALUES = 1 << 21
 # Largest |log2| of a sample's largest |value| fitted as it is (see the module docstring).
@@ -263,6 +262,24 @@ def _fit_chunks(x: np.ndarray, rows: int, bootstrap: bool, n_bootstrap: int, see
     return [{law: (*fitted[c][law], pvalues[c][law]) for law in LAWS} for c in range(len(starts))]
 
 
+def _check_fit_inputs(x: np.ndarray, alpha: float, pvalues: str, n_bootstrap: int) -> None:
+    """Refuse samples no law can be fitted to (fewer than 3 values, NaN or inf, constant rows) and bad settings."""
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
+        raise DataError(f"distribution fits need samples as an (N, M) array with M >= 3 values, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError("the samples contain NaN or infinite values")
+    constant = np.flatnonzero(x.max(axis=1) == x.min(axis=1))
+    if constant.size:
+        raise DataError(f"{constant.size} sample(s) are constant (all values equal; first: sample {constant[0]}): "
+                        f"no law can be fitted to them")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    if pvalues not in PVALUE_METHODS:
+        raise ConfigError(f"unknown p-value method {pvalues!r}; choose one of {', '.join(PVALUE_METHODS)}")
+    if pvalues == "parametric-bootstrap" and n_bootstrap < 1:
+        raise ConfigError(f"the number of bootstrap draws must be >= 1, got {n_bootstrap}")
+
+
 def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptotic", n_bootstrap: int = 100,
                 seed: int = 0, ids: Sequence | None = None, labels: Sequence | None = None,
                 settings: dict[str, Any] | None = None, quiet: bool = True) -> DistFitResult:
@@ -293,21 +310,8 @@ def fit_samples(x: np.ndarray, *, alpha: float = 0.05, pvalues: str = "asymptoti
         (:mod:`~maelens.analysis.distributed`).
     """
     x = np.asarray(x)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 3:
-        raise DataError(f"distribution fits need samples as an (N, M) array with M >= 3 values, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise DataError("the samples contain NaN or infinite values")
-    constant = np.flatnonzero(x.max(axis=1) == x.min(axis=1))
-    if constant.size:
-        raise DataError(f"{constant.size} sample(s) are constant (all values equal; first: sample {constant[0]}): "
-                        f"no law can be fitted to them")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
-    if pvalues not in PVALUE_METHODS:
-        raise ConfigError(f"unknown p-value method {pvalues!r}; choose one of {', '.join(PVALUE_METHODS)}")
+    _check_fit_inputs(x, alpha, pvalues, n_bootstrap)
     bootstrap = pvalues == "parametric-bootstrap"
-    if bootstrap and n_bootstrap < 1:
-        raise ConfigError(f"the number of bootstrap draws must be >= 1, got {n_bootstrap}")
     n, m = x.shape
     # With the bootstrap each row costs B refits: smaller chunks keep memory and progress steady.
     rows = max(1, _CHUNK_VALUES // (m * (n_bootstrap if bootstrap else 1)))
@@ -365,8 +369,8 @@ def encoder_samples(model: Any, dataset: Any, *, features: str = "tokens", token
     order when nothing is masked, the mask's order otherwise), the ``cls`` or the ``mean`` token."""
     from .features import FeatureSet, extract_features
 
-    if features not in FEATURES:
-        raise ConfigError(f"unknown features {features!r}; choose one of {', '.join(FEATURES)}")
+    if features not in DISTFIT_FEATURES:
+        raise ConfigError(f"unknown features {features!r}; choose one of {', '.join(DISTFIT_FEATURES)}")
     if token_index is not None and features != "tokens":
         raise ConfigError("token_index picks one visible patch token: use it with features='tokens'")
     fs = extract_features(model, dataset, mask_ratio=mask_ratio, masking=masking, pool=features,

@@ -20,7 +20,7 @@ dataset"); the ``protocol`` column of the report says which was used.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -33,23 +33,24 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_X_y
 from tqdm.auto import tqdm
 
+from ..choices import (
+    DEFAULT_NEIGHBOURS,
+    EVALUATION_METHODS,
+    KNN_METRICS,
+    KNN_WEIGHTS,
+    NO_KNN_METHODS,
+    PARAMETRIC_METHODS,
+    TABLE3_METHODS,
+    TSNE_PROTOCOLS,
+)
 from ..errors import ConfigError, DataError
 from ._validation import fitted_input
+from .evaluate_settings import EvaluationSettings
 from .features import FeatureSet
 from .stats import wilson_interval
 from .tsne import PCATSNE, pca_components, resolve_perplexity
 
-METHODS = ("knn", "pca-knn", "tsne-knn", "linear", "attentive", "vae-gauss", "vae-t", "ptsne")
-TABLE3_METHODS = ("knn", "pca-knn", "tsne-knn")
-PARAMETRIC_METHODS = ("vae-gauss", "vae-t", "ptsne")
-PLANE_METHODS = ("tsne-knn",) + PARAMETRIC_METHODS
-METRICS = ("cosine", "euclidean")
-WEIGHTS = ("uniform", "distance", "exp")
-TSNE_PROTOCOLS = ("transform", "paper")
-#: Methods that end in no kNN vote, so ``k`` does not concern them.
-NO_KNN_METHODS = ("linear", "attentive")
-#: Neighbours of the kNN vote when none is given (the IPOL paper's 20), capped at the training images.
-DEFAULT_K = 20
+METRICS, WEIGHTS = KNN_METRICS, KNN_WEIGHTS
 #: The parametric 2-D maps by method, as class names of :mod:`maelens.analysis.reduce` (imported when used:
 #: they need torch, which the kNN and t-SNE methods do not).
 _REDUCERS = {"vae-gauss": "GaussianVAE", "vae-t": "StudentTVAE", "ptsne": "ParametricTSNE"}
@@ -294,10 +295,10 @@ def smallest_training_split(train: FeatureSet, test: FeatureSet | None = None, *
 
 
 def resolve_k(k: int | None, n_train: int) -> int:
-    """The kNN ``k``: :data:`DEFAULT_K` capped at ``n_train`` when not given (a default must fit the data);
+    """The kNN ``k``: :data:`~maelens.choices.DEFAULT_NEIGHBOURS` capped at ``n_train`` when not given (a default must fit the data);
     a given ``k`` larger than ``n_train`` is a ConfigError, never silently lowered."""
     if k is None:
-        return min(DEFAULT_K, n_train)
+        return min(DEFAULT_NEIGHBOURS, n_train)
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     if k > n_train:
@@ -326,8 +327,11 @@ def resolve_pca_dim(pca_dim: int | None, n_train: int, n_features: int, methods:
     return pca_dim
 
 
-def _check_settings(pca_dim: int | None, perplexity: float | None) -> None:
-    """Raise :class:`ConfigError` for PCA axes or a perplexity no method can use (never silently replaced)."""
+def _check_settings(pca_dim: int | None, perplexity: float | None, tsne_protocol: str = "transform") -> None:
+    """Raise :class:`ConfigError` for PCA axes, a perplexity or a t-SNE protocol no method can use (never
+    silently replaced)."""
+    if tsne_protocol not in TSNE_PROTOCOLS:
+        raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
     if pca_dim is not None and pca_dim < 1:
         raise ConfigError(f"pca_dim must be >= 1, got {pca_dim}")
     if perplexity is not None and not (np.isfinite(perplexity) and perplexity > 0):
@@ -336,10 +340,10 @@ def _check_settings(pca_dim: int | None, perplexity: float | None) -> None:
 
 def check_methods(methods: Sequence[str], *, fit_on: bool = False) -> None:
     """Raise :class:`ConfigError` for unknown or no methods, or a ``fit_on`` set no requested method uses."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in EVALUATION_METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown or no evaluation method(s) {', '.join(unknown) or '(none)'}; "
-                          f"choose from {', '.join(METHODS)}")
+                          f"choose from {', '.join(EVALUATION_METHODS)}")
     if fit_on and not any(m in PARAMETRIC_METHODS for m in methods):
         raise ConfigError(f"fit-on features are only used by {', '.join(PARAMETRIC_METHODS)}; "
                           "none of them was requested")
@@ -459,100 +463,90 @@ class _Runner:
 
 
 def evaluate_features(train: FeatureSet, test: FeatureSet | None = None, methods: Sequence[str] = TABLE3_METHODS, *,
-                      fit_on: FeatureSet | None = None, k: int | None = None, metric: str = "cosine",
-                      weights: str = "uniform",
-                      pca_dim: int | None = None, perplexity: float | None = None, tsne_protocol: str = "transform", n_jobs: int = 1,
-                      folds: int = 0, test_size: float = 0.25, seed: int = 0,
-                      params: Mapping[str, Mapping[str, Any]] | None = None, device: str = "cpu",
-                      names: Mapping[str, str] | None = None, quiet: bool = False) -> EvaluationReport:
+                      fit_on: FeatureSet | None = None, settings: EvaluationSettings | None = None,
+                      names: Mapping[str, str] | None = None, **options: Any) -> EvaluationReport:
     """Accuracy of each of ``methods`` on held-out images of ``train`` (or on ``test`` when given)
     (IPOL sec. 6, Tables 3 and 4).
 
-    Token features (N, K, D) feed the attentive probe and are mean-pooled for every other method.
-    The training set needs at least two classes.
+    Token features (N, K, D) feed the attentive probe and are mean-pooled for every other method;
+    the training set needs at least two classes.
 
     Args:
         train: labelled features; the evaluation's training images (all of them when ``test`` is
             given, else split by ``folds`` / ``test_size``).
         test: labelled features scored by the methods fitted on ``train``; None: held-out parts of ``train``.
-        methods: names from :data:`METHODS` (Table 3's ``knn``, ``pca-knn``, ``tsne-knn`` by default).
+        methods: names from :data:`~maelens.choices.EVALUATION_METHODS` (Table 3's ``knn``, ``pca-knn``,
+            ``tsne-knn`` by default).
         fit_on: another feature set on which the parametric maps (``vae-gauss``, ``vae-t``, ``ptsne``) are
             fitted before mapping the evaluated images (Table 4: fitted on ImageNet, applied to weather scenes).
-        k: neighbours of every kNN vote; None: :data:`DEFAULT_K` (the paper's 20), or all training images
-            when fewer. A given ``k`` above the training images is an error.
-        metric: kNN distance, ``cosine`` or ``euclidean``.
-        weights: kNN vote, ``uniform``, ``distance`` or ``exp`` (see :class:`KNNClassifier`).
-        pca_dim: PCA axes before kNN and before t-SNE; None: :data:`DEFAULT_PCA_DIM` (Table 3's 50), lowered
-            to the data's rank bound when smaller. A given value above that bound is an error, never lowered.
-        perplexity: t-SNE perplexity; None: 30, capped at (N - 1) / 3 for small sets (a given value is never
-            capped: one too large for the training images is an error).
-        tsne_protocol: ``transform`` (fit the map on the training images, place the test images with
-            openTSNE's ``transform``) or ``paper`` (fit t-SNE on all images at once, as the paper does).
-        n_jobs: threads of openTSNE.
-        folds: stratified k-fold cross-validation when > 1 and no ``test``; 0: one stratified holdout.
-        test_size: share of ``train`` held out when ``folds`` is 0 and no ``test``.
-        seed: seeds the splits and every stochastic method.
-        params: per-method estimator overrides, e.g. ``{"linear": {"epochs": 20}}``.
-        device: torch device of the probes and parametric maps.
+        settings: how to evaluate (:class:`EvaluationSettings`); ``options`` (its field names, e.g. ``k=5``)
+            replace single fields.
         names: labels of the inputs in messages (keys ``train``, ``test``, ``fit_on``).
-        quiet: no progress bars.
 
-    Returns:
-        An :class:`EvaluationReport`: accuracy with a Wilson 95% interval per method, the protocol
-        used, and the 2-D maps of the plane methods.
+    Returns an :class:`EvaluationReport`: accuracy with a Wilson 95% interval per method, the protocol
+    used, and the 2-D maps of the plane methods.
     """
+    unknown = sorted(set(options) - {f.name for f in fields(EvaluationSettings)})
+    if unknown:
+        raise TypeError(f"evaluate_features() got unexpected keyword argument(s) {', '.join(unknown)}")
+    s = replace(settings or EvaluationSettings(), **options)
     names = {"train": "features", "test": "test features", "fit_on": "fit-on features", **(names or {})}
-    params = dict(params or {})
+    params = dict(s.params or {})
     check_methods(list(methods) + list(params), fit_on=fit_on is not None)
-    if tsne_protocol not in TSNE_PROTOCOLS:
-        raise ConfigError(f"t-SNE protocol must be one of {', '.join(TSNE_PROTOCOLS)}, got {tsne_protocol!r}")
-    _check_settings(pca_dim, perplexity)
+    _check_settings(s.pca_dim, s.perplexity, s.tsne_protocol)
     check_inputs(train, test, fit_on, methods, names)
-
     parts = [train] + ([test] if test is not None else [])
     X = np.concatenate([vectors(fs) for fs in parts]).astype(np.float32, copy=False)
     y = np.concatenate([fs.labels for fs in parts])
     tokens = np.concatenate([fs.features for fs in parts]) if train.features.ndim == 3 else None
-    splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=folds,
-                                     test_size=test_size, seed=seed)
+    splits, split_desc = make_splits(y, n_train=len(train) if test is not None else None, folds=s.folds,
+                                     test_size=s.test_size, seed=s.seed)
     min_train = min(len(tr) for tr, _ in splits)
-    pca_dim = resolve_pca_dim(pca_dim, min_train, int(X.shape[1]), methods)
+    pca_dim = resolve_pca_dim(s.pca_dim, min_train, int(X.shape[1]), methods)
     if "tsne-knn" in methods:  # a given perplexity the t-SNE fit cannot reach is refused before any work
-        resolve_perplexity(perplexity, len(y) if tsne_protocol == "paper" else min_train)
+        resolve_perplexity(s.perplexity, len(y) if s.tsne_protocol == "paper" else min_train)
     if any(m not in NO_KNN_METHODS for m in methods):
-        k = resolve_k(k, min_train)
-    elif k is None:
-        k = DEFAULT_K  # unused: no method votes
-    runner = _Runner(X, y, tokens, k=k, metric=metric, weights=weights, pca_dim=pca_dim, perplexity=perplexity,
-                     tsne_protocol=tsne_protocol, n_jobs=n_jobs, seed=seed, device=device, params=params,
-                     fit_on=vectors(fit_on) if fit_on is not None else None, fit_on_name=names["fit_on"],
-                     min_train=min_train)
-    results: list[MethodResult] = []
-    maps: dict[str, PlaneMap] = {}
-    for method in tqdm(methods, desc="evaluate", disable=quiet, unit="method"):
-        shared = runner.shared_map(method)
-        correct = total = 0
-        for fold, (tr, te) in enumerate(splits):
-            pred, plane = runner.predict(method, tr, te, shared)
-            correct += int((pred == y[te]).sum())
-            total += len(te)
-            if plane is not None and fold == 0:
-                order = np.concatenate([tr, te])
-                maps[method] = PlaneMap(coords=plane, labels=y[order], test=np.isin(order, te))
-        low, high = wilson_interval(correct, total)
-        results.append(MethodResult(method, correct / total, low, high, total,
-                                    f"{split_desc}; {runner.detail(method)}", correct))
-    settings = {"methods": list(methods), "k": k, "metric": metric, "weights": weights, "pca_dim": pca_dim,
-                "perplexity": perplexity, "tsne_protocol": tsne_protocol, "folds": folds, "test_size": test_size,
-                "seed": seed, "params": params, "n_images": len(y), "n_classes": int(len(np.unique(y))),
-                "feature_dim": int(X.shape[1]), "split": split_desc,
-                "inputs": {key: names[key] for key, fs in (("train", train), ("test", test), ("fit_on", fit_on))
-                           if fs is not None},
-                "extraction": train.settings}
-    return EvaluationReport(results=results, settings=settings, maps=maps)
+        k = resolve_k(s.k, min_train)
+    else:
+        k = s.k if s.k is not None else DEFAULT_NEIGHBOURS  # unused: no method votes
+    runner = _Runner(X, y, tokens, k=k, metric=s.metric, weights=s.weights, pca_dim=pca_dim,
+                     perplexity=s.perplexity, tsne_protocol=s.tsne_protocol, n_jobs=s.n_jobs, seed=s.seed,
+                     device=s.device, params=params, fit_on=vectors(fit_on) if fit_on is not None else None,
+                     fit_on_name=names["fit_on"], min_train=min_train)
+    scored = [_score(runner, method, splits, y, split_desc)
+              for method in tqdm(methods, desc="evaluate", disable=s.quiet, unit="method")]
+    results = [result for result, _ in scored]
+    maps = {method: plane for method, (_, plane) in zip(methods, scored) if plane is not None}
+    record = {"methods": list(methods), "k": k, "metric": s.metric, "weights": s.weights, "pca_dim": pca_dim,
+              "perplexity": s.perplexity, "tsne_protocol": s.tsne_protocol, "folds": s.folds,
+              "test_size": s.test_size, "seed": s.seed, "params": params, "n_images": len(y),
+              "n_classes": int(len(np.unique(y))), "feature_dim": int(X.shape[1]), "split": split_desc,
+              "inputs": {key: names[key] for key, fs in (("train", train), ("test", test), ("fit_on", fit_on))
+                         if fs is not None},
+              "extraction": train.settings}
+    return EvaluationReport(results=results, settings=record, maps=maps)
 
-__all__ = ["DEFAULT_K", "DEFAULT_PCA_DIM", "EvaluationReport", "KNNClassifier", "METHODS", "METRICS", "MethodResult",
-    "NO_KNN_METHODS", "PARAMETRIC_METHODS", "PCA_METHODS", "PLANE_METHODS", "PlaneMap", "TABLE3_METHODS",
-    "TSNE_PROTOCOLS", "WEIGHTS", "check_class_names", "check_classes", "check_compatible", "check_inputs",
-    "check_labelled", "check_methods", "check_same_classes", "evaluate_features", "make_splits", "pca_knn",
-    "resolve_k", "resolve_pca_dim", "smallest_training_split", "vector_dim", "vectors"]
+
+def _score(runner: _Runner, method: str, splits: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray,
+           split_desc: str) -> tuple[MethodResult, PlaneMap | None]:
+    """One method's accuracy over every split (correct answers summed over the folds, Wilson interval) and
+    the 2-D map of its first fold when it draws one."""
+    shared = runner.shared_map(method)
+    correct = total = 0
+    plane_map = None
+    for fold, (tr, te) in enumerate(splits):
+        pred, plane = runner.predict(method, tr, te, shared)
+        correct += int((pred == y[te]).sum())
+        total += len(te)
+        if plane is not None and fold == 0:
+            order = np.concatenate([tr, te])
+            plane_map = PlaneMap(coords=plane, labels=y[order], test=np.isin(order, te))
+    low, high = wilson_interval(correct, total)
+    return MethodResult(method, correct / total, low, high, total, f"{split_desc}; {runner.detail(method)}",
+                        correct), plane_map
+
+__all__ = ["DEFAULT_PCA_DIM", "EvaluationReport", "EvaluationSettings", "KNNClassifier", "METRICS", "MethodResult",
+    "PCA_METHODS", "PlaneMap",
+    "WEIGHTS", "check_class_names", "check_classes", "check_compatible", "check_inputs", "check_labelled",
+    "check_methods", "check_same_classes", "evaluate_features", "make_splits", "pca_knn", "resolve_k",
+    "resolve_pca_dim", "smallest_training_split", "vector_dim", "vectors"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..choices import FEATURE_POOLS
 from ..data.checks import check_labels, check_npz_sizes
 from ..errors import DataError
 from ..io import save_npz
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # torch is imported by the functions that run a model: readin
 
     from ..models.mae import MaskedAutoencoderViT
 
-POOLS = ("auto", "mean", "cls", "head", "flatten", "tokens")
 
 
 def check_feature_rows(features: np.ndarray, where: str | Path) -> None:
@@ -113,8 +113,8 @@ def check_settings(settings: Any, path: Path) -> None:
 def resolve_pool(model: MaskedAutoencoderViT, pool: str) -> str:
     """The pooling ``pool`` stands for: ``auto`` is ``head`` for a fine-tuned encoder (the feature its
     classifier was trained on), ``mean`` otherwise; ``head`` needs a fine-tuned encoder."""
-    if pool not in POOLS:
-        raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+    if pool not in FEATURE_POOLS:
+        raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(FEATURE_POOLS)}")
     head = getattr(model, "encoder_head", None)
     if pool == "auto":
         return "head" if head is not None else "mean"
@@ -135,7 +135,7 @@ def pool_tokens(tokens: torch.Tensor, pool: str) -> torch.Tensor:
         return tokens[:, 1:].flatten(1)
     if pool == "tokens":
         return tokens[:, 1:]
-    raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(POOLS)}")
+    raise DataError(f"unknown pooling {pool!r}; choose one of {', '.join(FEATURE_POOLS)}")
 
 
 def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_ratio: float = 0.0,
@@ -145,7 +145,7 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     """Run the encoder over ``dataset`` (items ``(image, label)``) and pool its output.
 
     Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
-    ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
+    ``pool`` is one of :data:`~maelens.choices.FEATURE_POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
     (:class:`~maelens.models.simclr.SimCLR`) gives its pooled backbone feature h, as SimCLR evaluates it
     (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0. Under a
@@ -245,5 +245,5 @@ def dataset_ids(dataset: Dataset) -> np.ndarray:
     ids = getattr(dataset, "ids", None)
     return np.asarray(ids).astype(str) if ids is not None else np.arange(len(dataset)).astype(str)
 
-__all__ = ["FeatureSet", "POOLS", "check_feature_rows", "dataset_ids", "extract_features", "pool_tokens",
+__all__ = ["FeatureSet", "check_feature_rows", "dataset_ids", "extract_features", "pool_tokens",
     "resolve_pool"]

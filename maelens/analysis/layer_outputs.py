@@ -23,14 +23,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..choices import LAYER_PART_CHOICES, LAYER_POOLS
 from ..errors import ConfigError
 from ..models.mae import MaskedAutoencoderViT
 from .hooks import HookSet
 
 LAYER_PARTS = ("encoder", "decoder")
-LAYER_POOLS = ("mean", "cls", "tokens", "flatten")
 
-__all__ = ["LAYER_PARTS", "LAYER_POOLS", "PARTS_CHOICES", "BlockRecorder", "adapt_images", "apply_final_norm",
+__all__ = ["LAYER_PARTS", "LAYER_POOLS", "BlockRecorder", "adapt_images", "apply_final_norm",
            "layer_blocks", "layer_names", "pool_layer", "resolve_parts", "run_layers"]
 
 
@@ -136,13 +136,12 @@ def adapt_images(imgs: torch.Tensor, source: MaskedAutoencoderViT, target: Maske
 
 
 #: What a ``--parts`` option may say: ``auto`` is the encoder, and the decoder where the model has one.
-PARTS_CHOICES = ("auto", "encoder", "decoder", "all")
 
 
 def resolve_parts(model: MaskedAutoencoderViT, parts: str = "auto") -> tuple[str, ...]:
     """The parts ``parts`` stands for on ``model`` (``all`` needs a decoder; ``auto`` takes it when present)."""
-    if parts not in PARTS_CHOICES:
-        raise ConfigError(f"layer parts must be one of {', '.join(PARTS_CHOICES)}, got {parts!r}")
+    if parts not in LAYER_PART_CHOICES:
+        raise ConfigError(f"layer parts must be one of {', '.join(LAYER_PART_CHOICES)}, got {parts!r}")
     if parts == "auto":
         return ("encoder", "decoder") if model.has_decoder else ("encoder",)
     if parts == "all":

@@ -23,13 +23,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..choices import DISCARD_SCOPES, HEAD_FUSIONS
 from ..errors import ConfigError
 from ..models.mae import MaskedAutoencoderViT
 from ..validation import check_grid
 from .hooks import AttentionChunk, AttentionRecorder
-
-HEAD_FUSIONS = ("mean", "max", "min")
-DISCARD_SCOPES = ("map", "row")
 
 __all__ = ["DISCARD_SCOPES", "HEAD_FUSIONS", "RolloutResult", "attention_rollout", "discard_lowest", "fuse_heads",
            "rollout_maps"]

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..choices import ATTENTION_SCALES, INPUT_LAWS, WEIGHT_INITS
 from ..errors import ConfigError
 from ..validation import check_array_bytes
 
-INPUT_LAWS = ("uniform", "chi2", "normal", "exponential", "laplace")
-INITS = ("uniform", "uniform01", "xavier", "normal")
-SCALES = ("tokens", "dim")
+INITS, SCALES = WEIGHT_INITS, ATTENTION_SCALES
 _BLOCK_VALUES = 1 << 21
 
 

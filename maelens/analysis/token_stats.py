@@ -27,6 +27,7 @@ from scipy import stats
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..choices import DEFAULT_OUTLIER_DEVIATIONS
 from ..errors import ConfigError, DataError
 from ..models.mae import MaskedAutoencoderViT
 from . import distributed
@@ -34,13 +35,12 @@ from .layer_outputs import BlockRecorder, layer_names
 
 #: Scale that makes the median absolute deviation estimate a Gaussian's standard deviation.
 MAD_SCALE = 1.482602218505602
-DEFAULT_K = 3.0
 
-__all__ = ["DEFAULT_K", "MAD_SCALE", "TokenStatsReport", "outlier_threshold", "summarise_norms", "token_norms",
+__all__ = ["MAD_SCALE", "TokenStatsReport", "outlier_threshold", "summarise_norms", "token_norms",
            "token_stats"]
 
 
-def outlier_threshold(norms: np.ndarray, k: float = DEFAULT_K) -> tuple[float, float, float]:
+def outlier_threshold(norms: np.ndarray, k: float = DEFAULT_OUTLIER_DEVIATIONS) -> tuple[float, float, float]:
     """``(median, mad, threshold)`` of the norms: threshold = median + k · 1.4826 · MAD (see the module
     docstring); a token is an outlier when its norm is strictly above it."""
     if not np.isfinite(k) or k < 0:
@@ -119,7 +119,7 @@ class TokenStatsReport:
                 "layers": np.array([row["layer"] for row in self.layers])}
 
 
-def summarise_norms(names: Sequence[str], norms: np.ndarray, grid_size: tuple[int, int], *, k: float = DEFAULT_K,
+def summarise_norms(names: Sequence[str], norms: np.ndarray, grid_size: tuple[int, int], *, k: float = DEFAULT_OUTLIER_DEVIATIONS,
                     bins: int = 50) -> TokenStatsReport:
     """:class:`TokenStatsReport` of token norms (L, N_images, 1 + K) of layers ``names`` on a patch grid."""
     rows_, cols_ = grid_size
@@ -160,7 +160,7 @@ def summarise_norms(names: Sequence[str], norms: np.ndarray, grid_size: tuple[in
 
 
 def token_stats(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequence[str] = ("encoder",),
-                k: float = DEFAULT_K, bins: int = 50, batch_size: int = 64, device: str | torch.device = "cpu",
+                k: float = DEFAULT_OUTLIER_DEVIATIONS, bins: int = 50, batch_size: int = 64, device: str | torch.device = "cpu",
                 num_workers: int = 0, quiet: bool = False) -> TokenStatsReport:
     """Token-norm statistics of every block of ``parts`` over ``dataset`` (every patch visible): see the
     module docstring for the threshold and the position statistics."""

@@ -28,7 +28,6 @@ from ..validation import MAX_DEPTH, MAX_IMAGE_SIDE, MAX_WIDTH, Field, check_fiel
 
 _ENCODER_FIELDS = ("img_size", "patch_size", "in_chans", "embed_dim", "depth", "mlp_ratio", "qkv_bias")
 _DECODER_FIELDS = ("decoder_embed_dim", "decoder_depth")
-_HEAD_FIELDS = ("num_heads", "decoder_num_heads")
 #: ``args.model`` names of the official pretraining and fine-tuning scripts, and their presets.
 OFFICIAL_MODEL_NAMES = {
     "mae_vit_base_patch16": "mae-base", "mae_vit_large_patch16": "mae-large", "mae_vit_huge_patch14": "mae-huge",
@@ -95,19 +94,10 @@ def _shape(state: dict[str, torch.Tensor], key: str, where: str) -> tuple[int, .
     return tuple(state[key].shape)
 
 
-def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
-                 num_heads: int | None = None, decoder_num_heads: int | None = None,
-                 model_name: str | None = None, require_heads: bool = True,
-                 **options: Any) -> tuple[ModelConfig, list[str], dict[str, str]]:
-    """Architecture from tensor shapes (official names): ``(config, notes, provenance)``.
-
-    ``img_size`` (e.g. the official ``args.input_size``) is used only when the file has no
-    ``pos_embed``; ``model_name`` is the official ``args.model``; ``options`` (``norm_pix_loss`` …) are
-    set as given. Head counts follow the module's rule; with ``require_heads`` an unknown count raises
-    a CheckpointError that says how to supply it.
-    """
-    notes: list[str] = []
-    provenance: dict[str, str] = {}
+def _shape_arch(state: dict[str, torch.Tensor], where: str, img_size: int | None,
+                provenance: dict[str, str]) -> dict[str, Any]:
+    """The widths, depths, patch and image size that the tensor shapes (official names) fix; where each came
+    from goes to ``provenance``."""
     embed_dim, in_chans, ph, pw = _shape(state, "patch_embed.proj.weight", where)
     if ph != pw:
         raise CheckpointError(f"{where}: patch_embed.proj.weight has a non-square {ph}x{pw} kernel")
@@ -139,6 +129,24 @@ def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | 
         arch.update(decoder_embed_dim=dec_dim, decoder_depth=decoder_depth)
     else:
         arch.update(decoder_depth=0)
+    return arch
+
+
+def infer_config(state: dict[str, torch.Tensor], where: str, *, img_size: int | None = None,
+                 num_heads: int | None = None, decoder_num_heads: int | None = None,
+                 model_name: str | None = None, require_heads: bool = True,
+                 **options: Any) -> tuple[ModelConfig, list[str], dict[str, str]]:
+    """Architecture from tensor shapes (official names): ``(config, notes, provenance)``.
+
+    ``img_size`` (e.g. the official ``args.input_size``) is used only when the file has no
+    ``pos_embed``; ``model_name`` is the official ``args.model``; ``options`` (``norm_pix_loss`` …) are
+    set as given. Head counts follow the module's rule; with ``require_heads`` an unknown count raises
+    a CheckpointError that says how to supply it.
+    """
+    notes: list[str] = []
+    provenance: dict[str, str] = {}
+    arch = _shape_arch(state, where, img_size, provenance)
+    decoder_depth = arch["decoder_depth"]
     try:
         probe = ModelConfig(num_heads=1, decoder_num_heads=1, **arch)
     except ConfigError as err:  # sizes read from the tensor shapes: the file is to blame, not an option

@@ -22,6 +22,7 @@ from ..models.mae import EncoderHead
 from ..models.simclr import SimCLR
 from ..models.simclr_config import SimCLRConfig, is_simclr_config
 from ..validation import Field, check_fields
+from .build import build_model
 from .files import Source, locate, read_json, read_weights
 from .infer import NOT_STORED, OFFICIAL_ARGS_FIELDS, check_given_heads, config_from_dict, config_from_hf, infer_config
 from .layouts import FORMATS, Layout, classify, name_list
@@ -141,7 +142,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, epoch: int | N
     if not isinstance(config, (ModelConfig, SimCLRConfig)):
         raise ConfigError(f"save_checkpoint needs a maelens MaskedAutoencoderViT or SimCLR model, "
                           f"got {type(bare).__name__}")
-    from .. import __version__
+    from .._version import __version__
 
     payload = {
         "model": bare.state_dict(),
@@ -435,34 +436,6 @@ def _args_dict(args: Any) -> dict[str, Any]:
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     return dict(args) if isinstance(args, dict) else {}
-
-
-def build_model(config: ModelConfig, state: dict[str, torch.Tensor], where: str,
-                notes: list[str] | None = None, *, head: EncoderHead | None = None) -> MaskedAutoencoderViT:
-    """A model for ``config`` (and fine-tuned pooling ``head``) holding ``state`` (official names); missing
-    and unexpected tensors are named, and so is every tensor of the wrong shape."""
-    notes = notes if notes is not None else []
-    model = MaskedAutoencoderViT(config, head=head)
-    expected = model.state_dict()
-    unexpected = [k for k in state if k not in expected]
-    missing = [k for k in expected if k not in state]
-    required = [k for k in missing if k not in POSITION_TABLES]
-    if unexpected or required:
-        what = f"a {config.name} MAE" if config.has_decoder else f"a {config.name} encoder"
-        detail = []
-        if required:
-            detail.append(f"lacks tensor(s) {name_list(required)}")
-        if unexpected:
-            detail.append(f"has tensors {what} does not use: {name_list(unexpected)}")
-        raise CheckpointError(f"{where} does not fit {what}: it {'; it '.join(detail)}")
-    if missing:
-        notes.append(f"{', '.join(missing)} not stored: using the fixed 2-D sin-cos table")
-    wrong = [f"{k} {tuple(t.shape)} (expected {tuple(expected[k].shape)})" for k, t in state.items()
-             if tuple(t.shape) != tuple(expected[k].shape)]
-    if wrong:
-        raise CheckpointError(f"{where}: tensor(s) of the wrong shape for the {config.name} model: {name_list(wrong)}")
-    model.load_state_dict(state, strict=False)
-    return model
 
 
 __all__ = ["FORMATS", "LoadedCheckpoint", "build_model", "detect_format", "load_checkpoint", "load_model",

@@ -31,6 +31,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..models import ModelConfig
 from ..models.mae import EncoderHead
+from .build import build_model
 from .layouts import name_list
 
 #: ``--arch`` values name a timm model after this prefix.
@@ -328,8 +329,6 @@ def _maelens_state(model: nn.Module, notes: list[str]) -> dict[str, torch.Tensor
 def _check_equal(model: nn.Module, encoder: TimmEncoder, arch: str) -> None:
     """Run timm's ``forward_features`` and the converted encoder on one random image; refuse the
     conversion (a structure this module failed to detect) unless they agree, and record the difference."""
-    from .store import build_model
-
     c = encoder.config
     converted = build_model(c, encoder.state, arch, [], head=encoder.head).eval()
     x = torch.randn(1, c.in_chans, c.img_size, c.img_size, generator=torch.Generator().manual_seed(0))

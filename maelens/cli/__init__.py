@@ -9,9 +9,10 @@ status rather than raising SystemExit.
 Start-up rule (issue 15): ``maelens --help``, ``maelens <command> --help`` and the commands that need no
 model (``distfit --features-file``) must not import torch, timm or torchvision, which cost seconds. A
 command module therefore imports torch, models, data loaders and analyses inside its handlers, never at
-module level nor in ``register``; the choices and defaults its options need (presets, maskings, ...)
-come from :func:`.names.library_literal`, which reads them from the library's source without importing
-it. ``tests/test_startup.py`` builds the parser and prints every command's help in a fresh interpreter
+module level nor in ``register``; the choices and defaults its options need come from the library's
+torch-free modules: :mod:`maelens.choices` (maskings, splits, methods, ...), the presets
+(:mod:`maelens.models.presets`) and the run configurations (:class:`~maelens.train.config.TrainConfig`,
+:class:`~maelens.segmentation.config.SegmentConfig`), whose packages load their other names lazily. ``tests/test_startup.py`` builds the parser and prints every command's help in a fresh interpreter
 and fails if any of those modules was imported. A new command only has to be listed in
 ``COMMAND_MODULES`` and follow this rule.
 """
@@ -30,7 +31,7 @@ COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command registered."""
-    from .. import __version__
+    from .._version import __version__
     from .common import OneLineParser
 
     # sub-command parsers inherit the class, so every argparse error is one line with exit status 2

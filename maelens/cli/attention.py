@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import SPLITS
 from ..errors import ConfigError
 from . import launch
 from .common import (
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
     source.add_argument("--image", type=Path, metavar="PATH", help="an image file")
     source.add_argument("--index", type=int, metavar="I", help="the I-th image of --data/--split")
     infl.add_argument("--data", default="bundled", metavar="SPEC", help="dataset for --index (default: %(default)s)")
-    infl.add_argument("--split", default="test", choices=("train", "test", "all"),
+    infl.add_argument("--split", default="test", choices=SPLITS,
                       help="split for --index (default: %(default)s)")
     add_mask_args(infl, default_mask="grid")
     _add_top_n(infl)

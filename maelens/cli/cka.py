@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import CKA_ESTIMATORS, LAYER_PART_CHOICES, LAYER_POOLS
 from . import launch
 from .common import (
     add_checkpoint_arg,
@@ -17,12 +18,6 @@ from .common import (
     load_checkpoint_from_args,
     positive_heads,
 )
-
-#: :data:`maelens.analysis.cka.ESTIMATORS`, :data:`~maelens.analysis.layer_outputs.LAYER_POOLS` and
-#: ``PARTS_CHOICES``, repeated so that building the parser imports no torch (a test keeps them equal).
-ESTIMATORS = ("linear", "minibatch")
-POOLS = ("mean", "cls", "tokens", "flatten")
-PARTS = ("auto", "encoder", "decoder", "all")
 
 
 def register(subparsers) -> None:
@@ -42,14 +37,14 @@ def register(subparsers) -> None:
     cka.add_argument("--decoder-num-heads-b", type=positive_heads, metavar="H",
                      help="decoder heads of --ckpt-b (as --decoder-num-heads)")
     cka.add_argument("--image-size-b", type=image_size_arg, metavar="N", help="input size of --ckpt-b (as --image-size)")
-    cka.add_argument("--parts", default="auto", choices=PARTS,
+    cka.add_argument("--parts", default="auto", choices=LAYER_PART_CHOICES,
                      help="layers compared: encoder blocks, decoder blocks, both (all), or auto: the encoder and the "
                           "decoder where the model has one (default: %(default)s)")
-    cka.add_argument("--parts-b", default="auto", choices=PARTS, help="layers of --ckpt-b (default: %(default)s)")
-    cka.add_argument("--estimator", default="linear", choices=ESTIMATORS,
+    cka.add_argument("--parts-b", default="auto", choices=LAYER_PART_CHOICES, help="layers of --ckpt-b (default: %(default)s)")
+    cka.add_argument("--estimator", default="linear", choices=CKA_ESTIMATORS,
                      help="linear: exact, streamed; minibatch: mean over batches of the unbiased HSIC estimate, batches "
                           "of --batch-size >= 4 images (default: %(default)s)")
-    cka.add_argument("--pool", default="mean", choices=POOLS,
+    cka.add_argument("--pool", default="mean", choices=LAYER_POOLS,
                      help="rows compared: mean of the patch tokens or the CLS token per image, every patch token "
                           "(tokens; linear only) or an image's patch tokens concatenated (flatten; minibatch only) "
                           "(default: %(default)s)")

@@ -12,10 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from ..choices import MASKINGS, SPLITS
 from ..errors import ConfigError
-from .names import library_literal
-
-MASKINGS = library_literal("models.masking", "MASKINGS")
 
 
 def positive_heads(text: str) -> int:
@@ -74,7 +72,7 @@ def load_checkpoint_from_args(args: argparse.Namespace, device: str | None = Non
 def add_data_args(parser: argparse.ArgumentParser, default: str = "bundled") -> None:
     parser.add_argument("--data", default=default, metavar="SPEC",
                         help="bundled | photos | backgrounds | fashion-mnist | an ImageFolder directory | a CIFAR, downsampled-ImageNet or Places365 file-list directory | a .npz file; SPEC:classes=A,B keeps those classes (default: %(default)s)")
-    parser.add_argument("--split", default="test", choices=("train", "test", "all"),
+    parser.add_argument("--split", default="test", choices=SPLITS,
                         help="which split of the data to use (default: %(default)s)")
     parser.add_argument("--num-images", type=positive_int, default=None, metavar="N", help="use at most N images")
     parser.add_argument("--batch-size", type=positive_int, default=64, metavar="B")

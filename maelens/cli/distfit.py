@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..choices import ATTENTION_SCALES, DISTFIT_FEATURES, INPUT_LAWS, PVALUE_METHODS, WEIGHT_INITS
 from ..errors import ConfigError
 from . import launch
 from .common import (
@@ -40,14 +41,14 @@ def register(subparsers) -> None:
                         help="saved features: .npy (N, F) array, or .npz with a 'features' array (e.g. from extract_features)")
     add_data_args(p)
     add_mask_args(p)
-    p.add_argument("--features", default="tokens", choices=("tokens", "cls", "mean"),
+    p.add_argument("--features", default="tokens", choices=DISTFIT_FEATURES,
                    help="one sample per image: all visible patch tokens flattened, the CLS token or the mean token "
                         "(default: %(default)s)")
     p.add_argument("--token-index", type=int, default=None, metavar="I",
                    help="use only visible token I (encoder order; patch order when nothing is masked)")
     p.add_argument("--no-norm", action="store_true", help="take the encoder output before its final LayerNorm")
     p.add_argument("--alpha", type=float, default=0.05, help="KS test level (default: %(default)s)")
-    p.add_argument("--pvalues", default="asymptotic", choices=("asymptotic", "parametric-bootstrap"),
+    p.add_argument("--pvalues", default="asymptotic", choices=PVALUE_METHODS,
                    help="asymptotic: exact KS law with fitted parameters taken as known (conservative); "
                         "parametric-bootstrap: calibrated by refitting draws from each fitted law (default: %(default)s)")
     p.add_argument("--bootstrap", type=int, default=100, metavar="B",
@@ -62,12 +63,12 @@ def register(subparsers) -> None:
     syn.add_argument("--dim", type=positive_int, default=160, help="input dimension (default: %(default)s; Fig. 5 uses 16000)")
     syn.add_argument("--head-dim", type=positive_int, default=None, help="attention head dimension (default: --dim)")
     syn.add_argument("--samples", type=positive_int, default=1000, help="number of samples (default: %(default)s)")
-    syn.add_argument("--input", default="chi2", choices=("uniform", "chi2", "normal", "exponential", "laplace"),
+    syn.add_argument("--input", default="chi2", choices=INPUT_LAWS,
                      help="law of the i.i.d. inputs (default: %(default)s)")
     syn.add_argument("--input-df", type=positive_float, default=1.0, help="degrees of freedom of the chi2 input (default: %(default)s)")
-    syn.add_argument("--init", default="uniform", choices=("uniform", "uniform01", "xavier", "normal"),
+    syn.add_argument("--init", default="uniform", choices=WEIGHT_INITS,
                      help="weight initialisation; uniform = U(-1/sqrt(d), 1/sqrt(d)) (default: %(default)s)")
-    syn.add_argument("--attention-scale", default="tokens", choices=("tokens", "dim"),
+    syn.add_argument("--attention-scale", default="tokens", choices=ATTENTION_SCALES,
                      help="divide the logits by sqrt(tokens) as the paper writes, or by sqrt(head dim) (default: %(default)s)")
     add_run_args(p)
     add_overwrite_arg(p)

@@ -6,6 +6,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..analysis.evaluate_settings import EvaluationSettings
+from ..choices import (
+    DEFAULT_NEIGHBOURS,
+    EVALUATION_METHODS,
+    FEATURE_POOLS,
+    KNN_METRICS,
+    KNN_WEIGHTS,
+    NO_KNN_METHODS,
+    PARAMETRIC_METHODS,
+    SIMILARITY_POOLS,
+    TSNE_PROTOCOLS,
+)
 from ..errors import ConfigError, DataError
 from . import launch
 from .common import (
@@ -24,15 +36,17 @@ from .common import (
     positive_int,
     preflight,
 )
-from .names import library_literal
-
-POOLS = library_literal("analysis.features", "POOLS")
-
-METHOD_NAMES = "knn, pca-knn, tsne-knn, linear, attentive, vae-gauss, vae-t, ptsne"
+from .runargs import config_defaults
 
 
 def register(subparsers) -> None:
     """Add the ``features``, ``evaluate`` and ``similarity`` commands."""
+    _register_features(subparsers)
+    _register_evaluate(subparsers)
+    _register_similarity(subparsers)
+
+
+def _register_features(subparsers) -> None:
     feats = subparsers.add_parser(
         "features", help="extract encoder features of a dataset to .npz",
         description="Run the encoder over a dataset (mask ratio 0 = the whole image) and save the pooled "
@@ -44,6 +58,9 @@ def register(subparsers) -> None:
     add_run_args(feats, out_help="output .npz file", out_metavar="PATH")
     feats.set_defaults(func=run_features)
 
+
+def _register_evaluate(subparsers) -> None:
+    d = config_defaults(EvaluationSettings)
     ev = subparsers.add_parser(
         "evaluate", help="kNN / PCA / t-SNE / probe / parametric-map accuracy of features (IPOL Tables 3-4)",
         description="Classify held-out images from frozen features and report accuracy with a 95% Wilson "
@@ -61,27 +78,27 @@ def register(subparsers) -> None:
     add_mask_args(ev, default_ratio=0.0)
     _add_pool(ev)
     ev.add_argument("--methods", default=None, metavar="LIST",
-                    help=f"comma-separated, from: {METHOD_NAMES} (default: knn,pca-knn,tsne-knn, plus "
+                    help=f"comma-separated, from: {', '.join(EVALUATION_METHODS)} (default: knn,pca-knn,tsne-knn, plus "
                          "vae-gauss,vae-t,ptsne with --fit-on)")
     ev.add_argument("--k", type=positive_int, default=None,
                     help="neighbours of the kNN vote (default: 20, or the training images when fewer)")
-    ev.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
+    ev.add_argument("--metric", default=d["metric"], choices=KNN_METRICS,
                     help="kNN distance on the features and PCA axes; 2-D maps always use euclidean "
                          "(default: %(default)s)")
-    ev.add_argument("--weights", default="uniform", choices=("uniform", "distance", "exp"),
+    ev.add_argument("--weights", default=d["weights"], choices=KNN_WEIGHTS,
                     help="kNN vote: majority, 1/distance, or exp(-distance/0.07) as DINO (default: %(default)s)")
-    ev.add_argument("--pca-dim", type=positive_int, default=None, metavar="D",
+    ev.add_argument("--pca-dim", type=positive_int, default=d["pca_dim"], metavar="D",
                     help="PCA axes of pca-knn and tsne-knn; refused above min(feature dimensions, training images) "
                          "(default: 50, lowered to that bound)")
-    ev.add_argument("--perplexity", type=positive_float, default=None,
+    ev.add_argument("--perplexity", type=positive_float, default=d["perplexity"],
                     help="t-SNE perplexity; refused above (training images - 1) / 3 (default: 30, lowered to that bound)")
-    ev.add_argument("--tsne-protocol", default="transform", choices=("transform", "paper"),
+    ev.add_argument("--tsne-protocol", default=d["tsne_protocol"], choices=TSNE_PROTOCOLS,
                     help="transform: fit t-SNE on train, embed test with openTSNE transform; paper: fit on all "
                          "images as IPOL sec. 6 (default: %(default)s)")
-    ev.add_argument("--n-jobs", type=int, default=1, metavar="J", help="openTSNE threads (default: %(default)s)")
-    ev.add_argument("--folds", type=non_negative_int, default=0, metavar="F",
+    ev.add_argument("--n-jobs", type=int, default=d["n_jobs"], metavar="J", help="openTSNE threads (default: %(default)s)")
+    ev.add_argument("--folds", type=non_negative_int, default=d["folds"], metavar="F",
                     help="stratified F-fold cross-validation instead of one holdout (default: off)")
-    ev.add_argument("--test-size", type=fraction, default=0.25, metavar="S",
+    ev.add_argument("--test-size", type=fraction, default=d["test_size"], metavar="S",
                     help="held-out share of a single feature set (default: %(default)s)")
     ev.add_argument("--epochs", type=positive_int, default=None, metavar="E",
                     help="training epochs of the probes, VAEs and parametric t-SNE (default: each estimator's own)")
@@ -89,6 +106,8 @@ def register(subparsers) -> None:
     add_overwrite_arg(ev)
     ev.set_defaults(func=run_evaluate)
 
+
+def _register_similarity(subparsers) -> None:
     sim = subparsers.add_parser(
         "similarity", help="most similar images by cosine similarity of encoder outputs (IPOL Fig. 11)",
         description="Encode the dataset at each --mask-ratio, rank its images by cosine similarity to each query "
@@ -103,14 +122,14 @@ def register(subparsers) -> None:
                      help="masking strategy (default: %(default)s)")
     sim.add_argument("--mask-ratio", type=finite_float, nargs="+", default=[0.25], metavar="R",
                      help="mask ratio(s) of the encoder; IPOL uses 0.25, 0 is the whole image (default: 0.25)")
-    sim.add_argument("--pool", default="mean", choices=("mean", "cls", "flatten"),
+    sim.add_argument("--pool", default="mean", choices=SIMILARITY_POOLS,
                      help="how patch tokens become one vector (default: %(default)s)")
     add_run_args(sim, out_help="output figure (.png, .pdf, .svg); the CSV goes beside it", out_metavar="PATH")
     sim.set_defaults(func=run_similarity)
 
 
 def _add_pool(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", default="auto", choices=POOLS,
+    parser.add_argument("--pool", default="auto", choices=FEATURE_POOLS,
                         help="mean of patch tokens, cls token, head (the pooled feature of a fine-tuned encoder), "
                              "flatten, or tokens kept (N, K, D) for the attentive probe; auto: head for a "
                              "fine-tuned encoder, else mean (default: %(default)s)")
@@ -195,7 +214,7 @@ def _sources(args: argparse.Namespace, methods: list[str]):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from ..analysis.evaluate import PARAMETRIC_METHODS, check_methods, evaluate_features
+    from ..analysis.evaluate import check_methods, evaluate_features
     from ..analysis.features import FeatureSet
     from ..io import output_folder, to_json, write_csv, write_json
 
@@ -206,7 +225,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     train, test, names = _sources(args, methods)
     if fit_on is not None:
         names["fit_on"] = str(args.fit_on)
-    trained = ("linear", "attentive") + PARAMETRIC_METHODS
+    trained = NO_KNN_METHODS + PARAMETRIC_METHODS
     params = {m: {"epochs": args.epochs} for m in methods if m in trained} if args.epochs else {}
     k = _neighbours(args, train, test, fit_on, methods, names)
     report = evaluate_features(train, test, methods, fit_on=fit_on, k=k, metric=args.metric,
@@ -233,7 +252,7 @@ def _neighbours(args: argparse.Namespace, train, test, fit_on, methods: list[str
     """``--k``, or the default shortened to the training images when fewer (said once on stderr); a
     ``--k`` the user gave that exceeds them is an error. The inputs are checked first (labels, at least
     two classes) so that a note never precedes an error."""
-    from ..analysis.evaluate import DEFAULT_K, NO_KNN_METHODS, check_inputs, smallest_training_split
+    from ..analysis.evaluate import check_inputs, smallest_training_split
 
     if all(m in NO_KNN_METHODS for m in methods):
         return args.k
@@ -245,10 +264,10 @@ def _neighbours(args: argparse.Namespace, train, test, fit_on, methods: list[str
             raise ConfigError(f"--k {args.k}: more neighbours than the {n_train} training images of the "
                               f"evaluation split; choose --k {n_train} or fewer")
         return args.k
-    if n_train < DEFAULT_K:
-        note(args, f"kNN votes with k={n_train}, all the training images: the default k={DEFAULT_K} is more "
+    if n_train < DEFAULT_NEIGHBOURS:
+        note(args, f"kNN votes with k={n_train}, all the training images: the default k={DEFAULT_NEIGHBOURS} is more "
                    f"than the {n_train} there are (set --k to choose)")
-    return min(DEFAULT_K, n_train)
+    return min(DEFAULT_NEIGHBOURS, n_train)
 
 
 def _save_maps(out: Path, report, classes) -> None:

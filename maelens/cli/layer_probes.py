@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import KNN_METRICS
 from . import launch
 from .common import (
     add_checkpoint_arg,
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
                        help="pool the raw block outputs, their final-LayerNorm version, or both (default: %(default)s)")
     probe.add_argument("--k", type=positive_int, default=None,
                        help="neighbours of the kNN vote (default: 20, or the training images when fewer)")
-    probe.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"),
+    probe.add_argument("--metric", default="cosine", choices=KNN_METRICS,
                        help="kNN distance (default: %(default)s)")
     probe.add_argument("--epochs", type=positive_int, default=None, metavar="E",
                        help="linear-probe training epochs (default: the probe's own, 100)")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import DISCARD_SCOPES, HEAD_FUSIONS, SPLITS
 from .common import (
     _number_type,
     add_checkpoint_arg,
@@ -14,11 +15,6 @@ from .common import (
     positive_int,
     preflight,
 )
-
-#: :data:`maelens.analysis.rollout.HEAD_FUSIONS` and ``DISCARD_SCOPES``, repeated so that building the parser
-#: imports no torch (a test keeps them equal).
-HEAD_FUSIONS = ("mean", "max", "min")
-DISCARD_SCOPES = ("map", "row")
 
 
 def _patch(text: str) -> tuple[int, int]:
@@ -46,7 +42,7 @@ def register(subparsers) -> None:
     source.add_argument("--image", type=Path, nargs="+", metavar="PATH", help="image file(s)")
     source.add_argument("--index", type=int, nargs="+", metavar="I", help="the I-th image(s) of --data/--split")
     roll.add_argument("--data", default="bundled", metavar="SPEC", help="dataset for --index (default: %(default)s)")
-    roll.add_argument("--split", default="test", choices=("train", "test", "all"),
+    roll.add_argument("--split", default="test", choices=SPLITS,
                       help="split for --index (default: %(default)s)")
     roll.add_argument("--head-fusion", default="mean", choices=HEAD_FUSIONS,
                       help="how the heads of a layer are combined (default: %(default)s, as the paper)")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..choices import LAYER_PART_CHOICES
 from . import launch
-from .cka import PARTS
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
                     "per layer), token_stats.json, token_stats.npz (position maps, histograms) and token_stats.png.")
     add_checkpoint_arg(stats)
     add_data_args(stats)
-    stats.add_argument("--parts", default="encoder", choices=PARTS,
+    stats.add_argument("--parts", default="encoder", choices=LAYER_PART_CHOICES,
                        help="blocks measured; auto adds the decoder where the model has one (default: %(default)s)")
     stats.add_argument("--k", type=non_negative_float, default=3.0,
                        help="outlier threshold in robust standard deviations above the median (default: %(default)s)")

@@ -7,6 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
+from ..choices import DEFAULT_WARMUP_EPOCHS, LOSSES, TRAINING_METHODS
+from ..train.config import RECIPE_FIELDS, TrainConfig
 from .common import (
     add_checkpoint_arg,
     add_data_args,
@@ -17,11 +19,10 @@ from .common import (
     non_negative_int,
     note,
     positive_float,
-    positive_int,
     preflight,
     seed_int,
 )
-from .names import library_literal
+from .runargs import add_run_loop_args, config_defaults, run_loop_options
 
 
 def register(subparsers) -> None:
@@ -31,12 +32,9 @@ def register(subparsers) -> None:
 
 
 def _register_train(subparsers) -> None:
-    PRESETS = library_literal("models.presets", "PRESETS")
-    DEFAULT_WARMUP_EPOCHS, LOSSES, SCHEDULES = (library_literal("train.config", name) for name in
-                                                ("DEFAULT_WARMUP_EPOCHS", "LOSSES", "SCHEDULES"))
-    PRECISIONS = library_literal("train.precision", "PRECISIONS")
-    SIMCLR_PRESETS = library_literal("models.simclr_config", "SIMCLR_PRESETS")
-    CAE_PRESETS = library_literal("models.cae_config", "CAE_PRESETS")
+    from ..models.cae_config import CAE_PRESETS
+    from ..models.presets import PRESETS
+    from ..models.simclr_config import SIMCLR_PRESETS
 
     p = subparsers.add_parser(
         "train", help="pretrain an MAE (checkpoint every epoch, logs, reconstruction figures)",
@@ -58,47 +56,29 @@ def _register_train(subparsers) -> None:
     add_run_args(p)
     p.set_defaults(device="auto")
     # --epochs, --blr, --warmup-epochs, --schedule: unset means the preset's training recipe (ipol64: IPOL sec. 4)
-    p.add_argument("--epochs", type=positive_int, default=None, metavar="N",
-                   help="passes over the data (default: the preset's recipe, ipol64: 100; else 10)")
-    p.add_argument("--accum-iter", type=positive_int, default=1, metavar="K",
-                   help="micro-batches per optimizer step; effective batch = batch size x K x processes")
-    p.add_argument("--blr", type=positive_float, default=None,
-                   help="base lr: lr = blr * effective batch / 256 (default: the preset's recipe, else 1.5e-4)")
-    p.add_argument("--lr", type=positive_float, default=None, help="absolute lr (overrides --blr)")
-    p.add_argument("--min-lr", type=non_negative_float, default=0.0, help="lr at the end of the decay (default: %(default)s)")
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.05, metavar="WD",
-                   help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--warmup-epochs", type=non_negative_float, default=None, metavar="E",
-                   help=f"linear warm-up length, fractional allowed (default: the preset's recipe, else "
-                        f"{DEFAULT_WARMUP_EPOCHS:g} as IPOL; either shortened to --epochs when fewer)")
-    p.add_argument("--schedule", default=None, choices=SCHEDULES,
-                   help="decay after warm-up (default: the preset's recipe, ipol64: linear as IPOL; else cosine)")
+    add_run_loop_args(p, TrainConfig, unset=RECIPE_FIELDS, help={
+        "epochs": "passes over the data (default: the preset's recipe, ipol64: 100; else 10)",
+        "blr": "base lr: lr = blr * effective batch / 256 (default: the preset's recipe, else 1.5e-4)",
+        "weight_decay": "AdamW weight decay (default: %(default)s)",
+        "warmup_epochs": f"linear warm-up length, fractional allowed (default: the preset's recipe, else "
+                         f"{DEFAULT_WARMUP_EPOCHS:g} as IPOL; either shortened to --epochs when fewer)",
+        "schedule": "decay after warm-up (default: the preset's recipe, ipol64: linear as IPOL; else cosine)"})
     p.add_argument("--no-decay-tokens", dest="decay_tokens", action="store_false",
                    help="exempt the CLS and mask tokens from weight decay, as timm's ViT (default: decayed, as the "
                         "official MAE pretraining)")
-    p.add_argument("--clip-grad", type=positive_float, default=None, metavar="NORM", help="clip the gradient norm")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto: bfloat16 autocast where the device computes it natively (CUDA with bf16, CPUs with "
-                        "AVX512-BF16 or AMX), else float32; loss and optimizer state stay float32 "
-                        "(default: %(default)s)")
-    p.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="same as --precision bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--fused-attn", action=argparse.BooleanOptionalAction, default=None,
                    help="timm's fused attention (default: on for CUDA, off on CPU)")
-    p.add_argument("--resume", default=None, metavar="auto|PATH",
-                   help="continue from a checkpoint (auto: OUT/checkpoint.pt if there is one)")
-    p.add_argument("--save-every", type=positive_int, default=1, metavar="N", help="checkpoint every N epochs (and the last)")
-    p.add_argument("--keep-last", type=non_negative_int, default=0, metavar="K", help="also keep the last K numbered checkpoints")
-    p.add_argument("--recon-images", type=non_negative_int, default=8, metavar="N", help="images in each epoch's figure (0: none)")
+    p.add_argument("--recon-images", type=non_negative_int, default=config_defaults(TrainConfig)["recon_images"], metavar="N",
+                   help="images in each epoch's figure (0: none; default: %(default)s)")
     p.set_defaults(func=_train)
 
 
 def _add_simclr_args(p: argparse.ArgumentParser) -> None:
     """``--method`` and the SimCLR model options (IPOL sec. 6's contrastive baseline)."""
-    STEMS = library_literal("models.simclr_config", "STEMS")
-    METHODS = library_literal("train.config", "METHODS")
+    from ..models.simclr_config import STEMS
 
-    p.add_argument("--method", default=None, choices=METHODS,
+    p.add_argument("--method", default=None, choices=TRAINING_METHODS,
                    help="mae (masked autoencoder) or simclr (contrastive ResNet baseline, NT-Xent loss); "
                         "default: the preset's (simclr for the simclr-* presets)")
     g = p.add_argument_group("SimCLR options (with --method simclr)")
@@ -108,8 +88,10 @@ def _add_simclr_args(p: argparse.ArgumentParser) -> None:
                    help="ResNet stem: imagenet (torchvision's 7x7 conv + max-pool, the paper's parameter count) "
                         "or cifar (3x3 conv, no max-pool) (default: imagenet)")
     g.add_argument("--no-blur", action="store_true", help="no Gaussian blur in the augmentation")
+    from ..models.cae_config import CAE_TARGETS
+
     g = p.add_argument_group("CAE options (with --method cae)")
-    g.add_argument("--cae-target", default=None, choices=library_literal("models.cae_config", "CAE_TARGETS"),
+    g.add_argument("--cae-target", default=None, choices=CAE_TARGETS,
                    help="what the decoder predicts: pixel (--loss norm-pix standardises each patch) or hog "
                         "(MaskFeat's HOG); the paper's d-VAE / DALL-E tokens are not available offline "
                         "(default: pixel)")
@@ -166,7 +148,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..models.presets import preset_recipe
     from ..plots.reconstruction import epoch_reconstruction
-    from ..train import TrainConfig, train
+    from ..train import train
     from ..train.config import recipe_options
 
     preflight(args, "dir", allow_auto=True)
@@ -181,13 +163,10 @@ def _train(args: argparse.Namespace) -> int:
                    f"({preset_recipe(method['preset']).source}); options override it")
     config = TrainConfig.with_loss(
         args.loss, **method, data=args.data, split=args.split, num_images=args.num_images,
-        batch_size=args.batch_size, accum_iter=args.accum_iter, lr=args.lr,
-        min_lr=args.min_lr, weight_decay=args.weight_decay, decay_tokens=args.decay_tokens,
-        clip_grad=args.clip_grad,
-        seed=args.seed, precision=args.precision, compile=args.compile, fused_attention=args.fused_attn,
-        device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
-        save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet,
-        **options)
+        batch_size=args.batch_size, decay_tokens=args.decay_tokens,
+        seed=args.seed, compile=args.compile, fused_attention=args.fused_attn, device=args.device,
+        num_workers=args.num_workers, out=str(args.out), recon_images=args.recon_images, quiet=args.quiet,
+        **{k: v for k, v in run_loop_options(args).items() if k not in RECIPE_FIELDS}, **options)
     result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_reconstruction)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

@@ -9,8 +9,9 @@ whose items are ``(normalised float32 (3, S, S) image, label or -1)``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
 
 # Lazy names (PEP 562): ``from maelens.data.normalization import IMAGENET_MEAN`` (what the presets do) must not
 # load the readers, PIL and torch; each name below loads its module on first use.
@@ -35,12 +36,7 @@ if TYPE_CHECKING:
     from .transforms import eval_transform, pretrain_transform
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'maelens.data' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from ..choices import SIMCLR_AUGMENTATION as _AUGMENT
 
 #: Luma weights of torchvision's ``rgb_to_grayscale`` (ITU-R 601-2).
 LUMA = (0.2989, 0.587, 0.114)
@@ -157,14 +160,20 @@ class SimCLRAugment:
     """SimCLR's augmentation of a batch (see the module doc); ``size``: the output side."""
 
     size: int
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    crop_scale: tuple[float, float] = _AUGMENT["crop_scale"]
+    crop_ratio: tuple[float, float] = _AUGMENT["crop_ratio"]
     flip_prob: float = 0.5
-    jitter_strength: float = 0.5
-    jitter_prob: float = 0.8
-    gray_prob: float = 0.2
-    blur_prob: float = 0.5
+    jitter_strength: float = _AUGMENT["jitter_strength"]
+    jitter_prob: float = _AUGMENT["jitter_prob"]
+    gray_prob: float = _AUGMENT["gray_prob"]
+    blur_prob: float = _AUGMENT["blur_prob"]
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "SimCLRAugment":
+        """The augmentation a SimCLR model's config describes (its ``img_size`` and the fields named in
+        :data:`~maelens.choices.SIMCLR_AUGMENTATION`): what a run of that model trains on."""
+        return cls(int(config.img_size), **{name: getattr(config, name) for name in _AUGMENT})
 
     def __call__(self, imgs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, 3, size, size) augmented, same dtype and device, in [0, 1]."""

@@ -14,13 +14,13 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from ..choices import SPLITS
 from ..errors import DataError
 from .checks import check_inputs, check_labels, check_length, check_pixels
 from .images import read_image
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .transforms import eval_transform, pretrain_geometry, pretrain_transform
 
-SPLITS = ("train", "test", "all")
 TEST_FRACTION_PERCENT = 20
 
 Images = Union[np.ndarray, torch.Tensor, list[Path]]

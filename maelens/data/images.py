@@ -1,4 +1,4 @@
-"""Reading image files into uint8 RGB arrays, and the inverse of the input normalisation."""
+"""Reading image files: uint8 RGB arrays (:func:`read_image`) and normalised model inputs (:func:`load_image`)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..choices import SEG_DEFAULT, SEG_SPEC_HELP
 from ..errors import ConfigError, DataError
 from .dataset import balanced_subset
 from .load import check_request
@@ -14,11 +15,6 @@ from .mosaic import mosaic_raw
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 from .segdataset import SegmentationDataset, SegRaw
 from .segfolders import ADE20K_CLASSES, is_ade20k, is_mask_folder, read_ade20k, read_mask_folder
-
-SEG_DEFAULT = "mosaic"
-SEG_SPEC_HELP = ("mosaic (Voronoi mosaics of the scikit-image photographs, 13 classes), mosaic:photos (of every "
-                 "installed photograph), an ADE20K folder (ADEChallengeData2016), or a folder with images/ and "
-                 "masks/ of index PNGs")
 
 
 def read_segmentation(spec: str, *, image_size: int, split: str,

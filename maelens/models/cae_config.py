@@ -22,11 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..choices import CAE  # the ``method`` value of a training run and of a checkpoint's config that holds a CAE
 from ..errors import ConfigError
 from .presets import PRESETS, ModelConfig, from_table
 
-#: The ``method`` value of a training run and of a checkpoint's config that holds a CAE.
-CAE = "cae"
 #: Reconstruction targets a CAE can predict here.
 CAE_TARGETS = ("pixel", "hog")
 #: The paper's tokenizer targets, and why they are refused.

@@ -56,10 +56,5 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None
     return (values * mask).sum(dim) / mask.sum(dim)
 
 
-def masked_patch_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                     channel_weights: tuple[float, ...] | None = None) -> torch.Tensor:
-    """Mean over removed patches (``mask`` (B, L), 1 = removed) of the per-patch MSE (MAE's loss)."""
-    return masked_mean(patch_errors(pred, target, channel_weights), mask)
-
-__all__ = ["YCBCR_MATRIX", "YCBCR_OFFSET", "YCBCR_WEIGHTS", "masked_mean", "masked_patch_mse", "normalize_patches",
+__all__ = ["YCBCR_MATRIX", "YCBCR_OFFSET", "YCBCR_WEIGHTS", "masked_mean", "normalize_patches",
     "patch_errors", "rgb_to_ycbcr", "ycbcr_to_rgb"]

@@ -12,6 +12,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..choices import HEAD_POOLINGS
 from ..data.normalization import denormalize
 from ..errors import MaelensError
 from .losses import YCBCR_WEIGHTS, masked_mean, normalize_patches, patch_errors, rgb_to_ycbcr
@@ -20,7 +21,6 @@ from .pos_embed import sincos_2d
 from .presets import YCBCR_TARGETS, ModelConfig
 
 #: How a fine-tuned encoder pools its tokens into one feature: mean of the patch tokens, or the CLS token.
-POOLINGS = ("avg", "cls")
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class EncoderHead:
     fc_norm: bool = False
 
     def __post_init__(self) -> None:
-        if self.pool not in POOLINGS:
-            raise MaelensError(f"pool must be one of {', '.join(POOLINGS)}, got {self.pool!r}")
+        if self.pool not in HEAD_POOLINGS:
+            raise MaelensError(f"pool must be one of {', '.join(HEAD_POOLINGS)}, got {self.pool!r}")
 
     def describe(self) -> str:
         """One line saying how the feature is computed, for settings and ``maelens info``."""
@@ -313,4 +313,4 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> None:
         if hasattr(module, "fused_attn") and hasattr(module, "qkv"):
             module.fused_attn = enabled
 
-__all__ = ["EncoderHead", "EncoderOutput", "MaskedAutoencoderViT", "POOLINGS", "set_fused_attention"]
+__all__ = ["EncoderHead", "EncoderOutput", "MaskedAutoencoderViT", "set_fused_attention"]

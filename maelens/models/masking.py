@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..choices import MASKINGS
 from ..errors import ConfigError
-
-MASKINGS = ("random", "grid", "block", "uniform")
 
 
 @dataclass(frozen=True)

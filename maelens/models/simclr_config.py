@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..choices import SIMCLR_AUGMENTATION as _AUGMENT
 from ..errors import ConfigError
 from ..validation import MAX_IMAGE_SIDE, MAX_WIDTH, Field, check_fields
 from .presets import IMAGENET_MEAN, IMAGENET_STD, from_table
@@ -67,12 +68,12 @@ class SimCLRConfig:
     proj_hidden_dim: int = 512
     proj_dim: int = 128
     temperature: float = 0.5
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    jitter_strength: float = 0.5
-    jitter_prob: float = 0.8
-    gray_prob: float = 0.2
-    blur_prob: float = 0.5
+    crop_scale: tuple[float, float] = _AUGMENT["crop_scale"]
+    crop_ratio: tuple[float, float] = _AUGMENT["crop_ratio"]
+    jitter_strength: float = _AUGMENT["jitter_strength"]
+    jitter_prob: float = _AUGMENT["jitter_prob"]
+    gray_prob: float = _AUGMENT["gray_prob"]
+    blur_prob: float = _AUGMENT["blur_prob"]
     norm_mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     norm_std: tuple[float, float, float] = field(default=IMAGENET_STD)
 

@@ -16,9 +16,8 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..choices import DECODERS
 from ..errors import ConfigError
-
-DECODERS = ("linear", "mask")
 
 
 def _init_segmenter(m: nn.Module) -> None:

@@ -1,44 +1,37 @@
-"""Fine-tuning a :class:`~.model.Segmenter` (IPOL sec. 6 "Pre-training": the segmentation study of Fig. 12),
-with the pretraining loop's machinery: AdamW/SGD with per-iteration warm-up + cosine/linear lr
-(:mod:`maelens.train.schedule`), precision auto/fp32/bf16 (:mod:`maelens.train.precision`), DDP under
-``torchrun`` (:mod:`maelens.train.distributed`), JSONL/CSV logs, atomic checkpoints that resume exactly,
-a stop on a NaN loss, tqdm progress.
+"""Fine-tuning a :class:`~.model.Segmenter` (IPOL sec. 6 "Pre-training": the segmentation study of Fig. 12)
+as a task of the one run loop (:mod:`maelens.train.runloop`): the pretraining's machinery (AdamW/SGD with
+per-iteration warm-up + cosine/linear lr, gradient accumulation, precision auto/fp32/bf16, DDP under
+``torchrun``, JSONL/CSV logs, atomic checkpoints that resume exactly, ``keep_last``, a stop on a NaN loss,
+``summary.json``, tqdm progress) with a per-pixel cross-entropy loss.
 
 After every epoch the evaluation split gives the cross-entropy (the paper's Fig. 12 quantity), the pixel
-accuracy and the mIoU (:mod:`.metrics`); they go to ``log.csv`` / ``log.jsonl``, ``metrics.json``, the
-prediction figure ``predictions.png`` and the curves ``curves.png``. Epochs are numbered from 0; the
-checkpoint with ``epoch == k`` holds the state after epoch k.
+accuracy and the mIoU (:mod:`.metrics`); they go to ``log.csv`` / ``log.jsonl`` and ``metrics.json``, and to
+``on_epoch_end`` (a :class:`SegmentEpochEnd`), which the CLI and the experiments wire to the figures of
+:func:`maelens.plots.segmentation.epoch_figures`. Epochs are numbered from 0; the checkpoint with
+``epoch == k`` holds the state after epoch k.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data.distributed import DistributedSampler
-from tqdm.auto import tqdm
+from torch import nn
+from torch.utils.data import Dataset
 
 from .. import run_files
-from ..errors import CheckpointError, ConfigError, DataError
-from ..io import folder_lock, write_json
+from ..errors import CheckpointError, DataError
+from ..io import write_json
 from ..models.mae import MaskedAutoencoderViT, set_fused_attention
 from ..models.presets import ModelConfig, get_config
-from ..train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed
-from ..train.loop import DivergenceError, derived_seed, remove_stale_checkpoints, seed_everything
-from ..train.precision import resolve_precision, usable_cpu_threads
-from ..train.schedule import lr_at, set_lr
-from .config import SegmentConfig
-from .evaluation import EvalResult, evaluate_segmenter, pixel_cross_entropy
+from ..train.distributed import DistInfo
+from ..train.runloop import BaseTask, RunLoop, Stored, run_task
+from .config import SCRATCH, SegmentConfig
+from .evaluation import evaluate_segmenter, pixel_cross_entropy
 from .model import Segmenter, encoder_state
 from .optim import build_finetune_optimizer
 from .runlog import SegmentationLog
@@ -90,92 +83,65 @@ def finetune(config: SegmentConfig, *, train_data: Dataset | None = None, eval_d
 
     ``train_data`` / ``eval_data`` (items ``(image, mask)``, with ``num_classes`` and ``classes``) replace
     ``config.data``; ``encoder`` (an MAE in memory) is the pretrained encoder instead of loading
-    ``config.init``, which then only names it in the records. Under ``torchrun`` every process calls this; only rank 0 writes files, holding the lock of
-    ``config.out`` (:func:`maelens.io.folder_lock`) so that a second run into the same folder is refused. Raises
-    :class:`~maelens.train.DivergenceError` on a NaN/inf training loss, after keeping the last good checkpoint.
+    ``config.init``, which then only names it in the records. Under ``torchrun`` every process calls this;
+    only rank 0 writes files, holding the lock of ``config.out`` (:func:`maelens.train.runloop.run_task`) so
+    that a second run into the same folder is refused. Raises :class:`~maelens.train.DivergenceError` on a
+    NaN/inf training loss, after keeping the last good checkpoint; whatever ends the run, ``summary.json``
+    says how.
     """
-    info = init_distributed(config.device)
-    try:
-        with folder_lock(config.out_dir, "segmentation run") if info.is_main else nullcontext():
-            return _Finetune(config, info, train_data, eval_data, encoder, on_epoch_end).run()
-    finally:
-        cleanup(info)
+    task = SegmentTask(config, train_data, eval_data, encoder, on_epoch_end)
+    loop = run_task(config, task)
+    return SegmentResult(loop.checkpoint_path, loop.history, loop.out, loop.model, task.final, loop.summary)
 
 
-class _Finetune:
-    """One fine-tuning run: set-up in ``__init__``, the epochs in :meth:`run`."""
+class SegmentTask(BaseTask):
+    """The segmentation fine-tuning for :class:`~maelens.train.runloop.RunLoop`: the encoder's source fixes
+    the input size, the data fix the classes, then the segmenter is built; its loss is the per-pixel
+    cross-entropy; every epoch ends with an evaluation (:func:`~.evaluation.evaluate_segmenter`)."""
 
-    def __init__(self, config: SegmentConfig, info: DistInfo, train_data: Dataset | None,
-                 eval_data: Dataset | None, encoder: MaskedAutoencoderViT | None,
-                 on_epoch_end: Callable[[SegmentEpochEnd], None] | None = None):
-        c = self.config = config
-        self.on_epoch_end = on_epoch_end
+    label = "segmentation run"
+    identity_name = "segmenter (architecture, classes or decoder)"
+    loss_key = "train_loss"
+    log_class = SegmentationLog
+    rng_stream = 2  # the streams of earlier versions' fine-tuning
+
+    def __init__(self, config: SegmentConfig, train_data: Dataset | None, eval_data: Dataset | None,
+                 encoder: MaskedAutoencoderViT | None, on_epoch_end: Callable[[SegmentEpochEnd], None] | None = None):
+        self.config, self.given, self.encoder, self.on_epoch_end = config, (train_data, eval_data), encoder, on_epoch_end
+        self.final: dict[str, Any] = {}
+
+    # ---- data and model ---------------------------------------------------------------------
+    def datasets(self, info: DistInfo) -> Dataset:
+        c = self.config
         self.info = info
-        self.out = config.out_dir
-        resume_path = self._resume_path()
-        if resume_path is None and (self.out / CHECKPOINT_NAME).exists():
-            raise ConfigError(f"{self.out / CHECKPOINT_NAME} already exists: pass resume=auto to continue that "
-                              f"run, or choose another out=FOLDER")
-        if info.is_main:
-            remove_stale_checkpoints(self.out)
-        self.precision = resolve_precision(c.precision, info.device)
-        if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
-            torch.set_num_threads(usable_cpu_threads())
-
-        # the encoder's source fixes the input size, the data fix the classes, then the segmenter is built
-        pretrained = encoder if encoder is not None else self._pretrained()
-        arch = pretrained.config if pretrained is not None else get_config(c.preset)
-        self.train_data = self._data(train_data, arch, "train")
-        self.eval_data = self._data(eval_data, arch, "test")
+        self.pretrained = self.encoder if self.encoder is not None else self._pretrained()
+        self.arch = self.pretrained.config if self.pretrained is not None else get_config(c.preset)
+        self.train_data = self._data(self.given[0], self.arch, "train")
+        self.eval_data = self._data(self.given[1], self.arch, "test")
         self.num_classes = int(self.train_data.num_classes)
         if int(self.eval_data.num_classes) != self.num_classes:
             raise DataError(f"the training data has {self.num_classes} classes but the evaluation data "
                             f"{self.eval_data.num_classes}")
-        seed_everything(c.seed)
-        self.model = Segmenter(arch, self.num_classes, c.decoder)
-        if pretrained is not None:
-            self.model.encoder.load_state_dict(encoder_state(pretrained))
-        self.init_source = "scratch" if pretrained is None else ("in-memory MAE" if c.from_scratch else c.init)
+        return self.train_data
+
+    def build_model(self, info: DistInfo) -> nn.Module:
+        c = self.config
+        self.model = Segmenter(self.arch, self.num_classes, c.decoder)
+        if self.pretrained is not None:
+            self.model.encoder.load_state_dict(encoder_state(self.pretrained))
+        self.init_source = ("scratch" if self.pretrained is None
+                            else "in-memory MAE" if self.encoder is not None else c.init)
         set_fused_attention(self.model, info.device.type == "cuda")
-        self.model.to(info.device)
+        return self.model.to(info.device)
 
-        self.sampler = DistributedSampler(self.train_data, num_replicas=info.world_size, rank=info.rank,
-                                          shuffle=True, seed=c.seed)
-        self.loader = DataLoader(self.train_data, batch_size=c.batch_size, sampler=self.sampler,
-                                 num_workers=c.num_workers, pin_memory=info.device.type == "cuda", drop_last=True)
-        self.steps_per_epoch = len(self.loader)
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"no full batch fits in an epoch: {len(self.train_data)} training images for batch "
-                              f"size {c.batch_size} x {info.world_size} process(es); lower batch_size")
-        self.peak_lr = c.peak_lr(info.world_size)
-        self.optimizer = build_finetune_optimizer(self.model, c.optimizer, lr=self.peak_lr,
-                                                  weight_decay=c.weight_decay, layer_decay=c.layer_decay,
-                                                  depth=arch.depth)
-        self.start_epoch, self.global_step = 0, 0
-        self.history: list[dict[str, Any]] = []
-        self.final: dict[str, Any] = {}
-        self.resumed_from: Path | None = None
-        self.saved_rng: list[Any] | None = None
-        seed_everything(derived_seed(c.seed, info.rank, 2))
-        if resume_path is not None:
-            self._load(resume_path)
-        device_ids = [info.device.index] if info.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.model, device_ids=device_ids) if info.distributed else None
-        self.step_model = self.ddp if self.ddp is not None else self.model
-        self.checkpoint_path: Path | None = self.resumed_from
-
-    # ---- set-up -----------------------------------------------------------------------------
-    def _resume_path(self) -> Path | None:
-        if not self.config.resume:
-            return None
-        if self.config.resume == "auto":
-            path = self.out / CHECKPOINT_NAME
-            return path if path.is_file() else None
-        return Path(self.config.resume)
+    def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        c = self.config
+        return build_finetune_optimizer(model, c.optimizer, lr=lr, weight_decay=c.weight_decay,
+                                        layer_decay=c.layer_decay, depth=self.arch.depth)
 
     def _pretrained(self) -> MaskedAutoencoderViT | None:
         c = self.config
-        if c.from_scratch:
+        if c.init == SCRATCH:  # no checkpoint named (an encoder given in memory is used as it is)
             return None
         from ..checkpoint import load_checkpoint
 
@@ -194,119 +160,36 @@ class _Finetune:
             raise DataError(f"the {split} segmentation data holds no images")
         return given
 
-    def _load(self, path: Path) -> None:
-        loaded = load_segmenter(path)
-        raw = loaded.raw
-        if raw.get("optimizer") is None or loaded.epoch is None:
-            raise CheckpointError(f"{path}: no optimizer state or epoch, so it cannot be resumed")
-        if raw["segmenter"] != self.model.describe():
-            raise CheckpointError(f"{path}: its segmenter differs from this run's (architecture, classes or "
-                                  f"decoder); resume with the same settings")
-        self.model.load_state_dict(loaded.model.state_dict())
-        self.optimizer.load_state_dict(raw["optimizer"])
-        extra = raw.get("extra") or {}
-        self.start_epoch = loaded.epoch + 1
-        self.global_step = int(extra.get("global_step", self.start_epoch * self.steps_per_epoch))
-        self.history = list(extra.get("history", []))
-        self.final = dict(extra.get("final", {}))
-        states = extra.get("rank_states") or []
-        self.saved_rng = states[self.info.rank] if len(states) == self.info.world_size else None
-        if self.saved_rng is None:
-            seed_everything(derived_seed(self.config.seed, self.info.rank, 2, self.start_epoch))
-        self.resumed_from = path
+    # ---- one micro-batch ---------------------------------------------------------------------
+    def inputs(self, batch: Any, generator: torch.Generator, device: torch.device) -> Any:
+        imgs, masks = batch
+        return imgs.to(device, non_blocking=True), masks.to(device, non_blocking=True)
 
-    # ---- the epochs -------------------------------------------------------------------------
-    def run(self) -> SegmentResult:
-        c = self.config
-        started = time.perf_counter()
-        keep = self.start_epoch if self.resumed_from is not None else None
-        with SegmentationLog(self.out, enabled=self.info.is_main, keep_before_epoch=keep) as log:
-            log.log(kind="start", epoch=self.start_epoch, step=self.global_step, **self.precision.to_dict(),
-                    device=str(self.info.device), threads=torch.get_num_threads(), init=self.init_source)
-            if self.saved_rng is not None:
-                from ..checkpoint import restore_rng_state
+    def loss(self, model: nn.Module, inputs: Any, generator: torch.Generator) -> torch.Tensor:
+        imgs, masks = inputs
+        return pixel_cross_entropy(model(imgs), masks)
 
-                restore_rng_state(self.saved_rng)
-            for epoch in range(self.start_epoch, c.epochs):
-                self.sampler.set_epoch(epoch)
-                record = self._train_epoch(epoch, log)
-                evaluation = self._evaluate()
-                record.update(evaluation.to_dict())
-                self.history.append(record)
-                self.final = {**evaluation.to_dict(), "iou": evaluation.scores.iou.tolist(), "epoch": epoch}
-                log.log(**record)
-                if self.info.is_main:
-                    self._report(epoch, record)
-                self._save_checkpoint(epoch)
-        summary = self._summary("completed", time.perf_counter() - started)
-        if self.info.is_main:
-            write_json(self.out / run_files.SUMMARY, summary)
-        self.model.eval()
-        return SegmentResult(self.checkpoint_path, self.history, self.out, self.model, self.final, summary)
+    # ---- per epoch ----------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, epoch: int,
+                 autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
+        info = self.info
+        evaluation = evaluate_segmenter(model, self.eval_data, self.num_classes,
+                                        batch_size=self.config.batch_size_for(len(self.eval_data)),
+                                        device=info.device, rank=info.rank, world_size=info.world_size,
+                                        autocast=autocast)
+        self.final = {**evaluation.to_dict(), "iou": evaluation.scores.iou.tolist(), "epoch": epoch}
+        return evaluation.to_dict()
 
-    def _autocast(self) -> AbstractContextManager:
-        return self.precision.autocast(self.info.device.type)
+    def progress(self, record: dict[str, Any]) -> str:
+        return (f"train loss {record['train_loss']:.4f}, eval loss {record['eval_loss']:.4f}, pixel accuracy "
+                f"{100 * record['pixel_accuracy']:.1f}%, mIoU {100 * record['miou']:.1f}%")
 
-    def _train_epoch(self, epoch: int, log: SegmentationLog) -> dict[str, Any]:
-        c = self.config
-        self.model.train()
-        losses: list[float] = []
-        epoch_start = time.perf_counter()
-        lr = self.peak_lr
-        bar = tqdm(total=self.steps_per_epoch, desc=f"segment epoch {epoch} ({epoch + 1}/{c.epochs})", unit="step",
-                   disable=c.quiet or not self.info.is_main, leave=False)
-        with bar:
-            for step, (imgs, masks) in enumerate(self.loader):
-                # per-iteration lr, forward under the run's precision, float32 loss, step
-                lr = lr_at(epoch + step / self.steps_per_epoch, peak_lr=self.peak_lr, epochs=c.epochs,
-                           warmup_epochs=c.warmup_epochs, min_lr=c.min_lr, schedule=c.schedule)
-                set_lr(self.optimizer, lr)
-                with self._autocast():
-                    logits = self.step_model(imgs.to(self.info.device, non_blocking=True))
-                loss = pixel_cross_entropy(logits, masks.to(self.info.device, non_blocking=True))
-                loss.backward()
-                value = float(all_reduce_mean(loss.detach(), self.info))
-                if not math.isfinite(value):
-                    self._diverged(epoch, value)
-                if c.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.global_step += 1
-                losses.append(value)
-                log.log(kind="step", epoch=epoch, step=self.global_step, loss=value, lr=lr)
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
-        elapsed = time.perf_counter() - epoch_start
-        return {"kind": "epoch", "epoch": epoch, "step": self.global_step, "train_loss": float(np.mean(losses)),
-                "lr": lr, "images_per_s": c.effective_batch_size(self.info.world_size) * len(losses) / elapsed,
-                "time_s": elapsed}
-
-    def _evaluate(self) -> EvalResult:
-        return evaluate_segmenter(self.model, self.eval_data, self.num_classes, batch_size=self.config.batch_size,
-                                  device=self.info.device, rank=self.info.rank, world_size=self.info.world_size,
-                                  autocast=self._autocast)
-
-    def _diverged(self, epoch: int, loss: float) -> None:
-        where = f"{self.checkpoint_path}" if self.checkpoint_path else "none was written yet"
-        message = (f"the training loss became {loss} at epoch {epoch} (step {self.global_step + 1}); stopped. "
-                   f"Last good checkpoint: {where}. Try a lower lr=... or blr=..., clip_grad=NORM, or precision=fp32")
-        if self.info.is_main:
-            write_json(self.out / run_files.SUMMARY, self._summary("diverged", None, message))
-        raise DivergenceError(message)
-
-    # ---- outputs ----------------------------------------------------------------------------
-    def _report(self, epoch: int, record: dict[str, Any]) -> None:
-        """Progress line, metrics.json and the epoch's event for ``on_epoch_end`` (rank 0)."""
-        c = self.config
-        if not c.quiet:
-            tqdm.write(f"epoch {epoch} ({epoch + 1}/{c.epochs}): train loss {record['train_loss']:.4f}, eval loss "
-                       f"{record['eval_loss']:.4f}, pixel accuracy {100 * record['pixel_accuracy']:.1f}%, "
-                       f"mIoU {100 * record['miou']:.1f}%", file=sys.stderr)
-        write_json(self.out / "metrics.json", {**self.final, "classes": self._classes(), "history": self.history})
+    def epoch_end(self, loop: RunLoop, epoch: int, record: dict[str, Any]) -> None:
+        """``metrics.json`` and the epoch's event for ``on_epoch_end``."""
+        write_json(loop.out / "metrics.json", {**self.final, "classes": self._classes(), "history": loop.history})
         if self.on_epoch_end is not None:
-            images, truth, predictions = self._figure_predictions() if c.figure_images else (None, None, None)
-            self.on_epoch_end(SegmentEpochEnd(epoch=epoch, record=record, history=list(self.history), out_dir=self.out,
+            images, truth, predictions = self._figure_predictions() if self.config.figure_images else (None,) * 3
+            self.on_epoch_end(SegmentEpochEnd(epoch=epoch, record=record, history=list(loop.history), out_dir=loop.out,
                                               title=self._title(), classes=self._classes(), images=images,
                                               truth=truth, predictions=predictions))
 
@@ -329,46 +212,36 @@ class _Finetune:
         rgb = denormalize(x, self.model.config.norm_mean, self.model.config.norm_std).permute(0, 2, 3, 1).numpy()
         return rgb, torch.stack(masks).numpy(), pred.numpy()
 
-    def _save_checkpoint(self, epoch: int) -> None:
-        from ..checkpoint import capture_rng_state
+    # ---- checkpoints and records --------------------------------------------------------------
+    def identity(self, model: nn.Module) -> dict[str, Any]:
+        return self.model.describe()
 
-        state = capture_rng_state()
-        if self.info.distributed:
-            gathered: list[Any] = [None] * self.info.world_size
-            dist.all_gather_object(gathered, state)
-        else:
-            gathered = [state]
-        if not self.info.is_main:
-            return
-        extra = {"global_step": self.global_step, "history": self.history, "final": self.final,
-                 "rank_states": gathered, "world_size": self.info.world_size, "init": self.init_source}
-        path = self.out / CHECKPOINT_NAME
-        try:
-            save_segmenter(path, self.model, epoch=epoch, optimizer=self.optimizer, config=self.config.to_dict(),
-                           extra=extra)
-        except OSError as err:
-            kept = "the previous one is kept" if self.checkpoint_path else "no checkpoint was written yet"
-            raise CheckpointError(f"could not save {path} after epoch {epoch} ({err.strerror or err}); {kept}") from err
-        self.checkpoint_path = path
+    def save(self, path: Path, model: nn.Module, *, epoch: int, optimizer: torch.optim.Optimizer,
+             extra: dict[str, Any]) -> None:
+        save_segmenter(path, model, epoch=epoch, optimizer=optimizer, config=self.config.to_dict(), extra=extra)
 
-    def _summary(self, status: str, time_s: float | None, message: str | None = None) -> dict[str, Any]:
-        from .. import __version__
+    def load(self, path: Path) -> Stored:
+        loaded = load_segmenter(path)
+        raw = loaded.raw
+        if raw.get("optimizer") is None or loaded.epoch is None:
+            raise CheckpointError(f"{path}: no optimizer state or epoch, so it cannot be resumed")
+        return Stored(state=loaded.model.state_dict(), optimizer=raw["optimizer"], epoch=loaded.epoch,
+                      extra=raw.get("extra") or {}, identity=raw["segmenter"], config=loaded.config)
 
+    def extra_state(self) -> dict[str, Any]:
+        return {"final": self.final, "init": self.init_source}
+
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        self.final = dict(extra.get("final", {}))
+
+    def start_fields(self) -> dict[str, Any]:
+        return {"init": self.init_source}
+
+    def summary_fields(self, loop: RunLoop) -> dict[str, Any]:
         describe = getattr(self.train_data, "describe", None)
-        return {
-            "status": status, "message": message, "out_dir": str(self.out),
-            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path else None,
-            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-            "init": self.init_source, "epochs_completed": len(self.history), "final": self.final,
-            "history": self.history, "segmenter": self.model.describe(),
-            "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
-            "config": self.config.to_dict(), "train_images": len(self.train_data),
-            "eval_images": len(self.eval_data), "data": describe() if describe else None,
-            "world_size": self.info.world_size, "device": str(self.info.device),
-            "precision": self.precision.to_dict(), "threads": torch.get_num_threads(),
-            "effective_batch_size": self.config.effective_batch_size(self.info.world_size),
-            "peak_lr": self.peak_lr, "steps_per_epoch": self.steps_per_epoch, "time_s": time_s,
-            "maelens_version": __version__,
-        }
+        return {"init": self.init_source, "final": self.final, "segmenter": self.model.describe(),
+                "config": self.config.to_dict(), "train_images": len(self.train_data),
+                "eval_images": len(self.eval_data), "data": describe() if describe else None}
 
-__all__ = ["CHECKPOINT_NAME", "SegmentResult", "finetune"]
+
+__all__ = ["CHECKPOINT_NAME", "SegmentEpochEnd", "SegmentResult", "SegmentTask", "finetune"]

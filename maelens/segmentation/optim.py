@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..choices import FINETUNE_OPTIMIZERS as OPTIMIZERS
 from ..errors import ConfigError
 
-OPTIMIZERS = ("adamw", "sgd")
 #: Exempt from weight decay beside 1-D tensors and biases: the ViT's ``no_weight_decay()`` list that MAE's
 #: fine-tuning passes to ``param_groups_lrd`` (CLS token, position table) and Segmenter's class embeddings.
 NO_DECAY_SEGMENTER = ("cls_token", "pos_embed", "cls_emb")

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..models.cae_config import CAE, CAE_MASK_RATIO, CAE_MASKING
-from .methods import Method
+from .methods import MAEMethod
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .distributed import DistInfo
 
 
-class CAEMethod(Method):
+class CAEMethod(MAEMethod):
     """CAE: the loss of :meth:`ContextAutoencoder.forward` (reconstruction of the masked patches' targets +
     lambda * alignment of the regressor's predictions with the encoder's stop-gradient representations), on
     images the loader augments as MAE's. No per-epoch reconstruction figure (the decoder predicts the masked

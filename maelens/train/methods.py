@@ -1,11 +1,15 @@
 """Pretraining methods: what differs between an MAE run and a SimCLR run, and nothing else.
 
-A :class:`Method` says which model a run trains (:meth:`~Method.model_config`, :meth:`~Method.build_model`),
-how one batch of loader images becomes the model's input (:meth:`~Method.inputs`, outside autocast and
-without gradients) and how that input becomes a loss (:meth:`~Method.loss`), whether the loader applies
-MAE's pretraining augmentation, and whether a per-epoch reconstruction figure exists. Everything else
-(optimizer, schedule, accumulation, DDP, logs, NaN stop, checkpoints, resume) is the one trainer of
-:mod:`maelens.train.loop`.
+A :class:`TrainingMethod` says which model a run trains (:meth:`~TrainingMethod.model_config`,
+:meth:`~TrainingMethod.build_model`), how one batch of loader images becomes the model's input
+(:meth:`~TrainingMethod.inputs`, outside autocast and without gradients) and how that input becomes a loss
+(:meth:`~TrainingMethod.loss`), whether the loader applies MAE's pretraining augmentation, whether a per-epoch
+reconstruction figure exists, and the smallest global batch its loss is defined for. Everything else
+(optimizer, schedule, accumulation, DDP, logs, NaN stop, checkpoints, resume) is the one run loop of
+:mod:`maelens.train.runloop`, through :class:`maelens.train.loop.PretrainTask`.
+
+A new method is a subclass here, one entry in :data:`METHOD_REGISTRY` and its name in
+:data:`maelens.choices.TRAINING_METHODS`.
 """
 
 from __future__ import annotations
@@ -15,25 +19,52 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..choices import CAE, MAE, SIMCLR, TRAINING_METHODS
 from ..errors import ConfigError
-from ..models.cae_config import CAE, CAE_PRESETS
-from ..models.simclr_config import SIMCLR, SIMCLR_PRESETS
-from .config import MAE, METHODS
+from ..models.cae_config import CAE_PRESETS
+from ..models.simclr_config import SIMCLR_PRESETS
 
 if TYPE_CHECKING:
     from .config import TrainConfig
     from .distributed import DistInfo
 
 
-class Method:
-    """The MAE (IPOL sec. 4; MAE's ``engine_pretrain``): masked-patch reconstruction loss of
-    :class:`~maelens.models.MaskedAutoencoderViT`, on images the loader augments (crop, flip)."""
+class TrainingMethod:
+    """What a pretraining method tells the trainer; subclasses set the model and the loss."""
 
-    name = MAE
+    name: str
     #: the loader gives MAE's pretraining augmentation (``load_dataset(train=True)``)
     loader_augmentation = True
     #: the per-epoch original / masked / reconstruction figure applies
     reconstruction_figure = True
+    #: the fewest images a micro-batch may hold over all processes, and what needs them
+    min_global_batch = 1
+    min_global_batch_reason = ""
+
+    def model_config(self, config: "TrainConfig") -> Any:
+        """The model's configuration for ``config`` (its preset with the overrides)."""
+        raise NotImplementedError
+
+    def build_model(self, model_config: Any, config: "TrainConfig", info: "DistInfo") -> nn.Module:
+        """The freshly initialised model, on ``info.device``."""
+        raise NotImplementedError
+
+    def inputs(self, imgs: torch.Tensor, model_config: Any, generator: torch.Generator,
+               device: torch.device) -> torch.Tensor:
+        """The model's input for a loader batch (B, 3, H, W): the images on the training device."""
+        return imgs.to(device, non_blocking=True)
+
+    def loss(self, model: nn.Module, inputs: torch.Tensor, config: "TrainConfig", generator: torch.Generator,
+             info: "DistInfo") -> torch.Tensor:
+        """The scalar loss of one micro-batch (under autocast; gradients flow)."""
+        raise NotImplementedError
+
+
+class MAEMethod(TrainingMethod):
+    """The MAE (IPOL sec. 4; MAE's ``engine_pretrain``): masked-patch reconstruction loss of
+    :class:`~maelens.models.MaskedAutoencoderViT`, on images the loader augments (crop, flip)."""
+
+    name = MAE
 
     def model_config(self, config: "TrainConfig") -> Any:
         from ..models.presets import get_config
@@ -49,19 +80,13 @@ class Method:
         set_fused_attention(model, fused)
         return model.to(info.device)
 
-    def inputs(self, imgs: torch.Tensor, model_config: Any, generator: torch.Generator,
-               device: torch.device) -> torch.Tensor:
-        """The model's input for a loader batch (B, 3, H, W)."""
-        return imgs.to(device, non_blocking=True)
-
     def loss(self, model: nn.Module, inputs: torch.Tensor, config: "TrainConfig", generator: torch.Generator,
              info: "DistInfo") -> torch.Tensor:
-        """The scalar loss of one micro-batch (under autocast; gradients flow)."""
         loss, _, _ = model(inputs, config.mask_ratio, masking=config.masking, generator=generator)
         return loss
 
 
-class SimCLRMethod(Method):
+class SimCLRMethod(TrainingMethod):
     """SimCLR (Chen et al. 2020; IPOL sec. 6): two augmented views of each image (the batched augmentation
     of :mod:`maelens.data.augment`, drawn from the run's generator), the NT-Xent loss of their projections.
 
@@ -74,6 +99,9 @@ class SimCLRMethod(Method):
     name = SIMCLR
     loader_augmentation = False  # the views are made here, from the plain images
     reconstruction_figure = False
+    #: NT-Xent needs negatives, the other images of the global batch (with one image the loss is 0)
+    min_global_batch = 2
+    min_global_batch_reason = "method=simclr (its NT-Xent loss contrasts each image with the others of the batch)"
 
     def model_config(self, config: "TrainConfig") -> Any:
         from ..models.simclr_config import get_simclr_config
@@ -92,16 +120,15 @@ class SimCLRMethod(Method):
                device: torch.device) -> torch.Tensor:
         """(2B, 3, S, S): the first augmented view of each image, then the second, normalised."""
         from ..data.augment import SimCLRAugment
+        from ..data.normalization import denormalize
 
         c = model_config
-        augment = SimCLRAugment(c.img_size, crop_scale=c.crop_scale, crop_ratio=c.crop_ratio,
-                                jitter_strength=c.jitter_strength, jitter_prob=c.jitter_prob,
-                                gray_prob=c.gray_prob, blur_prob=c.blur_prob)
+        augment = SimCLRAugment.from_config(c)
         mean = torch.tensor(c.norm_mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(c.norm_std, device=device).view(1, 3, 1, 1)
         with torch.no_grad():
             # the loader's normalised images back to [0, 1], where the colour operations are defined
-            pixels = (imgs.to(device, non_blocking=True).float() * std + mean).clamp(0, 1)
+            pixels = denormalize(imgs.to(device, non_blocking=True).float(), c.norm_mean, c.norm_std)
             views = torch.cat([augment(pixels, generator), augment(pixels, generator)])
             return (views - mean) / std
 
@@ -124,20 +151,21 @@ def _bare(model: nn.Module) -> nn.Module:
     return unwrap_model(model)
 
 
-def _cae_method() -> Method:
-    from .cae_method import CAEMethod  # imported here: it builds on Method
+def _cae_method() -> TrainingMethod:
+    from .cae_method import CAEMethod  # imported here: it builds on MAEMethod
 
     return CAEMethod()
 
 
-_METHODS: dict[str, Method] = {MAE: Method(), SIMCLR: SimCLRMethod(), CAE: _cae_method()}
+#: Every pretraining method by name: one entry per name of :data:`maelens.choices.TRAINING_METHODS`.
+METHOD_REGISTRY: dict[str, TrainingMethod] = {MAE: MAEMethod(), SIMCLR: SimCLRMethod(), CAE: _cae_method()}
 
 
-def get_method(name: str) -> Method:
-    """The :class:`Method` called ``name`` (one of :data:`METHODS`)."""
-    if name not in _METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
-    return _METHODS[name]
+def get_method(name: str) -> TrainingMethod:
+    """The :class:`TrainingMethod` called ``name`` (one of :data:`~maelens.choices.TRAINING_METHODS`)."""
+    if name not in METHOD_REGISTRY:
+        raise ConfigError(f"method must be one of {', '.join(TRAINING_METHODS)}, got {name!r}")
+    return METHOD_REGISTRY[name]
 
 
 def method_of_preset(preset: str) -> str:
@@ -146,4 +174,4 @@ def method_of_preset(preset: str) -> str:
     return SIMCLR if preset in SIMCLR_PRESETS else CAE if preset in CAE_PRESETS else MAE
 
 
-__all__ = ["MAE", "METHODS", "Method", "SimCLRMethod", "get_method", "method_of_preset"]
+__all__ = ["MAE", "MAEMethod", "METHOD_REGISTRY", "TrainingMethod", "SimCLRMethod", "get_method", "method_of_preset"]

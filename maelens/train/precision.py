@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from ..choices import PRECISIONS
+
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

@@ -11,40 +11,18 @@ from typing import Callable
 from .. import run_files
 from ..checkpoint import load_checkpoint
 from ..errors import ConfigError
-from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
+from .config import TrainConfig
 from .loop import CHECKPOINT_NAME, EpochEnd, TrainResult, train
+from .resume import differences
 
-# Settings that do not change the trained weights: a run stored with other values still counts.
+#: Settings that do not change the trained weights: a run stored with other values still counts.
 _IGNORED = ("out", "resume", "quiet", "num_workers", "device", "settings_from")
 
 
-#: Fields added with a default that changed the behaviour, and the value that reproduces what runs
-#: stored before the field existed did (issue 18: the CLS / mask tokens were exempt from weight decay).
-_BEFORE_THE_FIELD = {"decay_tokens": False}
-
-
 def _differences(stored: dict, config: TrainConfig) -> list[str]:
-    """Settings that differ; a setting missing from an older stored config counts as its default,
-    except the fields of ``_BEFORE_THE_FIELD``, whose earlier behaviour is stated there."""
-    wanted = _effective(json.loads(json.dumps(config.to_dict())))
-    if "precision" not in stored and "bf16" in stored:  # stored before issue 12
-        stored = {**stored, "precision": "bf16" if stored["bf16"] else "fp32"}
-    defaults = {**json.loads(json.dumps(TrainConfig().to_dict())), **_BEFORE_THE_FIELD}
-    stored = _effective({**{k: v for k, v in defaults.items() if k not in stored}, **stored})
-    return sorted(k for k, v in wanted.items() if k not in _IGNORED and stored.get(k) != v)
-
-
-def _effective(settings: dict) -> dict:
-    """``settings`` with the defaults written as None since issue 16 replaced by the values they stand
-    for, so that a run stored with the explicit 2.0 warm-up epochs and batch size 64 of earlier
-    versions matches a new default run. A default batch lowered to a small data set stays comparable:
-    earlier versions refused such runs, so no stored 64 stands for a lowered batch."""
-    out = dict(settings)
-    if out.get("warmup_epochs") is None:
-        out["warmup_epochs"] = min(DEFAULT_WARMUP_EPOCHS, float(out.get("epochs", 0)))
-    if out.get("batch_size") is None:
-        out["batch_size"] = DEFAULT_BATCH_SIZE
-    return out
+    """Settings that differ; a setting missing from an older stored config counts as its default, except
+    the fields of :data:`~.resume.BEFORE_THE_FIELD`, whose earlier behaviour is stated there."""
+    return differences(stored, config, ignore=_IGNORED)
 
 
 def train_or_load(config: TrainConfig, device: str = "cpu",
