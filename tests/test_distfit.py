@@ -188,7 +188,7 @@ def test_load_samples_from_npy_and_npz(tmp_path):
     assert fs.ids.tolist() == list("abcde") and fs.settings["pool"] == "tokens"
     np.savez(tmp_path / "plain.npz", features=feats[:, 0, :])
     assert distfit.load_samples(tmp_path / "plain.npz").features.shape == (5, 4)
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="does not exist"):
         distfit.load_samples(tmp_path / "missing.npy")
     (tmp_path / "f.txt").write_text("1 2 3")
     with pytest.raises(DataError, match=".npy or .npz"):
