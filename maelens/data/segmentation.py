@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .canvas import canvas_raw
 from .dataset import balanced_subset
 from .load import check_request
 from .mosaic import mosaic_raw
@@ -16,7 +17,9 @@ from .segdataset import SegmentationDataset, SegRaw
 from .segfolders import ADE20K_CLASSES, is_ade20k, is_mask_folder, read_ade20k, read_mask_folder
 
 SEG_DEFAULT = "mosaic"
-SEG_SPEC_HELP = ("mosaic (Voronoi mosaics of the scikit-image photographs, 13 classes), mosaic:photos (of every "
+SEG_SPEC_HELP = ("canvas (2-4 tinted Fashion-MNIST articles on photograph crops, 10 classes + background: class = "
+                 "shape; needs dataset-fashion-mnist), mosaic (Voronoi mosaics of the scikit-image photographs, 13 "
+                 "classes; a per-pixel colour lookup scores as well as a segmenter on it), mosaic:photos (of every "
                  "installed photograph), an ADE20K folder (ADEChallengeData2016), or a folder with images/ and "
                  "masks/ of index PNGs")
 
@@ -27,6 +30,8 @@ def read_segmentation(spec: str, *, image_size: int, split: str,
     name, _, option = spec.partition(":")
     if name == "mosaic":
         return mosaic_raw(image_size, split, option or "skimage")
+    if spec == "canvas":
+        return canvas_raw(image_size, split)
     path = Path(spec).expanduser()
     if not path.is_dir():
         what = "not a directory" if path.exists() else "no such file or directory"
