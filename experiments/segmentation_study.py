@@ -348,12 +348,29 @@ def update_readme(readme: Path, result_file: Path) -> None:
     write_text(readme, text[:begin] + f"\n<!-- generated from {result_file} -->\n" + table + "\n" + text[end:])
 
 
+def lookup_scores(specs: list[str], image_size: int) -> list[dict[str, Any]]:
+    """The colour lookup fitted on the whole training split of each segmentation ``spec`` and scored on its test
+    split (the numbers quoted for ``mosaic`` in its help and the READMEs)."""
+    rows = []
+    for spec in specs:
+        train = load_segmentation(spec, image_size=image_size, split="train").raw
+        test = load_segmentation(spec, image_size=image_size, split="test").raw
+        scores = colour_lookup_scores(train.images, train.masks, test.images, test.masks, len(test.classes))
+        rows.append({"data": spec, "image_size": image_size, "train_images": len(train), "test_images": len(test),
+                     "classes": len(test.classes), **scores.to_dict()})
+    return rows
+
+
 if __name__ == "__main__":
     # python experiments/segmentation_study.py readme RESULT_JSON: fill experiments/README.md's table
+    # python experiments/segmentation_study.py lookup OUT_JSON SIZE SPEC...: the colour lookup on each set
     if len(sys.argv) == 3 and sys.argv[1] == "readme":
         update_readme(Path(__file__).resolve().parent / "README.md", Path(sys.argv[2]))
+    elif len(sys.argv) >= 5 and sys.argv[1] == "lookup":
+        write_json(Path(sys.argv[2]), {"colour_lookup": lookup_scores(sys.argv[4:], int(sys.argv[3])),
+                                       "maelens_data_formats": {"mosaic": 2, "canvas": 1}})
     else:
-        sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON")
+        sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC...")
 
-__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "STUDIES", "StudySettings", "markdown_table", "run_study",
+__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "STUDIES", "StudySettings", "lookup_scores", "markdown_table", "run_study",
            "update_readme"]

@@ -53,7 +53,7 @@ from .tiles import (
 if TYPE_CHECKING:
     from PIL import Image
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CANVAS_SEED = 20240
 #: Labelled canvases per split (the few-label study subsets the training ones).
 CANVAS_SIZES = {"train": 4096, "test": 1024}
@@ -62,6 +62,8 @@ STREAM_DEFAULT = 20000
 ITEMS = (2, 4)
 #: Side of a pasted article as a fraction of the canvas side (log-uniform).
 ITEM_SIDE = (0.4, 0.75)
+#: Largest share of an article's box that earlier articles may cover, and the places tried to achieve it.
+MAX_COVER, PLACEMENT_TRIES = 0.25, 12
 #: Fashion-MNIST intensity (0-1) at which a pixel is fully the article's; the label needs half of it.
 OPAQUE = 0.15
 BACKGROUND_CROPS = {"train": 24, "test": 12}
@@ -152,12 +154,18 @@ def draw_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarray,
     if rng.random() < 0.5:
         img = img[:, ::-1]
     mask = np.full((size, size), BACKGROUND, np.uint8)
+    taken = np.zeros((size, size), bool)
     for _ in range(int(rng.integers(ITEMS[0], ITEMS[1] + 1))):
-        # an article at a random scale and place; later articles cover earlier ones
+        # an article at a random scale and place, covering at most MAX_COVER of its box with earlier ones
+        # (the best of PLACEMENT_TRIES places otherwise); later articles cover earlier ones
         k = int(rng.integers(len(items)))
         side = int(round(size * np.exp(rng.uniform(*np.log(ITEM_SIDE)))))
         shape = np.asarray(Image.fromarray(items[k]).resize((side, side), Image.BILINEAR), np.float32) / 255
-        y, x = rng.integers(0, size - side + 1, 2)
+        places = rng.integers(0, size - side + 1, (PLACEMENT_TRIES, 2))
+        cover = [taken[y:y + side, x:x + side].mean() for y, x in places]
+        fits = np.flatnonzero(np.asarray(cover) <= MAX_COVER)
+        y, x = places[fits[0] if len(fits) else int(np.argmin(cover))]
+        taken[y:y + side, x:x + side] = True
         # its own tint (a colour of largest channel 1), brightness and contrast
         tint = rng.uniform(0.0, 1.0, 3)
         tint /= tint.max()
@@ -203,7 +211,7 @@ def load_canvases(image_size: int, stream: str, count: int) -> tuple[dict[str, n
     photos = _photos()
     fashion_items("train" if stream != "test" else "test")  # says which package is missing before any work
     key = {"version": FORMAT_VERSION, "kind": "canvas", "stream": stream, "size": image_size, "count": count,
-           "seed": CANVAS_SEED, "items": ITEMS, "side": ITEM_SIDE, "opaque": OPAQUE, "crops": BACKGROUND_CROPS,
+           "seed": CANVAS_SEED, "items": ITEMS, "side": ITEM_SIDE, "cover": MAX_COVER, "tries": PLACEMENT_TRIES, "opaque": OPAQUE, "crops": BACKGROUND_CROPS,
            "columns": COLUMNS, "files": [[str(path), path.stat().st_size] for _, path in photos]}
     arrays, path = cached_arrays(f"canvas-{stream}-{count}-{image_size}px", key,
                                  lambda: build_canvases(image_size, photos, stream, count))
@@ -215,6 +223,7 @@ def canvas_info(image_size: int) -> dict:
     """What the set records about itself (in every result that uses it)."""
     return {"canvas": {"format": FORMAT_VERSION, "seed": CANVAS_SEED, "sizes": CANVAS_SIZES, "image_size": image_size,
                        "items_per_canvas": list(ITEMS), "item_side": list(ITEM_SIDE),
+                       "max_cover": MAX_COVER,
                        "background_columns": {s: list(c) for s, c in COLUMNS.items()},
                        "background_crops_per_photo": BACKGROUND_CROPS, "classes": list(CLASSES)}}
 
@@ -245,6 +254,6 @@ def canvas_images(image_size: int, split: str, option: str = "") -> RawSet:
 
 
 __all__ = ["BACKGROUND", "BACKGROUND_CROPS", "CANVAS_SEED", "CANVAS_SIZES", "CLASSES", "COLUMNS", "FORMAT_VERSION",
-           "ITEMS", "ITEM_SIDE", "OPAQUE", "PHOTO_SIDE", "STREAM_DEFAULT", "background_boxes", "background_pool", "build_canvases",
+           "ITEMS", "ITEM_SIDE", "MAX_COVER", "OPAQUE", "PLACEMENT_TRIES", "PHOTO_SIDE", "STREAM_DEFAULT", "background_boxes", "background_pool", "build_canvases",
            "canvas_images", "canvas_info", "canvas_raw", "canvas_stream", "column_range", "draw_canvas",
            "fashion_items", "load_canvases", "reduced_photo"]

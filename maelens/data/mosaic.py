@@ -12,7 +12,9 @@ the right 30%, a band of which the ``photos`` training tiles cover: the leak of 
 The label of a cell is "which photograph", which is mostly the colour histogram of the crop: a colour lookup
 (:mod:`maelens.segmentation.baselines`; per class counts of the 16-level quantised training colours) labels the
 format-1 quick test set about as well as every fine-tuned Segmenter (46.8% pixel accuracy, 31.9% mIoU; 54.0% /
-37.7% with a 4x4 majority vote, against 48.5-50.0% / 31.3-32.5%, issue 24). Use it to exercise the pipeline;
+37.7% with a 4x4 majority vote, against 48.5-50.0% / 31.3-32.5%, issue 24); on this format-2 set at 32x32 it
+gets 44.8% / 28.7%, 47.6% / 30.6% with the vote (``experiments/results/colour-lookup/lookup-32px.json``). Use it
+to exercise the pipeline;
 test whether pretraining helps on ``canvas``, whose classes are shapes. Everything is deterministic: the crop
 pools, the cells and the choice of classes come from :data:`MOSAIC_SEED` and the file names, recorded in the
 set's ``info``.
