@@ -94,9 +94,10 @@ class StudySettings:
 
 #: Sizes per scale (see experiments/README.md, "The canvas study", for the timing estimate behind each).
 SETTINGS = {
-    "quick": StudySettings(preset="tiny", stream=4096, pretrain_epochs=8, pretrain_batch=64, pretrain_blr=1e-2, labels=(1024,),
-                           seeds=3, epochs=6, batch_size=32, blr=4e-2, layer_decay=0.75, frozen_epochs=20,
-                           frozen_blr=0.4, eval_images=256, photos_arm=False, frozen_arms=("random", "MAE RGB")),
+    "quick": StudySettings(preset="tiny", stream=2048, pretrain_epochs=8, pretrain_batch=64, pretrain_blr=1e-2,
+                           labels=(512,), seeds=3, epochs=6, batch_size=32, blr=4e-2, layer_decay=0.75,
+                           frozen_epochs=20, frozen_blr=0.4, eval_images=256, photos_arm=False,
+                           frozen_arms=("random", "MAE RGB")),
     "paper-cpu": StudySettings(preset="tiny", stream=16384, pretrain_epochs=8, pretrain_batch=64, pretrain_blr=1e-2,
                                labels=(256, 1024), seeds=3, epochs=20, batch_size=32, blr=4e-2, layer_decay=0.75,
                                frozen_epochs=30, frozen_blr=0.4, eval_images=512),
@@ -303,8 +304,32 @@ def run_study(ctx: Context, s: StudySettings | None = None) -> Outcome:
         "Sec. 6 / Fig. 12 (canvas)", CLAIM.statement, ours, headline["verdict"],
         f"{s.seeds} seeds per arm; verdict on the paired difference of the final evaluation loss ({HEADLINE}, full "
         f"fine-tuning, {min(s.labels)} labels); the set's fitness: {fit_reason}.",
-        settings=s.to_dict(), sizes=sizes, baselines=lookup, fitness=fit, pretraining=checks, verdicts=verdicts,
+        settings=s.to_dict(), estimate_s=estimate_seconds(s), sizes=sizes, baselines=lookup, fitness=fit, pretraining=checks, verdicts=verdicts,
         rows=frame.to_dict(orient="records"))
+
+
+#: Throughput assumed by :func:`estimate_seconds` (images/s, ``tiny``, fp32, a free 2-core CPU): MAE pretraining
+#: steps, fine-tuning steps with augmentation, evaluation / frozen-encoder forward passes. Derived from runs on
+#: the shared 2-core machine of 2026-12-04 (load average 10-12): 150-160 images/s pretraining and 110-200
+#: fine-tuning with about half a core, scaled to two free cores (see experiments/README.md).
+RATES = {"pretrain": 400.0, "finetune": 300.0, "forward": 1000.0}
+
+
+def estimate_seconds(s: StudySettings, rates: dict[str, float] = RATES, photos_images: int = 4600) -> dict[str, float]:
+    """Planned work of the study divided by ``rates``: seconds per part and in all (data preparation not counted:
+    10-20 s). ``photos_images``: training images of the second pretraining source."""
+    finetune_arms = 1 + len(CANVAS_TARGETS) + s.photos_arm
+    frozen_arms = len(s.frozen_arms)
+    labels = sum(s.labels)
+    parts = {
+        "pretrain": (len(CANVAS_TARGETS) * s.stream + s.photos_arm * photos_images) * s.pretrain_epochs
+        / rates["pretrain"],
+        "finetune": finetune_arms * s.seeds * labels * s.epochs / rates["finetune"],
+        "evaluate": finetune_arms * s.seeds * len(s.labels) * s.epochs * s.eval_images / rates["forward"],
+        "frozen": frozen_arms * s.seeds * (labels + len(s.labels) * s.eval_images) / rates["forward"],
+        "fill_check": (len(CANVAS_TARGETS) + s.photos_arm) * s.eval_images / rates["forward"],
+    }
+    return {**parts, "total": sum(parts.values())}
 
 
 STUDIES = {NAME: run_study}
@@ -372,5 +397,5 @@ if __name__ == "__main__":
     else:
         sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC...")
 
-__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "STUDIES", "StudySettings", "lookup_scores", "markdown_table", "run_study",
+__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "RATES", "STUDIES", "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study",
            "update_readme"]

@@ -62,3 +62,14 @@ def test_verdict_and_fitness_by_hand():
     assert fit["fit"] and fit["margin"] == pytest.approx(0.19)
     assert not study.fitness([{"final": {"miou": m}} for m in (0.15, 0.16, 0.17)], {"miou": 0.10, "vote_miou": 0.12})["fit"]
     assert np.isfinite(fit["interval"]["low"])
+
+
+def test_sizes_fit_the_cpu_budgets():
+    """The planned work of quick and paper-cpu at the documented 2-core fp32 throughput stays under 6 and 60
+    minutes; more seeds, labels or epochs show up here."""
+    quick = study.estimate_seconds(study.SETTINGS["quick"])
+    cpu = study.estimate_seconds(study.SETTINGS["paper-cpu"])
+    assert quick["total"] < 6 * 60 - 30 and cpu["total"] < 60 * 60 - 120
+    assert all(study.SETTINGS[s].seeds >= 3 for s in study.SETTINGS)
+    # by hand: 3 canvas MAEs x 2048 x 8 epochs at 400 images/s
+    assert quick["pretrain"] == pytest.approx(3 * 2048 * 8 / 400)
