@@ -393,7 +393,7 @@ if __name__ == "__main__":
         update_readme(Path(__file__).resolve().parent / "README.md", Path(sys.argv[2]))
     elif len(sys.argv) >= 5 and sys.argv[1] == "lookup":
         write_json(Path(sys.argv[2]), {"colour_lookup": lookup_scores(sys.argv[4:], int(sys.argv[3])),
-                                       "maelens_data_formats": {"mosaic": 2, "canvas": 1}})
+                                       "maelens_data_formats": {"mosaic": 2, "canvas": 2}})
     else:
         sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC...")
 
