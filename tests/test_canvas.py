@@ -136,3 +136,21 @@ def test_test_backgrounds_come_from_the_strip(tmp_path):
         boxes = canvas.background_boxes(img, Photo("x.png", "x", ""), split)
         assert len(boxes) == canvas.BACKGROUND_CROPS[split]
         assert (boxes[:, 0] >= lo * 500).all() and (boxes[:, 0] + boxes[:, 2] <= hi * 500).all()
+
+
+@pytest.mark.skipif(not (canvas.FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_segment_and_train_on_canvas_end_to_end(tmp_path, capsys):
+    import json
+
+    from maelens.cli import main
+
+    assert main(["segment", "--from-scratch", "--data", "canvas", "--epochs", "1", "--num-images", "32",
+                 "--eval-images", "16", "--batch-size", "16", "--figure-images", "2", "--device", "cpu", "--quiet",
+                 "--json", "--out", str(tmp_path / "seg")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["segmenter"]["num_classes"] == len(canvas.CLASSES) == 11
+    assert summary["data"]["canvas"]["sizes"] == canvas.CANVAS_SIZES and summary["train_images"] == 32
+    assert main(["train", "--preset", "tiny", "--data", "canvas:64", "--epochs", "1", "--batch-size", "32",
+                 "--recon-images", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path / "mae")]) == 0
+    assert (tmp_path / "mae" / "checkpoint.pt").is_file()
