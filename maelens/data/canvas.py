@@ -22,7 +22,8 @@ Splits and what pretraining may have seen (checked by ``tests/test_canvas.py`` f
 
 Canvases are seeded per index (:data:`CANVAS_SEED`, the split, the index), so canvas ``i`` of a split is the
 same whatever the count asked for: the unlabelled stream is unlimited (:func:`canvas_stream`) and any prefix of
-it can be cached (``--data canvas:N``). The sizes are recorded in the set's ``info``.
+it can be cached (``--data canvas:N``). The sizes are recorded in the set's ``info``. Cached canvases take 3 KB
+each at 32 px and 12 KB at 64 px (the default stream of 20,000: 61 MB / 246 MB; the labelled sets 20 / 80 MB).
 """
 
 from __future__ import annotations
