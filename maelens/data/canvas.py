@@ -208,14 +208,18 @@ def canvas_stream(image_size: int, *, seed: int = CANVAS_SEED, start: int = 0) -
 
 
 def load_canvases(image_size: int, stream: str, count: int) -> tuple[dict[str, np.ndarray], str]:
-    """The first ``count`` canvases of ``stream`` at ``image_size`` (built once, then cached) and a description."""
+    """The first ``count`` canvases of ``stream`` at ``image_size`` (built once, then cached; the unlabelled stream
+    without its masks) and a description."""
     photos = _photos()
     fashion_items("train" if stream != "test" else "test")  # says which package is missing before any work
-    key = {"version": FORMAT_VERSION, "kind": "canvas", "stream": stream, "size": image_size, "count": count,
+    key = {"version": FORMAT_VERSION, "kind": "canvas", "stream": stream, "masks": stream != "unlabelled", "size": image_size, "count": count,
            "seed": CANVAS_SEED, "items": ITEMS, "side": ITEM_SIDE, "cover": MAX_COVER, "tries": PLACEMENT_TRIES, "opaque": OPAQUE, "crops": BACKGROUND_CROPS,
            "columns": COLUMNS, "files": [[str(path), path.stat().st_size] for _, path in photos]}
-    arrays, path = cached_arrays(f"canvas-{stream}-{count}-{image_size}px", key,
-                                 lambda: build_canvases(image_size, photos, stream, count))
+    def build() -> dict[str, np.ndarray]:
+        arrays = build_canvases(image_size, photos, stream, count)
+        return {k: v for k, v in arrays.items() if k != "masks" or stream != "unlabelled"}  # the stream keeps no labels
+
+    arrays, path = cached_arrays(f"canvas-{stream}-{count}-{image_size}px", key, build)
     return arrays, (f"canvases of Fashion-MNIST items on crops of {len(photos)} photographs (seed {CANVAS_SEED}, "
                     f"cached in {path})")
 
