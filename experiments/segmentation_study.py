@@ -109,7 +109,8 @@ SETTINGS = {
                           frozen_epochs=100, frozen_blr=0.1, eval_images=CANVAS_SIZES["test"]),
 }
 #: The reduced version the test suite runs (tiny sizes, one seed: a verdict of n/a is the expected answer).
-SMOKE = StudySettings(preset="tiny", stream=64, pretrain_epochs=1, pretrain_batch=32, pretrain_blr=1e-2, labels=(32,), seeds=1,
+SMOKE = StudySettings(preset="tiny", stream=64, pretrain_epochs=1, pretrain_batch=32, pretrain_blr=1e-2, labels=(32,),
+                      seeds=1,
                       epochs=1, batch_size=16, blr=1e-2, layer_decay=0.75, frozen_epochs=1, frozen_blr=0.1,
                       eval_images=16, photos_arm=False, frozen_arms=("random", "MAE RGB"))
 
@@ -146,7 +147,8 @@ def fill_check(run, ctx: Context, s: StudySettings) -> dict[str, Any]:
     masks): an encoder that does not beat the fill is ``undertrained``."""
     test = load_dataset("canvas", image_size=get_config(s.preset).img_size, split="test", limit=s.eval_images, seed=0)
     err = reconstruction_error(run.model.eval(), test, seed=ctx.seed)
-    return {"model_mse": err.model_mse, "mean_fill_mse": err.baseline_mse, "undertrained": err.model_mse >= err.baseline_mse,
+    return {"model_mse": err.model_mse, "mean_fill_mse": err.baseline_mse,
+            "undertrained": err.model_mse >= err.baseline_mse,
             "epochs": len(run.history), "data": run.summary.get("train_config", {}).get("data")}
 
 
@@ -202,7 +204,8 @@ def frozen_linear(ctx: Context, s: StudySettings, folder: Path, run, n: int, see
         result = train_frozen_decoder(model, _segmentation_data(s, n, seed, train=False), _eval_data(s),
                                       epochs=s.frozen_epochs, batch_size=s.batch_size, lr=lr, seed=seed,
                                       device=ctx.device)
-        return {"history": result.history, "final": {k: result.final[k] for k in ("eval_loss", "pixel_accuracy", "miou")},
+        return {"history": result.history,
+                "final": {k: result.final[k] for k in ("eval_loss", "pixel_accuracy", "miou")},
                 "peak_lr": lr}
     return _cached(folder, compute)
 
@@ -307,7 +310,8 @@ def run_study(ctx: Context, s: StudySettings | None = None) -> Outcome:
         "Sec. 6 / Fig. 12 (canvas)", CLAIM.statement, ours, headline["verdict"],
         f"{s.seeds} seeds per arm; verdict on the paired difference of the final evaluation loss ({HEADLINE}, full "
         f"fine-tuning, {min(s.labels)} labels); the set's fitness: {fit_reason}.",
-        settings=s.to_dict(), estimate_s=estimate_seconds(s), sizes=sizes, baselines=lookup, fitness=fit, pretraining=checks, verdicts=verdicts,
+        settings=s.to_dict(), estimate_s=estimate_seconds(s), sizes=sizes, baselines=lookup, fitness=fit,
+        pretraining=checks, verdicts=verdicts,
         rows=frame.to_dict(orient="records"))
 
 
@@ -350,7 +354,8 @@ def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 3) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """The study's table in Markdown, every number read from ``result`` (a result.json)."""
     m = result["metrics"]
-    lines = ["| arm | mode | labels | seeds | pretraining | final eval CE | mIoU % | Δ CE vs scratch [95% CI] | verdict |",
+    lines = ["| arm | mode | labels | seeds | pretraining | final eval CE | mIoU % | Δ CE vs scratch [95% CI] "
+             "| verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in m["rows"]:
         diff = "" if r.get("loss_diff_estimate") is None else \
@@ -400,5 +405,5 @@ if __name__ == "__main__":
     else:
         sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC...")
 
-__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "RATES", "STUDIES", "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study",
-           "update_readme"]
+__all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "RATES", "STUDIES",
+           "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study", "update_readme"]

@@ -110,7 +110,8 @@ def _held_out_left_edge(width: int, height: int) -> float:
     reduce = max(1.0, min(width, height) / canvas.PHOTO_SIDE)
     side = min(BUNDLED_SIDE[1] * min(width, height), HELD_OUT_STRIP * width)
     canvas_left = canvas.column_range(round(width / reduce), "test")[0] * reduce
-    return min(canvas_left, np.ceil(width * (1 - HELD_OUT_STRIP))) - _bicubic_reach(side / 32) - _bicubic_reach(reduce, photo=True)
+    left = min(canvas_left, np.ceil(width * (1 - HELD_OUT_STRIP)))
+    return left - _bicubic_reach(side / 32) - _bicubic_reach(reduce, photo=True)
 
 
 def test_no_pretraining_set_reaches_the_held_out_strip():

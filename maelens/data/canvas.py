@@ -126,7 +126,8 @@ def background_pool(image_size: int, photos: Located, split: str) -> np.ndarray:
     """(P, S, S, 3) uint8 background crops of ``split`` (see :func:`background_boxes`) resized to ``image_size``,
     built once per size and cached."""
     key = {"version": FORMAT_VERSION, "kind": "canvas-backgrounds", "split": split, "size": image_size,
-           "crops": BACKGROUND_CROPS, "columns": COLUMNS, "photo_side": PHOTO_SIDE, "files": [[str(p), p.stat().st_size] for _, p in photos]}
+           "crops": BACKGROUND_CROPS, "columns": COLUMNS, "photo_side": PHOTO_SIDE,
+           "files": [[str(p), p.stat().st_size] for _, p in photos]}
 
     def build() -> dict[str, np.ndarray]:
         from PIL import Image
@@ -212,8 +213,9 @@ def load_canvases(image_size: int, stream: str, count: int) -> tuple[dict[str, n
     without its masks) and a description."""
     photos = _photos()
     fashion_items("train" if stream != "test" else "test")  # says which package is missing before any work
-    key = {"version": FORMAT_VERSION, "kind": "canvas", "stream": stream, "masks": stream != "unlabelled", "size": image_size, "count": count,
-           "seed": CANVAS_SEED, "items": ITEMS, "side": ITEM_SIDE, "cover": MAX_COVER, "tries": PLACEMENT_TRIES, "opaque": OPAQUE, "crops": BACKGROUND_CROPS,
+    key = {"version": FORMAT_VERSION, "kind": "canvas", "stream": stream, "masks": stream != "unlabelled",
+           "size": image_size, "count": count, "seed": CANVAS_SEED, "items": ITEMS, "side": ITEM_SIDE,
+           "cover": MAX_COVER, "tries": PLACEMENT_TRIES, "opaque": OPAQUE, "crops": BACKGROUND_CROPS,
            "columns": COLUMNS, "files": [[str(path), path.stat().st_size] for _, path in photos]}
     def build() -> dict[str, np.ndarray]:
         arrays = build_canvases(image_size, photos, stream, count)
@@ -258,7 +260,9 @@ def canvas_images(image_size: int, split: str, option: str = "") -> RawSet:
     return RawSet(images, np.full(len(images), -1, np.int64), [], ids, [loaded[0][1]])
 
 
-__all__ = ["BACKGROUND", "BACKGROUND_CROPS", "CANVAS_SEED", "CANVAS_SIZES", "CLASSES", "COLUMNS", "FORMAT_VERSION",
-           "ITEMS", "ITEM_SIDE", "MAX_COVER", "OPAQUE", "PLACEMENT_TRIES", "PHOTO_SIDE", "STREAM_DEFAULT", "background_boxes", "background_pool", "build_canvases",
-           "canvas_images", "canvas_info", "canvas_raw", "canvas_stream", "column_range", "draw_canvas",
-           "fashion_items", "load_canvases", "reduced_photo"]
+__all__ = [
+    "BACKGROUND", "BACKGROUND_CROPS", "CANVAS_SEED", "CANVAS_SIZES", "CLASSES", "COLUMNS", "FORMAT_VERSION", "ITEMS",
+    "ITEM_SIDE", "MAX_COVER", "OPAQUE", "PLACEMENT_TRIES", "PHOTO_SIDE", "STREAM_DEFAULT", "background_boxes",
+    "background_pool", "build_canvases", "canvas_images", "canvas_info", "canvas_raw", "canvas_stream",
+    "column_range", "draw_canvas", "fashion_items", "load_canvases", "reduced_photo",
+]

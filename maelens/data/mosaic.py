@@ -126,7 +126,8 @@ def load_mosaics(image_size: int, collection: str = "skimage") -> tuple[Arrays, 
     key = {"version": FORMAT_VERSION, "kind": f"mosaic-{collection}", "size": image_size, "seed": MOSAIC_SEED,
            "sizes": MOSAIC_SIZES, "cells": CELLS, "pool": POOL,
            "files": [[str(path), path.stat().st_size] for _, path in photos]}
-    arrays, path = cached_arrays(f"mosaic-{collection}-{image_size}px", key, lambda: build_mosaics(image_size, photos, collection))
+    arrays, path = cached_arrays(f"mosaic-{collection}-{image_size}px", key,
+                                 lambda: build_mosaics(image_size, photos, collection))
     return arrays, f"Voronoi mosaics of {len(photos)} photographs (seed {MOSAIC_SEED}, cached in {path})"
 
 
@@ -138,7 +139,8 @@ def mosaic_raw(image_size: int, split: str, collection: str = "skimage") -> tupl
     raw = SegRaw(arrays["images"][idx], arrays["masks"][idx], arrays["classes"].tolist(),
                  arrays["ids"][idx].tolist(), [described, *arrays["sources"].tolist()])
     info = {"mosaic": {"seed": MOSAIC_SEED, "sizes": MOSAIC_SIZES, "cells": list(CELLS), "crop_pool": POOL,
-                       "train_columns": [0.0, 1 - BUNDLED_TEST_STRIP], "test_columns": [1 - HELD_OUT_STRIP, 1.0], "collection": collection}}
+                       "train_columns": [0.0, 1 - BUNDLED_TEST_STRIP], "test_columns": [1 - HELD_OUT_STRIP, 1.0],
+                       "collection": collection}}
     return raw, info
 
 __all__ = ["CELLS", "COLLECTIONS", "FORMAT_VERSION", "MOSAIC_SEED", "MOSAIC_SIZES", "POOL", "build_mosaics",

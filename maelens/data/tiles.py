@@ -91,7 +91,8 @@ def build_bundled(image_size: int, photos: Located) -> Arrays:
     return _arrays(images, labels, classes, ids, test, image_size, photos)
 
 
-def tile_grid(width: int, height: int, image_size: int, per_side: int | None) -> tuple[tuple[int, int], int, int, int, int, int]:
+def tile_grid(width: int, height: int, image_size: int,
+              per_side: int | None) -> tuple[tuple[int, int], int, int, int, int, int]:
     """Where :func:`tile_photo` cuts a ``width`` x ``height`` photograph: the size it is resized to (the
     original size when not reduced), the grid's offsets ``oy, ox`` and extent ``rows, cols`` in tiles of
     ``image_size`` pixels, and ``test_cols``, the number of right-most tile columns in the test split."""
