@@ -240,13 +240,13 @@ def summarise(runs: dict[tuple[str, str, int], list[dict]], checks: dict[str, di
             if arm == "random":
                 verdict = None
             elif row["pretraining"] == "undertrained":
-                verdict = judge(CLAIM, None, f"{arm}: undertrained (does not beat the mean-colour fill)")
+                verdict = judge(CLAIM, None, "undertrained: the encoder does not beat the mean-colour fill")
             elif not fit_ok:
-                verdict = judge(CLAIM, None, f"the set is not fit for the test: {fit_reason}")
+                verdict = judge(CLAIM, None, f"set not fit: {fit_reason}")
             else:
                 verdict = compare_over_seeds(CLAIM, loss, s_loss)
             if verdict is not None:
-                row["verdict"] = verdict.word
+                row["verdict"], row["verdict_reason"] = verdict.word, verdict.reason
                 verdicts.append({"arm": arm, "mode": mode, "labels": n, **verdict.to_dict()})
         rows.append(row)
     return pd.DataFrame(rows), verdicts
@@ -351,6 +351,14 @@ def _pm(mean: float, sd: float, scale: float = 1.0, digits: int = 3) -> str:
     return f"{scale * mean:.{digits}f}" + ("" if sd is None or not np.isfinite(sd) else f" ± {scale * sd:.{digits}f}")
 
 
+def _verdict_cell(row: dict[str, Any]) -> str:
+    """The verdict word and, for n/a, the first clause of its reason."""
+    word, reason = row.get("verdict"), row.get("verdict_reason")
+    if not isinstance(word, str):
+        return ""
+    return f"{word} ({reason.split(':')[0].split(';')[0]})" if isinstance(reason, str) and reason else word
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The study's table in Markdown, every number read from ``result`` (a result.json)."""
     m = result["metrics"]
@@ -362,7 +370,7 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"{r['loss_diff_estimate']:+.3f} [{r['loss_diff_low']:+.3f}, {r['loss_diff_high']:+.3f}]"
         lines.append(f"| {r['arm']} | {r['mode']} | {r['labels']} | {r['seeds']} | {r['pretraining']} | "
                      f"{_pm(r['eval_loss_mean'], r['eval_loss_sd'])} | {_pm(r['miou_mean'], r['miou_sd'], 100, 1)} | "
-                     f"{diff} | {r.get('verdict') or ''} |")
+                     f"{diff} | {_verdict_cell(r)} |")
     b, f = m["baselines"], m["fitness"]
     lines += ["", f"Colour lookup (16 levels per channel): pixel accuracy {100 * b['pixel_accuracy']:.1f}%, mIoU "
               f"{100 * b['miou']:.1f}%; with the 4x4 vote {100 * b['vote_pixel_accuracy']:.1f}% / "

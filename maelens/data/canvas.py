@@ -19,6 +19,8 @@ Splits and what pretraining may have seen (checked by ``tests/test_canvas.py`` f
   at least one, in the test split; (c - round(c/5)) / c peaks at 6/7 for c = 7 columns, and centring the grid
   only lowers it), plus the bicubic footprint of the resizing, and the canvas stream stops at 70%.
   Pretraining sets' *test* splits (``photos``: about the right 20%) overlap the strip; nothing is fitted to them.
+  ``fashion-mnist`` pretraining reads the official training files; test canvases hold only official test items.
+  A user's own pretraining data (folders, ImageNet batches) cannot be checked and is the user's to keep apart.
 
 Canvases are seeded per index (:data:`CANVAS_SEED`, the split, the index), so canvas ``i`` of a split is the
 same whatever the count asked for: the unlabelled stream is unlimited (:func:`canvas_stream`) and any prefix of
