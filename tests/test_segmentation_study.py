@@ -34,6 +34,12 @@ def test_smoke_study_runs_caches_and_tables(tmp_path):
     # the table is generated from result.json; a second run reads every run from its cache
     table = study.markdown_table(result)
     assert "| scratch | fine-tune | 32 | 1 |" in table and "Colour lookup" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{study.MARK_BEGIN}\nold\n{study.MARK_END}\nafter\n")
+    for _ in range(2):  # idempotent: the second fill replaces the first
+        study.update_readme(readme, tmp_path / study.NAME / "result.json")
+    text = readme.read_text()
+    assert text.count("| scratch | fine-tune |") == 1 and "old" not in text and text.endswith("after\n")
     cached = tmp_path / study.NAME / "runs" / "scratch-n32-s0" / "result.json"
     stamp = cached.stat().st_mtime_ns
     study.run_study(ctx, study.SMOKE)
