@@ -18,9 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cae  # noqa: E402, F401 - registers the CAE study (issue 26) in EXPERIMENTS
 from common import SCALES, Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
+from segmentation_study import STUDIES  # noqa: E402
 
 from maelens.errors import MaelensError  # noqa: E402
 from maelens.io import write_csv, write_text  # noqa: E402
+
+EXPERIMENTS = {**EXPERIMENTS, **STUDIES}
 
 
 def summary_frame(outcomes) -> pd.DataFrame:
@@ -36,7 +39,7 @@ def _missing(spec: str | None) -> str | None:
     from maelens.data.load import BUILTIN, CLASSES_OPTION
 
     base = spec.partition(CLASSES_OPTION)[0]
-    if base.partition(":")[0] in BUILTIN + ("mosaic",) or Path(base).expanduser().exists():
+    if base.partition(":")[0] in BUILTIN + ("mosaic", "canvas") or Path(base).expanduser().exists():
         return None
     return f"{spec}: no such file or directory"
 

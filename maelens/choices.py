@@ -14,9 +14,12 @@ from __future__ import annotations
 SPLITS = ("train", "test", "all")
 #: The segmentation data set used when none is named, and what a segmentation ``--data`` may be.
 SEG_DEFAULT = "mosaic"
-SEG_SPEC_HELP = ("mosaic (Voronoi mosaics of the scikit-image photographs, 13 classes), mosaic:photos (of every "
-                 "installed photograph), an ADE20K folder (ADEChallengeData2016), or a folder with images/ and "
-                 "masks/ of index PNGs")
+SEG_SPEC_HELP = ("canvas (2-4 tinted Fashion-MNIST articles on photograph crops, 10 classes + background: class = "
+                 "shape; needs dataset-fashion-mnist; a colour lookup reaches mIoU 0.10 at 32x32), mosaic (Voronoi "
+                 "mosaics of the scikit-image photographs, 13 classes; labels mostly given by colour: a per-pixel "
+                 "colour lookup reaches pixel accuracy 0.448 and mIoU 0.287 at 32x32, 0.476 / 0.306 with a 4x4 vote), "
+                 "mosaic:photos (of every installed photograph), an ADE20K folder (ADEChallengeData2016), or a "
+                 "folder with images/ and masks/ of index PNGs")
 
 # ---- models -----------------------------------------------------------------------------------------------
 #: Masking strategies (:mod:`maelens.models.masking`).

@@ -50,7 +50,8 @@ def test_data_prepare_decodes_every_image(tmp_path: Path, capsys: pytest.Capture
 def test_data_sources_lists_every_builtin(capsys: pytest.CaptureFixture) -> None:
     assert main(["data", "sources", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert [d["spec"].split("[")[0] for d in info["datasets"]] == ["bundled", "photos", "backgrounds", "fashion-mnist"]
+    assert [d["spec"].split("[")[0] for d in info["datasets"]] == ["bundled", "photos", "backgrounds", "fashion-mnist",
+                                                                  "canvas"]
     assert {c["name"] for c in info["collections"]} >= {"scikit-image", "mate-backgrounds", "opencv-doc"}
     assert main(["data", "sources"]) == 0
     assert "MIT" in capsys.readouterr().out

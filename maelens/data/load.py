@@ -23,8 +23,9 @@ from .places import is_places365_dir, read_places365
 from .sources import DATASET_SOURCES, WALLPAPER_COLLECTIONS
 from .tiles import TILES_PER_SIDE, load_bundled, load_tiles, opencv_photos, skimage_photos, wallpaper_photos
 
-BUILTIN = ("bundled", "photos", "backgrounds", "fashion-mnist")
-SPEC_HELP = ("bundled, photos[:K|full], backgrounds[:K|full], fashion-mnist, an ImageFolder directory, "
+BUILTIN = ("bundled", "photos", "backgrounds", "fashion-mnist", "canvas")
+SPEC_HELP = ("bundled, photos[:K|full], backgrounds[:K|full], fashion-mnist, canvas[:N] (N unlabelled canvases of "
+             "Fashion-MNIST items on photographs), an ImageFolder directory, "
              "a CIFAR batches directory, a downsampled-ImageNet batches directory, a Places365 file-list "
              "directory, an MNIST-style IDX directory, or a .npz file; any of them followed by "
              ":classes=A,B,... keeps those classes")
@@ -90,6 +91,10 @@ def read_raw(spec: str, *, image_size: int, split: str, quiet: bool = True) -> R
         return _from_arrays(arrays, split, [f"{len(photos)} photographs tiled (cached in {path})"])
     if spec == "fashion-mnist":
         return read_fashion_mnist(split)
+    if name == "canvas":
+        from .canvas import canvas_images
+
+        return canvas_images(image_size, split, option)
     path = Path(spec).expanduser()
     if os.path.lexists(path) or path.exists():  # a FIFO, a device, a loop or an unreadable folder: refused here
         path = check_input(path, "data")

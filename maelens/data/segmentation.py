@@ -9,6 +9,7 @@ import numpy as np
 
 from ..choices import SEG_DEFAULT, SEG_SPEC_HELP
 from ..errors import ConfigError, DataError
+from .canvas import canvas_raw
 from .dataset import balanced_subset
 from .load import check_request
 from .mosaic import mosaic_raw
@@ -23,6 +24,8 @@ def read_segmentation(spec: str, *, image_size: int, split: str,
     name, _, option = spec.partition(":")
     if name == "mosaic":
         return mosaic_raw(image_size, split, option or "skimage")
+    if spec == "canvas":
+        return canvas_raw(image_size, split)
     path = Path(spec).expanduser()
     if not path.is_dir():
         what = "not a directory" if path.exists() else "no such file or directory"

@@ -211,6 +211,19 @@ DATASET_SOURCES: dict[str, DatasetSource] = {
         split="the official files: 60,000 train, 10,000 test",
         install=FASHION_MNIST_INSTALL,
     ),
+    "canvas": DatasetSource(
+        spec="canvas[:N]",
+        summary="canvases of 2-4 Fashion-MNIST articles, each with its own random tint, brightness and contrast, "
+                "at random places and scales over crops of the installed photographs; for pretraining, the first N "
+                "(default 20,000) of an unlimited seeded stream of unlabelled canvases; for segmentation "
+                "(maelens segment --data canvas), 4,096 train / 1,024 test labelled canvases",
+        origins=("dataset-fashion-mnist", *(c.name for c in (SKIMAGE, *WALLPAPER_COLLECTIONS, OPENCV_SAMPLES))),
+        licence="MIT (Fashion-MNIST) and the photographs' licences (see SOURCES.md)",
+        labels="unlabelled for pretraining; per pixel, the article's class (10) or background for segmentation",
+        split="train: Fashion-MNIST training items on the left 70% of each photograph; test: the official test "
+              "items on the right-most 10%, which no pretraining set trains on",
+        install=FASHION_MNIST_INSTALL,
+    ),
 }
 
 __all__ = ["DATASET_SOURCES", "DatasetSource", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR",

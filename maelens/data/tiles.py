@@ -29,6 +29,11 @@ BUNDLED_SIDE = (0.12, 0.30)
 BUNDLED_TEST_STRIP = 0.30
 TILES_PER_SIDE = 8
 TILES_TEST_COLUMNS = 0.20
+HELD_OUT_STRIP = 0.10
+"""The right-most 10% of every photograph: no set that MAE pretraining trains on reaches into it (the ``bundled``
+and mosaic training crops stop at 70% of the width, the training tiles of ``photos`` / ``backgrounds`` at 6/7 of
+it at most, see :func:`tile_grid`), so the segmentation sets (``mosaic``, ``canvas``) take their test pixels
+from it alone."""
 
 Located = list[tuple[Photo, Path]]
 
@@ -86,9 +91,24 @@ def build_bundled(image_size: int, photos: Located) -> Arrays:
     return _arrays(images, labels, classes, ids, test, image_size, photos)
 
 
+def tile_grid(width: int, height: int, image_size: int,
+              per_side: int | None) -> tuple[tuple[int, int], int, int, int, int, int]:
+    """Where :func:`tile_photo` cuts a ``width`` x ``height`` photograph: the size it is resized to (the
+    original size when not reduced), the grid's offsets ``oy, ox`` and extent ``rows, cols`` in tiles of
+    ``image_size`` pixels, and ``test_cols``, the number of right-most tile columns in the test split."""
+    s = image_size
+    scale = 1.0 if per_side is None else per_side * s / min(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale))) if scale < 1 else (width, height)
+    w, h = size
+    rows, cols = h // s, w // s
+    oy, ox = (h - rows * s) // 2, (w - cols * s) // 2
+    return size, oy, ox, rows, cols, max(1, round(TILES_TEST_COLUMNS * cols))
+
+
 def tile_photo(path: Path, image_size: int, per_side: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-overlapping ``image_size`` tiles of one photograph, first resized so that its shorter side
-    holds ``per_side`` tiles (never enlarged; ``None`` keeps the native size), grid centred.
+    holds ``per_side`` tiles (never enlarged; ``None`` keeps the native size), grid centred
+    (:func:`tile_grid`).
 
     Returns tiles (T, S, S, 3) uint8, their (T, 2) (row, column) and the (T,) is-test flags
     (tiles in the right-most :data:`TILES_TEST_COLUMNS` of the columns).
@@ -97,21 +117,17 @@ def tile_photo(path: Path, image_size: int, per_side: int | None) -> tuple[np.nd
 
     s = image_size
     width, height = probe_image(path)
-    scale = 1.0 if per_side is None else per_side * s / min(width, height)
-    if scale < 1:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size, oy, ox, rows, cols, test_cols = tile_grid(width, height, s, per_side)
+    if size != (width, height):
         img = np.asarray(open_image(path, max_size=size).resize(size, Image.BICUBIC))
     else:
         img = np.asarray(open_image(path))
-    h, w = img.shape[:2]
-    rows, cols = h // s, w // s
     if rows == 0 or cols == 0:
         return np.zeros((0, s, s, 3), np.uint8), np.zeros((0, 2), np.int64), np.zeros(0, bool)
-    oy, ox = (h - rows * s) // 2, (w - cols * s) // 2
     tiles = img[oy:oy + rows * s, ox:ox + cols * s].reshape(rows, s, cols, s, 3).swapaxes(1, 2).reshape(-1, s, s, 3)
     rc = np.stack(np.divmod(np.arange(rows * cols), cols), axis=1)
     keep = tiles.reshape(len(tiles), -1).std(axis=1) >= FLAT_STD
-    test = rc[:, 1] >= cols - max(1, round(TILES_TEST_COLUMNS * cols))
+    test = rc[:, 1] >= cols - test_cols
     return tiles[keep], rc[keep], test[keep]
 
 
@@ -179,6 +195,6 @@ def load_tiles(kind: str, image_size: int, photos: Located, per_side: int | None
     return cached_arrays(f"{kind}-{scale}-{image_size}px", key,
                          lambda: build_tiles(image_size, photos, per_side, quiet))
 
-__all__ = ["BUNDLED_SIDE", "BUNDLED_TEST_STRIP", "FLAT_STD", "FORMAT_VERSION", "TILES_PER_SIDE",
+__all__ = ["BUNDLED_SIDE", "BUNDLED_TEST_STRIP", "FLAT_STD", "FORMAT_VERSION", "HELD_OUT_STRIP", "TILES_PER_SIDE",
     "TILES_TEST_COLUMNS", "box_std", "build_bundled", "build_tiles", "draw_crops", "load_bundled", "load_tiles",
-    "opencv_photos", "skimage_photos", "tile_photo", "wallpaper_photos"]
+    "opencv_photos", "skimage_photos", "tile_grid", "tile_photo", "wallpaper_photos"]
