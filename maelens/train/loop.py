@@ -30,6 +30,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from .. import run_files
+from ..data.device_batches import device_batches
 from ..errors import CheckpointError, ConfigError, DataError, MaelensError, OutputError
 from ..io import atomic_path, folder_lock, write_json
 from .config import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS, TrainConfig
@@ -243,9 +244,15 @@ class _Run:
                                           shuffle=True, seed=config.seed)
         self.batch_size = config.batch_size_for(len(self.dataset), info.world_size)
         self.notes = self._adapted_defaults()
-        self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
-                                 num_workers=config.num_workers, pin_memory=info.device.type == "cuda",
-                                 drop_last=True)
+        self.mask_generator = torch.Generator()
+        # -- issue 23: images kept in memory are batched and augmented on the device, drawing from the run's
+        #    (checkpointed) generator; image files keep a DataLoader (None)
+        self.loader = device_batches(self.dataset, self.sampler, self.batch_size, device=info.device,
+                                     generator=self.mask_generator)
+        if self.loader is None:
+            self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
+                                     num_workers=config.num_workers, pin_memory=info.device.type == "cuda",
+                                     drop_last=True)
         self.steps_per_epoch = len(self.loader) // config.accum_iter
         if self.steps_per_epoch == 0:
             raise ConfigError(
@@ -256,7 +263,6 @@ class _Run:
         self.optimizer = build_optimizer(self.model, lr=self.peak_lr, weight_decay=config.weight_decay,
                                          decay_tokens=config.decay_tokens,
                                          betas=config.betas)
-        self.mask_generator = torch.Generator()
         self.start_epoch = 0
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
