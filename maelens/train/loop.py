@@ -40,6 +40,7 @@ from .optim import build_optimizer
 from .precision import resolve_precision, usable_cpu_threads
 from .runlog import RunLog
 from .schedule import lr_at, set_lr
+from .thread_governor import ThreadGovernor
 
 CHECKPOINT_NAME = run_files.CHECKPOINT
 NUMBERED = re.compile(r"checkpoint-(\d{4,})\.pt$")
@@ -231,6 +232,9 @@ class _Run:
         self.precision = resolve_precision(config.precision, info.device)
         if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
             torch.set_num_threads(usable_cpu_threads())  # never more threads than cores we may run on
+        # -- issue 23: n or n - 1 CPU threads, whichever trains faster beside the machine's other load
+        self.governor = ThreadGovernor(torch.get_num_threads(), enabled=info.device.type == "cpu" and not
+                                       info.distributed, notify=self.notify if info.is_main else None)
         seed_everything(config.seed)
         self.method = get_method(config.method)
         self.model = self.method.build_model(self.model_config, config, info)
@@ -416,6 +420,7 @@ class _Run:
                                                out_dir=self.out, images=self.val_imgs, noise=self.val_noise))
                 if (epoch + 1) % c.save_every == 0 or epoch + 1 == c.epochs:
                     self._save_checkpoint(epoch)
+            self.governor.restore()  # issue 23: the thread count the run started with
         summary = self._summary("completed", time.perf_counter() - started)
         if self.info.is_main:
             write_json(self.out / run_files.SUMMARY, summary)
@@ -456,6 +461,7 @@ class _Run:
                 self.global_step += 1
                 losses.append(loss)
                 now = time.perf_counter()
+                self.governor.step_done(now - step_start)  # issue 23: may change the CPU thread count
                 log.log(kind="step", epoch=epoch, step=self.global_step, loss=loss, lr=lr,
                         images_per_s=images_per_step / (now - step_start), time_s=now - epoch_start)
                 bar.update(1)
