@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from _timing import training_step
 from torch.utils.data import Dataset
 
 BATCH = {"tiny": 32, "ipol64": 64}
@@ -47,22 +48,11 @@ class Opaque(Dataset):
 
 def step_speed(preset: str, batch: int, steps: int) -> float:
     """Median images/s of the bare training step on a fixed batch."""
-    from maelens import create_model
-    from maelens.train.optim import build_optimizer
-
-    torch.manual_seed(0)
-    model = create_model(preset).train()
-    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
-    size = model.config.img_size
-    imgs = torch.randn(batch, 3, size, size)
-    generator = torch.Generator().manual_seed(0)
+    step = training_step(preset, batch)
     times = []
     for k in range(steps + 2):
         start = time.perf_counter()
-        loss, _, _ = model(imgs, 0.75, masking="random", generator=generator)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step()
         if k >= 2:
             times.append(time.perf_counter() - start)
     return batch / statistics.median(times)

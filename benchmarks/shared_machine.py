@@ -23,27 +23,7 @@ import subprocess
 import sys
 import time
 
-
-def make_step(preset: str, batch: int):
-    import torch
-
-    from maelens import create_model
-    from maelens.train.optim import build_optimizer
-
-    torch.manual_seed(0)
-    model = create_model(preset).train()
-    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
-    size = model.config.img_size
-    imgs = torch.randn(batch, 3, size, size)
-    generator = torch.Generator().manual_seed(0)
-
-    def step() -> None:
-        loss, _, _ = model(imgs, 0.75, generator=generator)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+from _timing import training_step
 
 
 def phase(step, batch: int, seconds: float, governor=None) -> dict:
@@ -79,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = usable_cpu_threads()
     torch.set_num_threads(threads)
-    step = make_step(args.preset, args.batch_size)
+    step = training_step(args.preset, args.batch_size)
     for _ in range(3):  # warm-up: allocations, thread pool
         step()
     results = {"idle": phase(step, args.batch_size, args.seconds)}
