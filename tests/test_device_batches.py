@@ -134,3 +134,15 @@ def test_resume_draws_the_same_crops(tmp_path):
     assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in full.history], rel=1e-6)
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_a_data_loader_batch_of_the_evaluation_transform_equals_the_items():
+    from torch.utils.data import DataLoader
+
+    data = dataset(n=10, train=False)
+    batch, labels = next(iter(DataLoader(Subset(data, [7, 2, 5, 0]), batch_size=4)))
+    items = [data[i] for i in (7, 2, 5, 0)]
+    torch.testing.assert_close(batch, torch.stack([img for img, _ in items]), atol=1e-6, rtol=0)
+    assert labels.tolist() == [label for _, label in items]
+    augmented = dataset(n=10, train=True)
+    assert len(augmented.__getitems__([1, 2])) == 2  # item by item (each draws its own crop)
