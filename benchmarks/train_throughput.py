@@ -226,12 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--official-repo", default=None, metavar="DIR",
                         help="a facebookresearch/mae checkout, for the 'official' mode")
+    parser.add_argument("--matmul-only", action="store_true",
+                        help="print torch's CPU capability and the fp32 matmul rate, then stop")
     parser.add_argument("--child", nargs=2, metavar=("PRESET", "MODES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.device == "auto":
-        import torch
+    import torch
 
+    if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.matmul_only:
+        print(f"{args.device}: capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} "
+              f"threads, fp32 matmul {matmul_gflops(torch.device(args.device)):.0f} GFLOP/s (2048 x 2048)")
+        return 0
     if args.child:
         preset, modes = args.child
         print(json.dumps(measure(preset, modes.split(","), args.batch_size, args.steps, args.warmup, args.device,
