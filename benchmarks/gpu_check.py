@@ -46,38 +46,42 @@ sys.path.insert(0, str(HERE))
 SHAPES = ("ellipses", "rectangles", "stripes", "rings")
 
 
-def generated_images(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def generated_images(n: int, size: int = 64, seed: int = 0, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """``n`` uint8 (size, size, 3) images and their class: three random shapes of one kind (:data:`SHAPES`)
-    in random colours over a random colour gradient, plus a little noise; balanced classes, seeded."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % len(SHAPES)
-    rng.shuffle(labels)
-    y, x = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    in random colours over a random colour gradient, plus a little noise; balanced classes. The random draws
+    come from a seeded CPU generator (the same images on every device); the drawing runs on ``device``."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = (torch.arange(n) % len(SHAPES))[torch.randperm(n, generator=gen)]
+    axis = torch.linspace(0, 1, size, device=device)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
     out = np.empty((n, size, size, 3), np.uint8)
-    for start in range(0, n, 1024):
-        m = min(1024, n - start)
-        lab = labels[start:start + m]
-        a, b = rng.uniform(0, 1, (2, m, 1, 1, 3))
-        direction = rng.uniform(0, 2 * np.pi, (m, 1, 1, 1))
-        ramp = (np.cos(direction) * x[None, :, :, None] + np.sin(direction) * y[None, :, :, None] + 1) / 2
+
+    def rand(*shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+        return (low + (high - low) * torch.rand(*shape, generator=gen)).to(device)
+
+    for start in range(0, n, 2048):
+        m = min(2048, n - start)
+        lab = labels[start:start + m].to(device)
+        a, b = rand(m, 1, 1, 3), rand(m, 1, 1, 3)
+        direction = rand(m, 1, 1, 1, high=2 * math.pi)
+        ramp = (torch.cos(direction) * x[None, :, :, None] + torch.sin(direction) * y[None, :, :, None] + 1) / 2
         img = a + (b - a) * ramp  # (m, size, size, 3) background
         for _ in range(3):
-            cx, cy = rng.uniform(0.15, 0.85, (2, m, 1, 1))
-            rx, ry = rng.uniform(0.08, 0.3, (2, m, 1, 1))
-            angle = rng.uniform(0, np.pi, (m, 1, 1))
-            u = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) / rx
-            v = (-(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)) / ry
-            radius = np.sqrt(u**2 + v**2)
-            inside = np.stack([radius <= 1,  # ellipses
-                               (np.abs(u) <= 1) & (np.abs(v) <= 1),  # rectangles
-                               (radius <= 1.6) & (np.sin(6 * u) > 0),  # stripes in a disc
-                               (radius <= 1) & (radius >= 0.6)])  # rings
-            mask = inside[lab, np.arange(m)][..., None]
-            colour = rng.uniform(0, 1, (m, 1, 1, 3))
-            img = np.where(mask, colour, img)
-        img = img + rng.normal(0, 0.02, img.shape)
-        out[start:start + m] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    return out, labels.astype(np.int64)
+            cx, cy = rand(m, 1, 1, low=0.15, high=0.85), rand(m, 1, 1, low=0.15, high=0.85)
+            rx, ry = rand(m, 1, 1, low=0.08, high=0.3), rand(m, 1, 1, low=0.08, high=0.3)
+            angle = rand(m, 1, 1, high=math.pi)
+            u = ((x - cx) * torch.cos(angle) + (y - cy) * torch.sin(angle)) / rx
+            v = (-(x - cx) * torch.sin(angle) + (y - cy) * torch.cos(angle)) / ry
+            radius = torch.sqrt(u**2 + v**2)
+            inside = torch.stack([radius <= 1,  # ellipses
+                                  (u.abs() <= 1) & (v.abs() <= 1),  # rectangles
+                                  (radius <= 1.6) & (torch.sin(6 * u) > 0),  # stripes in a disc
+                                  (radius <= 1) & (radius >= 0.6)])  # rings
+            mask = inside[lab, torch.arange(m, device=device)][..., None]
+            img = torch.where(mask, rand(m, 1, 1, 3), img)
+        img = img + 0.02 * torch.randn(img.shape, generator=gen).to(device)
+        out[start:start + m] = (img * 255 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return out, labels.numpy().astype(np.int64)
 
 
 def stage(results: dict, name: str, run: Callable[[], Any]) -> Any:
@@ -108,7 +112,8 @@ def run_tests(out: Path, timeout: float) -> dict:
 
 
 def throughput(device: str, smoke: bool, timeout: float, batch: dict[str, int]) -> list[dict]:
-    """Training images/s per preset and mode, each group in its own child process (see train_throughput.py)."""
+    """Training images/s per preset and mode, each group in its own child process (see train_throughput.py)
+    killed after ``timeout`` seconds (``compile``'s child gets a quarter more: it compiles first)."""
     from train_throughput import run_child
 
     presets = ["tiny"] if smoke else ["ipol64", "mae-base"]
@@ -116,8 +121,9 @@ def throughput(device: str, smoke: bool, timeout: float, batch: dict[str, int]) 
     for preset in presets:
         groups = [["eager", "bf16"]] if smoke else [["eager", "fused", "bf16"], ["eager", "compile"]]
         for modes in groups:
+            limit = timeout * (1.25 if "compile" in modes else 1.0)
             args = SimpleNamespace(batch_size=batch.get(preset, 8), steps=1 if smoke else 10,
-                                   warmup=1 if smoke else 3, device=device, official_repo=None, timeout=timeout)
+                                   warmup=1 if smoke else 3, device=device, official_repo=None, timeout=limit)
             for row in run_child(preset, modes, args):
                 if row["mode"] == "eager" and "compile" in modes:
                     continue  # the compile child's own reference
@@ -170,7 +176,7 @@ def pretrain(device: str, smoke: bool, out: Path, budget_s: float, speed: float 
 
     recipe = preset_recipe("ipol64")
     n = 64 if smoke else 20000
-    pixels, labels = generated_images(n, 64, seed=0)
+    pixels, labels = generated_images(n, 64, seed=0, device=device)
     data = ImageDataset.from_arrays(pixels, labels, image_size=64, classes=SHAPES, train=True, name="generated")
     batch = 16 if smoke else 256
     rate = speed or 100.0  # images/s measured by the throughput stage (bf16 where it ran), else a guess
@@ -237,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--smoke", action="store_true", help="the same stages at tiny sizes (CPU: about a minute)")
     parser.add_argument("--out", type=Path, default=None, help="where results go (default $OUT, else runs/gpu_check)")
-    parser.add_argument("--budget-s", type=float, default=180.0, help="seconds of pretraining")
+    parser.add_argument("--budget-s", type=float, default=180.0, help="seconds of pretraining (at most)")
+    parser.add_argument("--deadline-s", type=float, default=450.0,
+                        help="the whole run's time: pretraining is shortened to end before it")
     parser.add_argument("--skip", nargs="*", default=[], choices=["tests", "throughput", "analysis_speed", "pretrain"])
     parser.add_argument("--analyse", type=Path, default=None, metavar="DIR",
                         help="load the split weights in DIR and analyse them (CPU), then stop")
@@ -254,18 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine(args.device), "smoke": args.smoke}
     if "tests" not in args.skip:
-        stage(results, "tests", lambda: run_tests(out, timeout=60 if args.smoke else 150))
+        stage(results, "tests", lambda: run_tests(out, timeout=60 if args.smoke else 90))
     rows = []
     if "throughput" not in args.skip:
         batch = {"tiny": 8} if args.smoke else {"ipol64": 256, "mae-base": 64}
-        rows = stage(results, "throughput", lambda: throughput(args.device, args.smoke, 60 if args.smoke else 100,
-                                                                batch)) or []
+        rows = stage(results, "throughput", lambda: throughput(args.device, args.smoke, 60, batch)) or []
     if "analysis_speed" not in args.skip:
         stage(results, "analysis_speed", lambda: analysis_speed(args.device, args.smoke))
     if "pretrain" not in args.skip:
         ipol = {r["mode"]: r.get("images_per_s") for r in rows if r.get("preset") == "ipol64" and r["status"] == "ok"}
         speed = ipol.get("bf16") or ipol.get("eager")
-        stage(results, "pretrain", lambda: pretrain(args.device, args.smoke, out, args.budget_s, speed))
+        # what is left of the deadline, less ~40 s for data, set-up and the split weights
+        budget = max(30.0, min(args.budget_s, args.deadline_s - (time.perf_counter() - started) - 40))
+        stage(results, "pretrain", lambda: pretrain(args.device, args.smoke, out, budget, speed))
     results["seconds"] = round(time.perf_counter() - started, 1)
     from maelens.io import write_json
 
