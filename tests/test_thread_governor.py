@@ -69,3 +69,33 @@ def test_one_thread_or_disabled_does_nothing():
     assert machine.calls == []
     with pytest.raises(ValueError, match="trial_steps"):
         ThreadGovernor(2, trial_steps=0)
+
+
+def test_the_trainer_reports_every_step_and_restores_the_threads(tmp_path, monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import maelens.train.loop as loop
+    from maelens.train import TrainConfig, train
+
+    made = []
+
+    class Recording(ThreadGovernor):
+        def __init__(self, threads, **kwargs):
+            super().__init__(threads, **kwargs)
+            self.steps, self.restored = 0, False
+            made.append(self)
+
+        def step_done(self, seconds):
+            assert seconds > 0
+            self.steps += 1
+
+        def restore(self):
+            self.restored = True
+
+    monkeypatch.setattr(loop, "ThreadGovernor", Recording)
+    data = TensorDataset(torch.randn(16, 3, 32, 32), torch.zeros(16))
+    train(TrainConfig(preset="tiny", epochs=2, batch_size=8, warmup_epochs=1, quiet=True, recon_images=0,
+                      out=str(tmp_path / "run")), dataset=data)
+    (governor,) = made
+    assert governor.steps == 4 and governor.restored and governor.notify is not None
