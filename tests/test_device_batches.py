@@ -109,6 +109,9 @@ def test_batches_follow_the_sampler_and_the_seed():
 def test_what_keeps_a_data_loader():
     data = dataset()
     assert isinstance(device_batches(Subset(data, [4, 2, 0, 1]), range(4), 2), DeviceBatches)
+    plain = dataset(train=False)
+    first = next(iter(device_batches(Subset(plain, [4, 2, 0, 1]), [1, 0, 3, 2], 2)))  # a Subset's order
+    torch.testing.assert_close(first, torch.stack([plain[2][0], plain[4][0]]), atol=1e-6, rtol=0)
     assert device_batches(torch.utils.data.TensorDataset(torch.zeros(4, 3, 8, 8)), range(4), 2) is None
     small = ImageDataset.from_arrays(np.zeros((4, 16, 16, 3), np.uint8), image_size=8, train=False)
     assert device_batches(small, range(4), 2) is None  # the evaluation transform resizes: not done here

@@ -29,12 +29,14 @@ DEVICE_COPY_BYTES = 2 << 30
 
 class DeviceBatches:
     """Batches of model inputs ``(batch_size, 3, S, S)`` float32 on ``device``, in the order ``sampler`` gives
-    indices into ``images`` (a uint8 (N, 3, H, W) tensor of pixels, or float (N, 3, S, S) model inputs
-    when ``pixels`` is False); incomplete last batches are dropped. ``len()`` is the number of batches."""
+    indices into ``images``: uint8 pixels (N, H, W, C), C in {1, 3}, as the readers store them (a batch is
+    turned channel-first on its own: no second copy of the data set), or float (N, 3, S, S) model inputs
+    when ``pixels`` is False. ``index`` maps the sampler's indices to rows of ``images`` (a Subset's indices;
+    None: the same). Incomplete last batches are dropped; ``len()`` is the number of batches."""
 
     def __init__(self, images: torch.Tensor, sampler: Iterable[int], batch_size: int, *,
                  transform: BatchPretrainAugment, device: torch.device | str = "cpu",
-                 generator: torch.Generator | None = None, pixels: bool = True):
+                 generator: torch.Generator | None = None, pixels: bool = True, index: torch.Tensor | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
@@ -45,14 +47,18 @@ class DeviceBatches:
         self.transform = transform
         self.generator = generator
         self.pixels = pixels
+        self.index = index
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size  # type: ignore[arg-type]
 
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         """The model inputs of the images at ``indices`` (one gather, one copy to the device, one resampling)."""
-        imgs = self.images[indices.to(self.images.device)]
-        return self.transform(imgs.to(self.device, non_blocking=True), self.generator, pixels=self.pixels)
+        rows = indices if self.index is None else self.index[indices]
+        imgs = self.images[rows.to(self.images.device)].to(self.device, non_blocking=True)
+        if self.pixels:
+            imgs = pixel_tensor(imgs)
+        return self.transform(imgs, self.generator, pixels=self.pixels)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         order = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long)
@@ -73,7 +79,8 @@ def stored_images(dataset: Dataset) -> tuple[ImageDataset, np.ndarray] | None:
 
 
 def pixel_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, C) with C in {1, 3} -> a contiguous uint8 (N, 3, H, W) tensor (grey repeated)."""
+    """uint8 (N, H, W, C) with C in {1, 3} -> a contiguous uint8 (N, 3, H, W) tensor (grey repeated), on the
+    images' device."""
     pixels = torch.as_tensor(images).permute(0, 3, 1, 2)
     return (pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels).contiguous()
 
@@ -91,18 +98,16 @@ def device_batches(dataset: Dataset, sampler: Iterable[int], batch_size: int, *,
         return None
     base, indices = found
     raw = base.raw
-    if raw.normalized:
-        images, pixels = torch.as_tensor(raw.images, dtype=torch.float32), False
-    else:
-        images, pixels = pixel_tensor(raw.images), True
-    if not base.train and tuple(images.shape[-2:]) != (base.image_size, base.image_size):
+    pixels = not raw.normalized
+    images = torch.as_tensor(raw.images, dtype=None if pixels else torch.float32)  # shares the readers' memory
+    side = tuple(images.shape[1:3] if pixels else images.shape[2:4])
+    if not base.train and side != (base.image_size, base.image_size):
         return None
-    if len(indices) != len(images) or not np.array_equal(indices, np.arange(len(images))):
-        images = images[torch.as_tensor(indices)]
+    same = len(indices) == len(images) and np.array_equal(indices, np.arange(len(images)))
     transform = BatchPretrainAugment(base.image_size, mean=base.mean, std=base.std, interpolation=interpolation,
                                      augment=base.train)
     return DeviceBatches(images, sampler, batch_size, transform=transform, device=device, generator=generator,
-                         pixels=pixels)
+                         pixels=pixels, index=None if same else torch.as_tensor(indices, dtype=torch.long))
 
 
 __all__ = ["DEVICE_COPY_BYTES", "DeviceBatches", "device_batches", "pixel_tensor", "stored_images"]
