@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 23's benchmarks, for an IDLE machine: about 10 minutes (at most 12: every step has a time limit).
+# Issue 23's benchmarks, for an IDLE machine: about 8 minutes (at most 11 min 50 s: every step has a time limit).
 # Appends one section to benchmarks/RESULTS.md: the CPU (lscpu model name, avx2 / avx512_bf16 / amx flags),
 # the load (/proc/loadavg) before each step, and each benchmark's output.
 #
@@ -76,7 +76,7 @@ if [ -n "${OFFICIAL_MAE:-}" ]; then
     MODES+=(official)
     OFFICIAL_ARGS=(--official-repo "$OFFICIAL_MAE")
 fi
-step "2. model step, fp32 (benchmarks/train_throughput.py)" 170 \
+step "2. model step, fp32 (benchmarks/train_throughput.py)" 160 \
     "${AVX2[@]}" "$PY" benchmarks/train_throughput.py --modes "${MODES[@]}" "${STEP_ARGS[@]}" "${OFFICIAL_ARGS[@]}"
 
 # 3. the data path: maelens train end to end vs the bare step (device batches, and the former DataLoader)
@@ -88,7 +88,7 @@ step "4. training beside a busy process (benchmarks/shared_machine.py)" 140 \
     "${AVX2[@]}" "$PY" benchmarks/shared_machine.py "${SHARED_ARGS[@]}"
 
 # 5. make demo, from scratch, as the AVX2 kind runs it (fp32)
-step "5. make demo from scratch (benchmarks/demo_timing.py --no-bf16)" 240 \
+step "5. make demo from scratch (benchmarks/demo_timing.py --no-bf16)" 220 \
     "${AVX2[@]}" "$PY" benchmarks/demo_timing.py --no-bf16 "${DEMO_ARGS[@]}"
 
 echo >> "$REPORT"
