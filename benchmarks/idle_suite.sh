@@ -26,7 +26,7 @@ if [ -n "$SHORT" ]; then  # every benchmark at its smallest: a check that the su
     STEP_ARGS=(--presets tiny --steps 1 --warmup 1); DATA_ARGS=(--short --presets tiny)
     SHARED_ARGS=(--seconds 2 --preset tiny); DEMO_ARGS=(--only synthetic-ks)
 else
-    STEP_ARGS=(--presets tiny ipol64 --steps 10 --warmup 2); DATA_ARGS=(); SHARED_ARGS=(--seconds 35); DEMO_ARGS=()
+    STEP_ARGS=(--presets tiny ipol64 --steps 10 --warmup 2); DATA_ARGS=(); SHARED_ARGS=(--seconds 30); DEMO_ARGS=()
 fi
 START=$(date +%s)
 flag() { grep -qw "$1" /proc/cpuinfo && echo yes || echo no; }
