@@ -23,3 +23,27 @@ def interleaved(runs: dict[str, Callable[[], object]], repeats: int,
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     return wall, cpu
+
+
+def training_step(preset: str, batch: int, device: str = "cpu") -> Callable[[], None]:
+    """One MAE training step of ``preset`` as the trainer runs it (forward + backward + AdamW, 75% random
+    masking, fp32) on one fixed batch of random images, as a callable."""
+    import torch
+
+    from maelens import create_model
+    from maelens.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = create_model(preset).to(device).train()
+    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
+    size = model.config.img_size
+    imgs = torch.randn(batch, 3, size, size, device=device)
+    generator = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss, _, _ = model(imgs, 0.75, generator=generator)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step

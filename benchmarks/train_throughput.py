@@ -15,7 +15,12 @@ Modes: ``eager`` (timm attention with explicit softmax, float32), ``fused`` (sca
 model, attention as the trainer's default for the device), ``official`` (the facebookresearch/mae
 ``models_mae.MaskedAutoencoderViT`` with the preset's sizes, float32, from a local checkout given with
 ``--official-repo DIR``; nothing of it is bundled here; timm's ``Block`` no longer takes its ``qk_scale``
-argument, so that one keyword is dropped, and ``np.float``, gone from numpy, is aliased to ``float``).
+argument, so that one keyword is dropped, and ``np.float``, gone from numpy, is aliased to ``float``; its
+optimizer is ``main_pretrain.py``'s: torch's AdamW with its defaults over the same two parameter groups).
+
+Each child also measures, in the same process, the float32 matmul rate (a 2048 x 2048 product, GFLOP/s)
+and counts the FLOPs of one step (``torch.utils.flop_counter``: matrix products and attention, forward and
+backward); ``matmul_fraction`` = achieved FLOP/s of the step / that matmul rate (fp32 modes).
 """
 
 from __future__ import annotations
@@ -72,17 +77,20 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
 
     from maelens import create_model
     from maelens.models import set_fused_attention
-    from maelens.train.optim import build_optimizer
+    from maelens.train.optim import build_optimizer, param_groups
     from maelens.train.precision import resolve_precision
 
     dev = torch.device(device)
-    runners, warmup_s = {}, {}
+    runners, warmup_s, flops = {}, {}, {}
     for mode in modes:
         torch.manual_seed(0)
         model = (official_model(preset, official_repo) if mode == "official" else create_model(preset)).to(dev).train()
         set_fused_attention(model, mode == "fused" or (mode == "compile" and dev.type == "cuda"))  # official: eager too
         step_model = torch.compile(model) if mode == "compile" else model
-        optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
+        if mode == "official":  # main_pretrain.py: torch's AdamW with its defaults over the same groups
+            optimizer = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, betas=(0.9, 0.95))
+        else:
+            optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05)
         size = create_model(preset).config.img_size if mode == "official" else model.config.img_size
         imgs = torch.randn(batch_size, 3, size, size, device=dev)
         generator = torch.Generator().manual_seed(0)
@@ -99,6 +107,7 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
+        flops[mode] = step_flops(model, imgs, official=mode == "official")
         start = time.perf_counter()
         for _ in range(warmup):
             step()
@@ -115,10 +124,43 @@ def measure(preset: str, modes: list[str], batch_size: int, steps: int, warmup: 
                 torch.cuda.synchronize()
             times[mode].append(time.perf_counter() - t0)
     speed = {mode: batch_size / statistics.median(t) for mode, t in times.items()}
+    gflops = matmul_gflops(dev)
     return [{"preset": preset, "mode": mode, "status": "ok", "images_per_s": speed[mode],
              "vs_eager": speed[mode] / speed["eager"] if "eager" in speed else None,
+             "vs_official": speed[mode] / speed["official"] if "official" in speed else None,
              "warmup_s": warmup_s[mode], "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+             "step_gflop": flops[mode] / 1e9, "matmul_gflops": gflops,
+             "matmul_fraction": (flops[mode] * speed[mode] / batch_size / 1e9 / gflops
+                                 if mode not in ("bf16", "compile") else None),
              "threads": torch.get_num_threads()} for mode in modes]
+
+
+def matmul_gflops(device, n: int = 2048, repeats: int = 8) -> float:
+    """The float32 matmul rate of this process: best of ``repeats`` n x n products, GFLOP/s."""
+    import torch
+
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def step_flops(model, imgs, official: bool = False) -> float:
+    """FLOPs of one forward + backward (matrix products, convolutions and attention, as torch counts them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = model(imgs, 0.75)[0] if official else model(imgs, 0.75, generator=torch.Generator().manual_seed(0))[0]
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
 
 
 def run_child(preset: str, modes: list[str], args: argparse.Namespace) -> list[dict]:
@@ -155,13 +197,20 @@ def machine() -> dict:
 
 def table(rows: list[dict]) -> str:
     """Plain-text table; ``vs eager`` is measured against eager in the same process, steps interleaved."""
-    lines = [f"{'preset':<8} {'mode':<8} {'images/s':>9} {'vs eager':>9} {'warm-up s':>9}  status", "-" * 60]
+    lines = [f"{'preset':<8} {'mode':<8} {'images/s':>9} {'vs eager':>9} {'vs offic.':>9} {'of matmul':>9} "
+             f"{'warm-up s':>9}  status", "-" * 80]
+
+    def number(r: dict, key: str, digits: int) -> str:
+        value = r.get(key) if r["status"] == "ok" else None
+        return f"{value:9.{digits}f}" if value is not None else f"{'-':>9}"
+
     for r in rows:
-        ok = r["status"] == "ok"
-        ips = f"{r['images_per_s']:9.1f}" if ok else f"{'-':>9}"
-        ratio = f"{r['vs_eager']:9.2f}" if ok and r.get("vs_eager") else f"{'-':>9}"
-        warm = f"{r['warmup_s']:9.1f}" if ok else f"{'-':>9}"
-        lines.append(f"{r['preset']:<8} {r['mode']:<8} {ips} {ratio} {warm}  {r['status']}")
+        lines.append(f"{r['preset']:<8} {r['mode']:<8} {number(r, 'images_per_s', 1)} {number(r, 'vs_eager', 2)} "
+                     f"{number(r, 'vs_official', 2)} {number(r, 'matmul_fraction', 2)} {number(r, 'warmup_s', 1)}  "
+                     f"{r['status']}")
+    gflops = next((r["matmul_gflops"] for r in rows if r.get("matmul_gflops")), None)
+    if gflops:
+        lines.append(f"fp32 matmul rate in the same processes: {gflops:.0f} GFLOP/s (2048 x 2048)")
     return "\n".join(lines)
 
 
@@ -177,12 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--official-repo", default=None, metavar="DIR",
                         help="a facebookresearch/mae checkout, for the 'official' mode")
+    parser.add_argument("--matmul-only", action="store_true",
+                        help="print torch's CPU capability and the fp32 matmul rate, then stop")
     parser.add_argument("--child", nargs=2, metavar=("PRESET", "MODES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.device == "auto":
-        import torch
+    import torch
 
+    if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.matmul_only:
+        print(f"{args.device}: capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} "
+              f"threads, fp32 matmul {matmul_gflops(torch.device(args.device)):.0f} GFLOP/s (2048 x 2048)")
+        return 0
     if args.child:
         preset, modes = args.child
         print(json.dumps(measure(preset, modes.split(","), args.batch_size, args.steps, args.warmup, args.device,

@@ -18,7 +18,7 @@ from maelens.analysis.features import FeatureSet, extract_features
 from maelens.data import load_dataset
 from maelens.io import save_figure, to_json, write_csv, write_json
 from maelens.models import get_config
-from maelens.plots.reconstruction import epoch_reconstruction
+from maelens.plots.reconstruction import reconstruction_every
 from maelens.train import TrainConfig, TrainResult, train_or_load
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -150,7 +150,10 @@ class Context:
                 # numbers in experiments/README.md was pretrained (before issue 18 made the official
                 # grouping the trainer's default): cached models stay valid
                 decay_tokens=False)
-            self._runs[name] = train_or_load(config, device=self.device, on_epoch_end=epoch_reconstruction)
+            # the figure after the first, every 10th and the last epoch when quick (issue 23: 30 figures cost the demo
+            # ~15 s), after every epoch otherwise
+            self._runs[name] = train_or_load(config, device=self.device,
+                                             on_epoch_end=reconstruction_every(self.n(10, 1)))
         return self._runs[name]
 
     def model(self, masking: str = "random", loss: str = "pixel", epochs: int | None = None):

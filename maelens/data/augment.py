@@ -124,14 +124,16 @@ def gaussian_blur(imgs: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) ->
 
 
 def crop_boxes(n: int, scale: tuple[float, float], ratio: tuple[float, float],
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """(n, 4) boxes (width, height, centre x, centre y) as fractions of a square image's side: area fraction
-    uniform in ``scale``, aspect ratio (width / height) log-uniform in ``ratio``; the first of
-    :data:`CROP_TRIES` draws that fits, else the whole image."""
+               generator: torch.Generator | None = None, aspect: float = 1.0) -> torch.Tensor:
+    """(n, 4) boxes (width, height, centre x, centre y) as fractions of the image's width and height: area
+    fraction uniform in ``scale``, aspect ratio (width / height, in pixels) log-uniform in ``ratio``; the
+    first of :data:`CROP_TRIES` draws that fits, else the whole image. ``aspect``: the image's width / height
+    (a box of pixel ratio r spans fractions w / h = r / aspect)."""
     area = scale[0] + (scale[1] - scale[0]) * torch.rand(n, CROP_TRIES, generator=generator)
     log_ratio = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
         n, CROP_TRIES, generator=generator)
-    w, h = torch.sqrt(area * log_ratio.exp()), torch.sqrt(area / log_ratio.exp())
+    fraction_ratio = log_ratio.exp() / aspect
+    w, h = torch.sqrt(area * fraction_ratio), torch.sqrt(area / fraction_ratio)
     fits = (w <= 1) & (h <= 1)
     first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first try that fits
     found = fits.any(dim=1)
@@ -143,8 +145,11 @@ def crop_boxes(n: int, scale: tuple[float, float], ratio: tuple[float, float],
     return torch.stack([w, h, cx, cy], dim=1)
 
 
-def resized_crop(imgs: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop each image to its box, flip it horizontally where ``flips``, resize to ``size`` (bilinear)."""
+def resized_crop(imgs: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, size: int,
+                 mode: str = "bilinear") -> torch.Tensor:
+    """Crop each image to its box (as :func:`crop_boxes` gives), flip it horizontally where ``flips``, resize
+    to ``size`` x ``size`` by sampling the continuous box at the output's pixel centres (``mode``: bilinear,
+    or bicubic, which may overshoot the input's range)."""
     w, h, cx, cy = boxes.to(imgs.device, imgs.dtype).unbind(1)
     sign = 1 - 2 * flips.to(imgs.device, imgs.dtype)
     zero = torch.zeros_like(w)
@@ -152,7 +157,7 @@ def resized_crop(imgs: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor, s
     theta = torch.stack([torch.stack([w * sign, zero, 2 * cx - 1], dim=1),
                          torch.stack([zero, h, 2 * cy - 1], dim=1)], dim=1)
     grid = F.affine_grid(theta, [imgs.shape[0], imgs.shape[1], size, size], align_corners=False)
-    return F.grid_sample(imgs, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(imgs, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 @dataclass(frozen=True)

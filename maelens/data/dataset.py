@@ -107,6 +107,21 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.transform(self.pixels(index)), int(self.labels[index])
 
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        """The items at ``indices`` (a DataLoader fetches a batch this way): in-memory pixels already at the model's
+        size under the evaluation transform are normalised in one batched operation, the same values as item by
+        item without ~0.2 ms of per-image Python each (issue 23); anything else item by item."""
+        images = self.raw.images
+        if (self.train or self.raw.normalized or isinstance(images, list)
+                or tuple(images.shape[1:3]) != (self.image_size, self.image_size)):
+            return [self[i] for i in indices]
+        from .device_batches import pixel_tensor
+        from .pretrain_augment import BatchPretrainAugment
+
+        pixels = pixel_tensor(images[np.asarray(indices, dtype=np.int64)])
+        batch = BatchPretrainAugment(self.image_size, mean=self.mean, std=self.std, augment=False)(pixels)
+        return [(img, int(self.labels[i])) for img, i in zip(batch, indices)]
+
     def pixels(self, index: int) -> torch.Tensor:
         """The stored image before transforms: uint8 (3, H, W), or the float (3, S, S) input."""
         images = self.raw.images

@@ -211,10 +211,12 @@ class MaskedAutoencoderViT(nn.Module):
         noise, len_keep = self._resolve_noise(imgs, mask_ratio, noise, masking, generator)
         # embed patches: (B, C, H, W) -> (B, L, D)
         x = self.patch_embed(imgs)
-        # add the position embedding of every patch (the CLS token's, row 0, is added below)
-        x = x + self.pos_embed[:, 1:, :]
         # masking: keep the (1 - mask_ratio) L patches with the smallest noise; length L -> K
         x, ids = self.random_masking(x, mask_ratio, noise, len_keep)
+        # add each kept patch's position embedding (the CLS token's, row 0, is added below); the official code
+        # adds before masking: the same sums, here on K tokens instead of L
+        pos = self.pos_embed[:, 1:, :].expand(x.shape[0], -1, -1)
+        x = x + torch.gather(pos, 1, ids.ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         # prepend the CLS token with its position embedding: (B, 1 + K, D)
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
         x = torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1)
@@ -256,12 +258,13 @@ class MaskedAutoencoderViT(nn.Module):
         # project the encoder's tokens to the decoder's width: (B, 1 + K, D) -> (B, 1 + K, D_dec)
         x = self.decoder_embed(latent)
         b, n_tokens, d = x.shape
-        # append one shared mask token per removed patch (L - K of them) after the visible ones
-        mask_tokens = self.mask_token.expand(b, ids_restore.shape[1] + 1 - n_tokens, -1)
-        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
-        # unshuffle: put every token back at its patch's place in the image
-        x_ = torch.gather(x_, 1, ids_restore.unsqueeze(-1).expand(-1, -1, d))
-        x = torch.cat([x[:, :1, :], x_], dim=1)  # the CLS token first again
+        # append the one shared mask token after the CLS and the K visible tokens: (B, 1 + K + 1, D_dec)
+        x = torch.cat([x, self.mask_token.expand(b, 1, -1)], dim=1)
+        # unshuffle and fill in one gather (the official code concatenates L - K copies of the mask token, then
+        # gathers, then puts the CLS back: the same tokens): row 0 takes the CLS token, patch j its visible
+        # token 1 + ids_restore[j] when it was kept (ids_restore[j] < K), else the mask token (row 1 + K)
+        index = torch.cat([ids_restore.new_full((b, 1), -1), ids_restore.clamp(max=n_tokens - 1)], dim=1) + 1
+        x = torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, d))  # (B, 1 + L, D_dec)
         # the decoder's own position embedding, then its blocks over all 1 + L tokens
         x = x + self.decoder_pos_embed
         for blk in self.decoder_blocks:

@@ -178,6 +178,15 @@ class PretrainTask(BaseTask):
         except DataError:
             return load_dataset(c.data, split=c.split, **kwargs)
 
+    def device_loader(self, dataset: Dataset, sampler: Any, batch_size: int, device: torch.device,
+                      generator: torch.Generator) -> Any:
+        """In-memory images batched and augmented on the device (issue 23): one gather, one copy and one
+        batched resampling per step (:func:`~maelens.data.device_batches.device_batches`), drawing the crops
+        from the run's checkpointed generator; None for images kept as files (a DataLoader reads those)."""
+        from ..data.device_batches import device_batches
+
+        return device_batches(dataset, sampler, batch_size, device=device, generator=generator)
+
     # ---- one micro-batch ---------------------------------------------------------------------
     def inputs(self, batch: Any, generator: torch.Generator, device: torch.device) -> Any:
         return self.method.inputs(_images(batch), self.model_config, generator, device)

@@ -37,6 +37,10 @@ def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.95), decay_tokens: bool = True) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`, as the official MAE pretraining (betas (0.9, 0.95); maelens's
     weight decay default 0.05 is the official recipe's value)."""
-    return torch.optim.AdamW(param_groups(model, weight_decay, decay_tokens=decay_tokens), lr=lr, betas=betas)
+    groups = param_groups(model, weight_decay, decay_tokens=decay_tokens)
+    # torch's fused kernel (one pass over all tensors) where it has one: the same update as the per-tensor loop
+    # torch runs by default on the CPU, several percent faster per step on small models (issue 23)
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 __all__ = ["TIMM_NO_DECAY_NAMES", "build_optimizer", "param_groups"]

@@ -48,6 +48,7 @@ from .resume import compare_settings
 from .runconfig import RunConfig
 from .runlog import RunLog
 from .schedule import lr_at, set_lr
+from .thread_governor import ThreadGovernor
 
 CHECKPOINT_NAME = run_files.CHECKPOINT
 NUMBERED = re.compile(r"checkpoint-(\d{4,})\.pt$")
@@ -113,6 +114,8 @@ class Task(Protocol):
     min_global_batch_reason: str
 
     def datasets(self, info: DistInfo) -> Dataset: ...
+    def device_loader(self, dataset: Dataset, sampler: Any, batch_size: int, device: torch.device,
+                      generator: torch.Generator) -> Any: ...
     def build_model(self, info: DistInfo) -> nn.Module: ...
     def optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer: ...
     def inputs(self, batch: Any, generator: torch.Generator, device: torch.device) -> Any: ...
@@ -145,6 +148,13 @@ class BaseTask:
 
     def check_nonfinite(self, batches: list[Any]) -> None:
         """Raise when a non-finite loss comes from the data rather than the optimisation (default: never)."""
+
+    def device_loader(self, dataset: Dataset, sampler: Any, batch_size: int, device: torch.device,
+                      generator: torch.Generator) -> Any:
+        """Batches built on the training device without a DataLoader (same images, order and ``drop_last`` as
+        ``DataLoader(dataset, batch_size, sampler=sampler, drop_last=True)``), drawing any augmentation from
+        ``generator``; None (the default): a DataLoader."""
+        return None
 
     def evaluate(self, model: nn.Module, epoch: int,
                  autocast: Callable[[], AbstractContextManager]) -> dict[str, Any]:
@@ -267,13 +277,17 @@ class RunLoop:
         self.precision = resolve_precision(config.precision, info.device)
         if info.device.type == "cpu" and torch.get_num_threads() > usable_cpu_threads():
             torch.set_num_threads(usable_cpu_threads())  # never more threads than cores we may run on
+        # n or n - 1 CPU threads, whichever trains faster beside the machine's other load (issue 23)
+        self.governor = ThreadGovernor(torch.get_num_threads(), enabled=info.device.type == "cpu" and not
+                                       info.distributed, notify=self.notify if info.is_main else None)
+        self.step_hooks.append(lambda end: self.governor.step_done(end.time_s))
         self.dataset = task.datasets(info)
         seed_everything(config.seed)
         self.model = task.build_model(info)
+        self.generator = torch.Generator()  # masks and on-device augmentation draw from it; saved per rank
         self._build_loader()
         self.peak_lr = config.peak_lr(info.world_size, self.batch_size)
         self.optimizer = task.optimizer(self.model, self.peak_lr)
-        self.generator = torch.Generator()
         self.start_epoch, self.global_step = 0, 0
         self.history: list[dict[str, Any]] = []
         self.resumed_from: Path | None = None
@@ -306,8 +320,10 @@ class RunLoop:
                                           shuffle=True, seed=c.seed)
         self.batch_size = c.batch_size_for(len(self.dataset), info.world_size)
         self.notes = self._adapted_defaults()
-        self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
-                                 num_workers=c.num_workers, pin_memory=info.device.type == "cuda", drop_last=True)
+        self.loader = self.task.device_loader(self.dataset, self.sampler, self.batch_size, info.device, self.generator)
+        if self.loader is None:
+            self.loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
+                                     num_workers=c.num_workers, pin_memory=info.device.type == "cuda", drop_last=True)
         self.steps_per_epoch = len(self.loader) // c.accum_iter
         global_batch = self.batch_size * info.world_size
         if global_batch < self.task.min_global_batch:
@@ -389,6 +405,8 @@ class RunLoop:
             except BaseException as err:
                 self._write_summary("failed", time.perf_counter() - started, _one_line(err))
                 raise
+            finally:
+                self.governor.restore()  # the thread count the run started with, for what follows
         self.summary = self._write_summary("completed", time.perf_counter() - started)
         self.model.eval()
         return self.summary
