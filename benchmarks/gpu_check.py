@@ -217,8 +217,7 @@ def analyse(folder: Path, smoke: bool = False) -> dict:
     with torch.no_grad():
         loss = float(model(imgs, 0.75, generator=torch.Generator().manual_seed(0))[0])
     features = extract_features(model, data, pool="mean", quiet=True)
-    evaluation = evaluate_features(features, None, ["knn", "pca-knn"], pca_dim=min(50, model.config.embed_dim),
-                                   quiet=True)
+    evaluation = evaluate_features(features, None, ["knn", "pca-knn"], quiet=True)  # PCA axes: 50, fitted to the data
     attention = attention_stats(model, data, num_examples=0).to_frame()
     result = {"weights": str(folder), "preset": model.config.name, "images": len(data),
               "reconstruction_loss": loss, "evaluation": evaluation.to_dict()["results"],

@@ -75,7 +75,7 @@ def test_the_trainer_reports_every_step_and_restores_the_threads(tmp_path, monke
     import torch
     from torch.utils.data import TensorDataset
 
-    import maelens.train.loop as loop
+    import maelens.train.runloop as loop
     from maelens.train import TrainConfig, train
 
     made = []
