@@ -367,6 +367,9 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
     Returns:
         An :class:`AttentionReport` (typed per-layer records, ``to_frame``, ``to_dict``).
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if batch_size < 1:
@@ -399,6 +402,9 @@ def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, masking: s
                      mask: str | None = None) -> InfluenceFields:
     """Influence fields (Fig. 9) of ``images`` (B, 3, S, S) or one image (3, S, S), every decoder layer.
     (``mask``: the former name of ``masking``.)"""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
     if images.ndim == 3:

@@ -277,6 +277,10 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     is left out and counted in the settings). ``mask_ratio=0`` (the default) encodes every patch;
     with masking both models see the same mask, which needs the same patch grid.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
+    model_b = as_model(model_b, "model_b") if model_b is not None else None
     check_estimator(estimator, pool)
     if estimator == "minibatch" and batch_size < MIN_BATCH:
         raise ConfigError(f"the minibatch CKA estimator needs batches of at least {MIN_BATCH} images, got "

@@ -65,6 +65,9 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
     ``dataset`` (items ``(image, label)``), with ``masking`` / ``mask_ratio`` applied to the encoder input
     (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
     with ``seed``."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")

@@ -136,6 +136,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     (:class:`~maelens.models.simclr.SimCLR`) gives its pooled backbone feature h, as SimCLR evaluates it
     (the projection head is not used): ``pool`` must be ``auto`` and ``mask_ratio`` 0.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if getattr(model, "method", "mae") == "simclr":
         return _simclr_features(model, dataset, mask_ratio=mask_ratio, pool=pool, batch_size=batch_size,
                                 seed=seed, device=device, num_workers=num_workers, quiet=quiet)

@@ -57,6 +57,9 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     """Every encoder block's output over ``dataset`` (items ``(image, label)``), pooled by each of ``pools``
     (``mean``, ``cls``) with and/or without the final norm (``norms``), from one forward pass per batch
     (``mask_ratio=0``: the whole image, as ``maelens features``)."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     pools, norms = list(dict.fromkeys(pools)), list(dict.fromkeys(bool(n) for n in norms))
     check_pools(pools)
     if not norms:

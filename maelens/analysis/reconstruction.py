@@ -63,6 +63,9 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, *, mask_ratio: 
 
     ``noise`` (B, L) fixes the masks exactly; otherwise ``masking`` is sampled with ``generator``.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     was_training = model.training
     model.eval()
     try:
@@ -108,6 +111,9 @@ def reconstruction_error(model: MaskedAutoencoderViT, dataset: Dataset, *, maski
     Errors are measured in RGB whatever the model's target (pixels, norm-pix, YCbCr), so models
     trained with different losses compare in the same units.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     device = next(model.parameters()).device
     model.eval()
     generator = torch.Generator().manual_seed(seed)

@@ -59,6 +59,9 @@ def token_norms(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
     """Layer names and the L2 norms (L, N_images, 1 + K) of every block output token (CLS first), from one
     forward pass per batch; ``mask_ratio`` 0 (all patches) keeps positions fixed, as the position
     statistics need."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if mask_ratio != 0:
         raise ConfigError("token statistics per position need every patch: mask ratio must be 0")
     model = model.to(device).eval()
@@ -151,6 +154,9 @@ def token_stats(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
                 num_workers: int = 0, quiet: bool = False) -> TokenStatsReport:
     """Token-norm statistics of every block of ``parts`` over ``dataset`` (every patch visible): see the
     module docstring for the threshold and the position statistics."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if bins < 1:
         raise ConfigError(f"histogram bins must be >= 1, got {bins}")
     outlier_threshold(np.zeros(1), k)  # check k before the pass
