@@ -24,7 +24,8 @@ import sys
 
 from ..errors import MaelensError
 
-COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes", "token_stats")
+COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes",
+                   "token_stats", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import glob
 import math
 import os
 import re
@@ -154,7 +155,7 @@ def note(args: argparse.Namespace, message: str) -> None:
 
 # ---- checks made before any work: a bad device or output location fails in a second, not after an hour ----
 
-def check_device(name: str, *, allow_auto: bool = False) -> None:
+def check_device(name: str, *, allow_auto: bool = True) -> None:
     """Refuse a ``--device`` this machine cannot use (unknown name, no GPU, a GPU index beyond the count)
     with a ConfigError naming it, before any model or data is loaded (torch is imported only here, and not
     for ``cpu``: commands that never load a model, such as ``distfit --features-file``, start without it)."""
@@ -177,6 +178,19 @@ def check_device(name: str, *, allow_auto: bool = False) -> None:
     if available is None or not available():
         raise ConfigError(f"--device {name}: the {device.type} backend is not available on this machine "
                           f"(expected {expected})")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` (the default ``--device``): ``cuda`` when a CUDA GPU is usable, else ``cpu``; any other name
+    unchanged. torch is asked only where the kernel shows an NVIDIA device (``/dev/nvidia*``), so the
+    commands that run no model (``distfit --features-file``) still start without torch on a CPU machine."""
+    if name != "auto":
+        return name
+    if not glob.glob("/dev/nvidia[0-9]*") and "torch" not in sys.modules:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_cuda(name: str, index: int | None) -> None:
@@ -242,11 +256,14 @@ def _check_writable(folder: Path, option: str, shown: Path | None = None) -> Non
 
 
 def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: bool = False) -> None:
-    """The checks every command makes before loading anything: ``--device`` exists here and ``--out``
+    """The checks every command makes before loading anything: ``--device`` exists here (``auto`` is resolved
+    to ``cuda`` or ``cpu`` by :func:`resolve_device` unless ``allow_auto``: the command resolves it) and ``--out``
     can be written as ``out`` says (``dir``, ``file``, ``figure`` or None); an output folder that
     already holds files needs ``--overwrite`` (commands that have the option)."""
     if getattr(args, "device", None) is not None:
-        check_device(args.device, allow_auto=allow_auto)
+        check_device(args.device)
+        if not allow_auto:  # commands that resolve auto themselves (train, segment: one GPU per rank) keep it
+            args.device = resolve_device(args.device)
     path = getattr(args, "out", None)
     if path is None or out is None:
         return
