@@ -25,7 +25,7 @@ import sys
 from ..errors import MaelensError
 
 COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes",
-                   "token_stats", "compare")
+                   "token_stats", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

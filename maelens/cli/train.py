@@ -139,6 +139,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..models.presets import preset_recipe
     from ..plots.reconstruction import epoch_reconstruction
+    from ..plots.training import epoch_loss_curve
     from ..train import TrainConfig, train
     from ..train.config import recipe_options
 
@@ -161,7 +162,11 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet,
         **options)
-    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_reconstruction)
+    def epoch_figures(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
+        epoch_reconstruction(event)
+        epoch_loss_curve(event)
+
+    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_figures)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
