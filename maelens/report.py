@@ -150,11 +150,14 @@ def _display_frame(frame: Any) -> Any:
     import pandas as pd
 
     if len(frame.columns) > WIDE_COLUMNS and len(frame) <= WIDE_ROWS:
-        first = frame.columns[0]
-        heads = [f"{first} {v}" for v in frame[first]]
-        rest = frame.drop(columns=[first])
-        shown = pd.DataFrame({"": [str(c).replace("_", " ") for c in rest.columns],
-                              **{h: list(rest.iloc[i]) for i, h in enumerate(heads)}})
+        # the leading columns that name the rows (part, layer ...): the fewest whose values are distinct
+        keys = next((list(frame.columns[:n]) for n in range(1, 4)
+                     if not frame.duplicated(subset=list(frame.columns[:n])).any()), [])
+        heads = [" ".join(f"{k} {v}" for k, v in zip(keys, row)) if keys else f"row {i}"
+                 for i, row in enumerate(frame[keys].itertuples(index=False) if keys else range(len(frame)))]
+        rest = frame.drop(columns=keys)
+        shown = pd.DataFrame([[str(c).replace("_", " ")] + list(rest[c]) for c in rest.columns],
+                             columns=[""] + [h.replace("_", " ") for h in heads])
         return shown.rename(columns=lambda c: str(c).replace("_", " "))
     return frame.rename(columns=lambda c: str(c).replace("_", " "))
 

@@ -17,6 +17,8 @@ from ..errors import ConfigError
 from .names import library_literal
 
 MASKINGS = library_literal("models.masking", "MASKINGS")
+#: Help of every ``--device``: ``auto`` is the default everywhere (:func:`resolve_device`).
+DEVICE_HELP = "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: %(default)s)"
 
 
 def positive_heads(text: str) -> int:
@@ -95,7 +97,7 @@ def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out
     parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .common import (
+    DEVICE_HELP,
     add_checkpoint_arg,
     add_data_args,
     add_mask_args,
@@ -131,7 +132,7 @@ def _register_reconstruct(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="FIG", help="figure file (.png, .pdf, .svg)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the masks (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=_reconstruct)
 
 
