@@ -155,6 +155,14 @@ def note(args: argparse.Namespace, message: str) -> None:
     print(f"maelens {args.command}: note: {cli_words(message)}", file=sys.stderr)
 
 
+def warning(args: argparse.Namespace, message: str) -> None:
+    """Say on stderr that a set-up is known to be slow or useless (:mod:`maelens.setup_warnings`): shown
+    even with ``--quiet``, on rank 0 of a ``torchrun`` run only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    print(f"maelens {args.command}: warning: {cli_words(message)}", file=sys.stderr)
+
+
 # ---- checks made before any work: a bad device or output location fails in a second, not after an hour ----
 
 def check_device(name: str, *, allow_auto: bool = True) -> None:

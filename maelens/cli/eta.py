@@ -34,3 +34,11 @@ class StageClock:
         elapsed = time.perf_counter() - self.start
         left = f", about {duration(elapsed / done * (total - done))} left" if done else ""
         print(f"maelens {self.command}: stage {done + 1}/{total} ({description}){left}", file=self.stream)
+
+    def finished(self, done: int, total: int, unit: str = "epochs") -> None:
+        """After a stage: ``maelens CMD: 3/30 epochs done, about 4 min 10 s left`` at the pace so far."""
+        if self.quiet or done <= 0:
+            return
+        elapsed = time.perf_counter() - self.start
+        left = f", about {duration(elapsed / done * (total - done))} left" if total > done else ""
+        print(f"maelens {self.command}: {done}/{total} {unit} done{left}", file=self.stream)

@@ -21,6 +21,7 @@ from .common import (
     positive_int,
     preflight,
     seed_int,
+    warning,
 )
 from .names import library_literal
 
@@ -140,9 +141,12 @@ def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..models.presets import preset_recipe
     from ..plots.reconstruction import epoch_reconstruction
-    from ..plots.training import epoch_loss_curve
+    from ..plots.training import epoch_loss_curve, read_records
+    from ..run_files import LOG_JSONL
+    from ..setup_warnings import WarnOnce, config_warnings, log_warnings
     from ..train import TrainConfig, train
     from ..train.config import recipe_options
+    from .eta import StageClock
 
     preflight(args, "dir", allow_auto=True)
     method = _method_options(args)  # the method, and the preset it implies when none is given
@@ -163,11 +167,22 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device, num_workers=args.num_workers, out=str(args.out), resume=args.resume,
         save_every=args.save_every, keep_last=args.keep_last, recon_images=args.recon_images, quiet=args.quiet,
         **options)
-    def epoch_figures(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    warn = WarnOnce(lambda message: warning(args, message))
+    model_config = config.model_config()
+    warn(config_warnings(method=config.method, image_size=model_config.img_size,
+                         stem=getattr(model_config, "stem", None), peak_lr=config.peak_lr(world_size)))
+    clock, first_epoch = StageClock("train", args.quiet), []
+
+    def epoch_end(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
         epoch_reconstruction(event)
         epoch_loss_curve(event)
+        last = event.epoch + 1 == config.epochs
+        warn(log_warnings(read_records(event.out_dir / LOG_JSONL), world_size=world_size, finished=last))
+        first_epoch[:1] = first_epoch[:1] or [event.epoch]  # a resumed run counts the epochs it runs itself
+        clock.finished(event.epoch + 1 - first_epoch[0], config.epochs - first_epoch[0])
 
-    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_figures)
+    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_end)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
