@@ -34,8 +34,10 @@ CAPTIONS: tuple[tuple[str, str], ...] = (
     (r"loss\.png", "Training loss of every optimizer step (faint) and each epoch's mean, and the learning rate, "
                    "against the step; epochs counted from 0 as in log.csv."),
     (r"recon_epoch_(\d+)\.png", "Reconstructions after epoch {n} (counted from 0): original, masked input "
-                                "(removed patches grey), reconstruction, reconstruction with the visible "
-                                "patches pasted back; each row's error is the masked MSE of the table."),
+                                "(removed patches grey), the decoder's output (its visible patches carry no loss, "
+                                "hence their odd colours), and the output with the visible patches pasted back; "
+                                "rows are labelled with their RGB MSE on the removed patches (figures of older "
+                                "runs: their training loss)."),
     (r"layer_curves\.png", "Consistency, locality and black-patch proportion per decoder layer, with 95% "
                            "intervals (IPOL sec. 5, Fig. 10)."),
     (r"positional_bias\.png", "Where the influencers lie: each importance rank's share of positions, against "

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "compare", help="run analyses on several checkpoints and tabulate each metric per model",
         description="Load every --ckpt (paths, or globs such as 'runs/tiny/checkpoint-*.pt'), run the chosen "
                     "--analyses on each with the same images and seed, and write to --out one CSV per metric "
-                    "(a row per model: value, 95%% interval, items counted), a figure of each metric against the "
+                    "(a row per model: value, 95% interval, items counted), a figure of each metric against the "
                     "models (against the training epoch when every checkpoint stores one) and comparison.json.")
     cmd.add_argument("--ckpt", nargs="+", required=True, metavar="PATH",
                      help="checkpoints or run folders (any format --ckpt takes elsewhere); a pattern with * ? [ ] is "

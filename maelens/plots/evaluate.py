@@ -64,17 +64,17 @@ def plot_similarity_grid(queries: np.ndarray, neighbours: np.ndarray, scores: np
     score (IPOL Fig. 11). ``queries`` (Q, H, W, 3) and ``neighbours`` (Q, k, H, W, 3) RGB in [0, 1];
     ``scores`` (Q, k); ``neighbour_titles`` (Q, k) optional extra caption (e.g. the image id)."""
     q, k = scores.shape
-    fig = Figure(figsize=(1.6 * (k + 1), 1.9 * q))
+    fig = Figure(figsize=(1.6 * (k + 1), 2.1 * q))
     axes = fig.subplots(q, k + 1, squeeze=False)
     for r in range(q):
         axes[r, 0].imshow(np.clip(queries[r], 0, 1))
         axes[r, 0].set_title(row_titles[r] if row_titles is not None else "query", fontsize=9)
         for c in range(k):
             axes[r, c + 1].imshow(np.clip(neighbours[r, c], 0, 1))
-            caption = f"cos {scores[r, c]:.3f}"
+            # the score under the image, legible; an image id (e.g. photo/x360y220s120) above it, one part a line
+            axes[r, c + 1].set_xlabel(f"cos {scores[r, c]:.3f}", fontsize=9, labelpad=2)
             if neighbour_titles is not None:
-                caption = f"{neighbour_titles[r, c]}\n{caption}"
-            axes[r, c + 1].set_title(caption, fontsize=9)
+                axes[r, c + 1].set_title("\n".join(str(neighbour_titles[r, c]).split("/")), fontsize=6.5)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

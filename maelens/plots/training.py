@@ -56,7 +56,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], *, title: str = "") 
         loss_ax.text(0.5, 0.5, "no loss logged yet", ha="center", va="center", transform=loss_ax.transAxes)
     for ax in (loss_ax, lr_ax):
         ax.set_xlabel("optimizer step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.grid(alpha=0.3)
     loss_ax.set_ylabel("training loss")
     lr_ax.set_ylabel("learning rate")
