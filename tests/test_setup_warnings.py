@@ -3,7 +3,7 @@
 import io
 
 from maelens.cli import main
-from maelens.cli.eta import StageClock, duration
+from maelens.cli.eta import EpochClock, StageClock, duration
 from maelens.setup_warnings import WarnOnce, config_warnings, log_warnings
 
 
@@ -55,6 +55,12 @@ def test_warn_once_and_the_clock():
     assert lines[1].startswith("maelens compare: stage 2/4 (attention m2), about 1 min 3") and lines[1].endswith("s left")
     assert lines[2].startswith("maelens compare: 2/4 epochs done, about ")
     assert duration(42) == "42 s" and duration(185) == "3 min 05 s" and duration(3720) == "1 h 02 min"
+    resumed = io.StringIO()
+    epochs = EpochClock("train", 10, stream=resumed)
+    epochs.epoch_done(4)  # a run resumed at epoch 4: its first epoch done of the 6 it runs
+    epochs.epoch_done(9)
+    assert resumed.getvalue().splitlines()[0].startswith("maelens train: 1/6 epochs done, about ")
+    assert resumed.getvalue().splitlines()[1] == "maelens train: 6/6 epochs done"
     quiet = io.StringIO()
     StageClock("x", quiet=True, stream=quiet)("a", 1, 2)
     assert quiet.getvalue() == ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-__all__ = ["StageClock", "duration"]
+__all__ = ["EpochClock", "StageClock", "duration"]
 
 
 def duration(seconds: float) -> str:
@@ -42,3 +42,17 @@ class StageClock:
         elapsed = time.perf_counter() - self.start
         left = f", about {duration(elapsed / done * (total - done))} left" if total > done else ""
         print(f"maelens {self.command}: {done}/{total} {unit} done{left}", file=self.stream)
+
+
+class EpochClock(StageClock):
+    """The trainers' epoch callbacks call it with each finished epoch (counted from 0) of a run of ``epochs``;
+    a resumed run counts the epochs it runs itself."""
+
+    def __init__(self, command: str, epochs: int, quiet: bool = False, stream=None) -> None:
+        super().__init__(command, quiet, stream)
+        self.epochs = epochs
+        self.first: int | None = None
+
+    def epoch_done(self, epoch: int) -> None:
+        self.first = epoch if self.first is None else self.first
+        self.finished(epoch + 1 - self.first, self.epochs - self.first)

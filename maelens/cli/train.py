@@ -146,7 +146,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..setup_warnings import WarnOnce, config_warnings, log_warnings
     from ..train import TrainConfig, train
     from ..train.config import recipe_options
-    from .eta import StageClock
+    from .eta import EpochClock
 
     preflight(args, "dir", allow_auto=True)
     method = _method_options(args)  # the method, and the preset it implies when none is given
@@ -172,15 +172,14 @@ def _train(args: argparse.Namespace) -> int:
     model_config = config.model_config()
     warn(config_warnings(method=config.method, image_size=model_config.img_size,
                          stem=getattr(model_config, "stem", None), peak_lr=config.peak_lr(world_size)))
-    clock, first_epoch = StageClock("train", args.quiet), []
+    clock = EpochClock("train", config.epochs, args.quiet)
 
     def epoch_end(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
         epoch_reconstruction(event)
         epoch_loss_curve(event)
         last = event.epoch + 1 == config.epochs
         warn(log_warnings(read_records(event.out_dir / LOG_JSONL), world_size=world_size, finished=last))
-        first_epoch[:1] = first_epoch[:1] or [event.epoch]  # a resumed run counts the epochs it runs itself
-        clock.finished(event.epoch + 1 - first_epoch[0], config.epochs - first_epoch[0])
+        clock.epoch_done(event.epoch)
 
     result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_end)
     if int(os.environ.get("RANK", "0")) != 0:
