@@ -348,7 +348,8 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
 
     Args:
         model: an MAE with a decoder (an encoder-only model: see :func:`~maelens.analysis.encoder_attention.
-            encoder_attention_stats`).
+            encoder_attention_stats`); a transformers ``ViTMAEForPreTraining`` in hand is converted exactly
+            (:func:`maelens.checkpoint.objects.as_model`, as every analysis does with its model).
         dataset: items ``(image, label)`` or images, normalised as the model expects.
         masking: the masking strategy (``grid``: the paper's deterministic one; ``random``, ``block``,
             ``uniform``); ``mask`` is its former name, still accepted.

@@ -130,6 +130,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
                      num_workers: int = 0, quiet: bool = False) -> FeatureSet:
     """Run the encoder over ``dataset`` (items ``(image, label)``) and pool its output.
 
+    ``model``: a maelens model, or a timm / transformers ViT object in hand, converted exactly as its saved
+    file would be (:func:`maelens.checkpoint.objects.as_model`).
+
     Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
     ``pool`` is one of :data:`POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
