@@ -216,11 +216,12 @@ def load_checkpoint(path: str | os.PathLike | nn.Module, device: str | torch.dev
     if isinstance(path, nn.Module):
         from .objects import read_object
 
-        held = read_object(path)
         if arch is not None:
             raise ConfigError(f"arch={arch} names the timm model to build for a file; a model object is "
                               "converted as it is (leave arch out)")
-        where, file_path, layout, hf, pre, timm_encoder = held.where, None, held.layout, held.hf_config, None, held.timm
+        held = read_object(path)
+        where, file_path, layout, timm_encoder = held.where, None, held.layout, held.timm
+        hf, pre = held.hf_config, None  # an object has no preprocessor_config.json: ImageNet normalisation
     else:
         source = locate(path)
         where, file_path, timm_encoder = str(source.weights), source.path, None
