@@ -93,6 +93,8 @@ def test_maelens_object_is_used_as_it_is_and_loads_as_its_file(tmp_path):
 def test_other_objects_are_refused_naming_the_parameter():
     with pytest.raises(ConfigError, match="^model: expected"):
         extract_features(torch.nn.Linear(2, 2), images())
+    with pytest.raises(ConfigError, match="leave arch out"):
+        load_checkpoint(maelens.create_model("tiny"), arch="timm:vit_tiny_patch16_224")
     with pytest.raises(ConfigError, match="^model_b: expected"):
         layer_cka(maelens.create_model("tiny"), images(), model_b="runs/x")
 
