@@ -18,6 +18,7 @@ from run import summary_frame  # noqa: E402
 from maelens.errors import MaelensError  # noqa: E402
 from maelens.io import write_csv  # noqa: E402
 from maelens.report import Report  # noqa: E402
+from maelens.report_folders import caption_for  # noqa: E402
 
 DEMO_EXPERIMENTS = ("reconstruction", "consistency", "attention-layers", "influence-maps", "positional-bias",
                     "synthetic-ks", "encoder-ks", "ranking", "similarity", "knn-table", "parametric")
@@ -43,8 +44,8 @@ def build_report(ctx: Context, outcomes, seconds: float) -> Report:
                 report.table(frame, caption=f"{name}.csv")
             else:
                 report.text(f"`{outcome.name}/{name}.csv`: {len(frame)} rows (not shown).")
-        for name, path in outcome.figures.items():
-            report.figure(path, caption=f"{name}: {outcome.interpretation}")
+        for path in outcome.figures.values():
+            report.figure(path, caption=caption_for(Path(path).name, "demo"))  # what this figure draws
     return report
 
 

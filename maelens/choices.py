@@ -99,7 +99,11 @@ INPUT_LAWS = ("uniform", "chi2", "normal", "exponential", "laplace")
 WEIGHT_INITS = ("uniform", "uniform01", "xavier", "normal")
 ATTENTION_SCALES = ("tokens", "dim")
 
+#: The analyses ``maelens compare`` runs on each model (:mod:`maelens.analysis.compare`).
+COMPARE_ANALYSES = ("attention", "distfit", "knn", "cka")
+
 __all__ = [
+    "COMPARE_ANALYSES",
     "ATTENTION_SCALES", "CKA_ESTIMATORS", "DECODERS", "DEFAULT_BATCH_SIZE", "DEFAULT_NEIGHBOURS",
     "DEFAULT_OUTLIER_DEVIATIONS", "DEFAULT_WARMUP_EPOCHS", "DISCARD_SCOPES", "HEAD_FUSIONS", "DISTFIT_FEATURES", "EVALUATION_METHODS", "FEATURE_POOLS",
     "FINETUNE_OPTIMIZERS", "HEAD_POOLINGS", "INPUT_LAWS", "KNN_METRICS", "KNN_WEIGHTS", "LAYER_PART_CHOICES", "LAYER_POOLS",

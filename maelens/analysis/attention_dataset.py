@@ -368,7 +368,8 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
 
     Args:
         model: an MAE with a decoder (an encoder-only model: see :func:`~maelens.analysis.encoder_attention.
-            encoder_attention_stats`).
+            encoder_attention_stats`); a transformers ``ViTMAEForPreTraining`` in hand is converted exactly
+            (:func:`maelens.checkpoint.objects.as_model`, as every analysis does with its model).
         dataset: items ``(image, label)`` or images, normalised as the model expects.
         masking: the masking strategy (``grid``: the paper's deterministic one; ``random``, ``block``,
             ``uniform``); ``mask`` is its former name, still accepted.
@@ -389,6 +390,9 @@ def attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking: str = 
         rank of a ``torch.distributed`` process group, where each rank analyses a shard of the images and
         the counts and sums are reduced exactly (:mod:`~maelens.analysis.distributed`).
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     check_grid(model.config.grid_size, "attention locality and consistency")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)
@@ -431,6 +435,9 @@ def influence_fields(model: torch.nn.Module, images: torch.Tensor, *, masking: s
                      mask: str | None = None) -> InfluenceFields:
     """Influence fields (Fig. 9) of ``images`` (B, 3, S, S) or one image (3, S, S), every decoder layer.
     (``mask``: the former name of ``masking``.)"""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     check_grid(model.config.grid_size, "influence maps")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="grid")
     _check_model(model, top_n)

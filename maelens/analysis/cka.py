@@ -315,6 +315,10 @@ def layer_cka(model: MaskedAutoencoderViT, dataset: Dataset, *, model_b: MaskedA
     shift comes from rank 0's first batch (the first batch of one process) and the float64 accumulators
     are summed over the ranks (:mod:`~maelens.analysis.distributed`).
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
+    model_b = as_model(model_b, "model_b") if model_b is not None else None
     _check_layer_cka(model, model_b, estimator=estimator, pool=pool, batch_size=batch_size, mask_ratio=mask_ratio)
     parts_b = tuple(parts_b if parts_b is not None else parts)
     models = [model] if model_b is None else [model, model_b]

@@ -68,6 +68,9 @@ def encoder_attention_stats(model: torch.nn.Module, dataset: Dataset, *, masking
     (0: the whole image; ``mask`` is the former name of ``masking``). Masks come from a generator seeded
     with ``seed``. Under a ``torch.distributed`` process group each rank runs a shard and the float64
     sums are reduced (:mod:`~maelens.analysis.distributed`)."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     check_grid(model.config.grid_size, "attention distances")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     masking = masking_alias(masking, mask, default="random")
     if batch_size < 1:

@@ -144,6 +144,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
                      num_workers: int = 0, quiet: bool = False) -> FeatureSet:
     """Run the encoder over ``dataset`` (items ``(image, label)``) and pool its output.
 
+    ``model``: a maelens model, or a timm / transformers ViT object in hand, converted exactly as its saved
+    file would be (:func:`maelens.checkpoint.objects.as_model`).
+
     Masks are drawn from a generator seeded with ``seed``, so the same call gives the same features.
     ``pool`` is one of :data:`~maelens.choices.FEATURE_POOLS`; the settings record the pooling used (``pool``), the one asked for
     (``pool_requested``) and, for ``head``, how the fine-tuned model pools (``pooling``). A SimCLR model
@@ -152,6 +155,9 @@ def extract_features(model: MaskedAutoencoderViT, dataset: Dataset, *, mask_rati
     ``torch.distributed`` process group each rank encodes a shard and every rank gets all features in
     dataset order, identical to one process's (:mod:`~maelens.analysis.distributed`).
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if getattr(model, "method", "mae") == "simclr":
         return _simclr_features(model, dataset, mask_ratio=mask_ratio, pool=pool, batch_size=batch_size,
                                 seed=seed, device=device, num_workers=num_workers, quiet=quiet)

@@ -60,6 +60,9 @@ def layer_features(model: MaskedAutoencoderViT, dataset: Dataset, *, pools: Sequ
     (``mask_ratio=0``: the whole image, as ``maelens features``). Under a ``torch.distributed`` process
     group each rank runs a shard and every rank gets all rows in dataset order
     (:mod:`~maelens.analysis.distributed`)."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     pools, norms = list(dict.fromkeys(pools)), list(dict.fromkeys(bool(n) for n in norms))
     check_pools(pools)
     if not norms:

@@ -26,7 +26,9 @@ from ..models.presets import YCBCR_TARGETS
 class Reconstruction:
     """RGB images in [0, 1], each (B, 3, H, W): ``original``, ``masked`` (removed patches grey),
     ``reconstruction`` and ``pasted`` (visible patches of the original put back); ``mask`` (B, L)
-    1 = removed; ``loss`` (B,) each image's training loss on its removed patches."""
+    1 = removed; ``loss`` (B,) each image's training loss on its removed patches (in the model's target
+    space: normalised pixels, YCbCr ...); ``rgb_mse`` (B,) its mean squared error per pixel and channel on
+    the removed patches in RGB [0, 1], the units of :func:`reconstruction_error` (``masked_mse``)."""
 
     original: torch.Tensor
     masked: torch.Tensor
@@ -34,6 +36,7 @@ class Reconstruction:
     pasted: torch.Tensor
     mask: torch.Tensor
     loss: torch.Tensor
+    rgb_mse: torch.Tensor | None = None
 
 
 def to_rgb(model: MaskedAutoencoderViT, imgs: torch.Tensor) -> torch.Tensor:
@@ -63,6 +66,9 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, *, mask_ratio: 
 
     ``noise`` (B, L) fixes the masks exactly; otherwise ``masking`` is sampled with ``generator``.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     was_training = model.training
     model.eval()
     try:
@@ -77,8 +83,10 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, *, mask_ratio: 
     masked = original * (1 - pixel_mask) + fill * pixel_mask
     pasted = original * (1 - pixel_mask) + recon * pixel_mask
     loss = masked_mean(model.patch_losses(imgs, pred), mask, dim=1)
+    # RGB error on the removed patches, per pixel and channel, as reconstruction_error measures it
+    rgb_mse = masked_mean(((model.patchify(recon) - model.patchify(original)) ** 2).mean(-1), mask, dim=1)
     return Reconstruction(original=original.cpu(), masked=masked.cpu(), reconstruction=recon.cpu(),
-                          pasted=pasted.cpu(), mask=mask.cpu(), loss=loss.cpu())
+                          pasted=pasted.cpu(), mask=mask.cpu(), loss=loss.cpu(), rgb_mse=rgb_mse.cpu())
 
 
 @dataclass
@@ -108,6 +116,9 @@ def reconstruction_error(model: MaskedAutoencoderViT, dataset: Dataset, *, maski
     Errors are measured in RGB whatever the model's target (pixels, norm-pix, YCbCr), so models
     trained with different losses compare in the same units.
     """
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     device = next(model.parameters()).device
     model.eval()
     generator = torch.Generator().manual_seed(seed)

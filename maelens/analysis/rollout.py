@@ -113,6 +113,9 @@ def rollout_maps(model: MaskedAutoencoderViT, images: torch.Tensor, *, head_fusi
                  device: str | torch.device = "cpu") -> RolloutResult:
     """Attention rollout of ``images`` (B, 3, S, S), normalised for ``model``, through its first ``layers``
     encoder blocks (all by default), every patch visible (mask ratio 0); see :func:`attention_rollout`."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     check_grid(model.config.grid_size, "attention rollout")  # a 1x1 grid gives "perfect" or NaN values (issue 30)
     if head_fusion not in HEAD_FUSIONS:
         raise ConfigError(f"head fusion must be one of {', '.join(HEAD_FUSIONS)}, got {head_fusion!r}")

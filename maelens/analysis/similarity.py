@@ -89,6 +89,9 @@ def similar_images(model: torch.nn.Module, gallery: Dataset, queries: Sequence[i
     """Top-k most similar gallery images for each query, by cosine similarity of pooled encoder
     outputs at ``mask_ratio``. A query is a gallery index (excluded from its own results) or an
     image tensor (3, S, S) normalised like the gallery."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if pool == "tokens":
         raise ConfigError("similarity search compares one vector per image: use pool mean, cls or flatten")
     n = len(gallery)

@@ -62,6 +62,9 @@ def token_norms(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
     statistics need. Under a ``torch.distributed`` process group each rank measures a shard and every
     rank gets all norms in dataset order: the median and MAD need them all
     (:mod:`~maelens.analysis.distributed`)."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if mask_ratio != 0:
         raise ConfigError("token statistics per position need every patch: mask ratio must be 0")
     model = model.to(device).eval()
@@ -164,6 +167,9 @@ def token_stats(model: MaskedAutoencoderViT, dataset: Dataset, *, parts: Sequenc
                 num_workers: int = 0, quiet: bool = False) -> TokenStatsReport:
     """Token-norm statistics of every block of ``parts`` over ``dataset`` (every patch visible): see the
     module docstring for the threshold and the position statistics."""
+    from ..checkpoint.objects import as_model
+
+    model = as_model(model)
     if bins < 1:
         raise ConfigError(f"histogram bins must be >= 1, got {bins}")
     outlier_threshold(np.zeros(1), k)  # check k before the pass

@@ -64,6 +64,11 @@ def classify(obj: Any, where: str) -> Layout:
     if is_hf_layout(state):
         state = hf_to_official(state, where)
         fmt = "huggingface"
+        pooler = [k for k in state if k.startswith("pooler.")]
+        if pooler:  # transformers' ViTModel: tanh(W cls + b), a head like a classifier's
+            notes.append("ViTModel pooler (tanh of a linear map of the CLS token) not loaded: maelens analyses "
+                         "the encoder")
+            state = {k: v for k, v in state.items() if k not in pooler}
     else:
         fmt = "official" if "decoder_embed.weight" in state else "encoder-only"
     if not looks_like_vit(state):

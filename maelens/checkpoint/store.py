@@ -27,7 +27,7 @@ from .files import Source, locate, read_json, read_weights
 from .infer import NOT_STORED, OFFICIAL_ARGS_FIELDS, check_given_heads, config_from_dict, config_from_hf, infer_config
 from .layouts import FORMATS, Layout, classify, name_list
 from .resize import POSITION_TABLES, SINCOS_TOLERANCE, resize_inputs, sincos_difference
-from .timm_vit import load_timm_encoder
+from .timm_vit import TimmEncoder, load_timm_encoder
 
 #: Version of the maelens checkpoint layout written by :func:`save_checkpoint`.
 FORMAT_VERSION = 1
@@ -71,10 +71,18 @@ class LoadedCheckpoint:
     epoch: int | None
     train_config: dict[str, Any] | None
     raw: dict[str, Any]
-    path: Path
+    path: Path | None
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
     classifier: str | None = None
+    #: what was loaded when it was no file (``path`` None): a model object in memory, e.g.
+    #: ``timm VisionTransformer vit_base_patch16_224 (in memory)``
+    origin: str = ""
+
+    @property
+    def where(self) -> str:
+        """The file or folder loaded, or the model object's description when it came from memory."""
+        return str(self.path) if self.path is not None else self.origin
 
     @property
     def method(self) -> str:
@@ -107,10 +115,10 @@ class LoadedCheckpoint:
         used, how a fine-tuned classifier pooled the tokens (``classifier_pooling``) and where each
         architectural fact came from."""
         if self.method != "mae":
-            return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
+            return {"checkpoint": self.where, "checkpoint_format": self.format, "release": self.release,
                     "method": self.method, "image_size": self.config.img_size, "model": self.config.to_dict(),
                     "provenance": dict(self.provenance)}
-        return {"checkpoint": str(self.path), "checkpoint_format": self.format, "release": self.release,
+        return {"checkpoint": self.where, "checkpoint_format": self.format, "release": self.release,
                 "image_size": self.config.img_size, "num_heads": self.config.num_heads,
                 "decoder_num_heads": self.config.decoder_num_heads if self.config.has_decoder else None,
                 "norm_pix_loss": self.config.norm_pix_loss, "layer_norm_eps": self.config.layer_norm_eps,
@@ -192,7 +200,7 @@ def detect_format(path: str | os.PathLike) -> str:
     return classify(read_weights(source.weights), str(source.weights)).format
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+def load_checkpoint(path: str | os.PathLike | nn.Module, device: str | torch.device = "cpu", *,
                     num_heads: int | None = None, decoder_num_heads: int | None = None,
                     require_heads: bool = True, arch: str | None = None, image_size: int | None = None,
                     allow_nonfinite: bool = False) -> LoadedCheckpoint:
@@ -202,6 +210,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     ``visualize`` releases, full training checkpoints with ``args``, fine-tuned and linear-probe files,
     which load as encoders with the pooling they were trained with), Hugging Face ViTMAE directories,
     encoder-only ViT weights; ``module.`` / ``backbone.`` / ``encoder.`` / ``model.`` prefixes are removed.
+
+    ``path`` may also be a model object in hand (:mod:`maelens.checkpoint.objects`): a maelens model, a timm
+    ``VisionTransformer`` (converted exactly, as ``arch='timm:NAME'`` converts a file) or a transformers
+    ``ViTMAEForPreTraining`` / ``ViTMAEModel`` / ``ViTModel`` / ``ViTForImageClassification``; it is read
+    as its saved files would be (same config, provenance and notes), into a new model: the object is
+    not changed.
 
     Args:
         num_heads, decoder_num_heads: head counts, for files that do not determine them (see
@@ -219,9 +233,24 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                         ("image_size", image_size)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    source = locate(path)
-    where = str(source.weights)
-    layout = classify(read_weights(source.weights), where)
+    if isinstance(path, nn.Module):
+        from .objects import read_object
+
+        if arch is not None:
+            raise ConfigError(f"arch={arch} names the timm model to build for a file; a model object is "
+                              "converted as it is (leave arch out)")
+        held = read_object(path)
+        where, file_path, layout, timm_encoder = held.where, None, held.layout, held.timm
+        hf, pre = held.hf_config, None  # an object has no preprocessor_config.json: ImageNet normalisation
+        hf_where = where
+    else:
+        source = locate(path)
+        where, file_path, timm_encoder = str(source.weights), source.path, None
+        layout = classify(read_weights(source.weights), where)
+        hf = _vit_mae_config(source) if layout.format == "huggingface" else None
+        pre = (read_json(source.preprocessor_json), str(source.preprocessor_json)) \
+            if hf is not None and source.preprocessor_json else None
+        hf_where = str(source.config_json) if hf is not None else where  # config.json's errors name that file
     check_fields(layout.rest, RUN_STATE_FIELDS, where, CheckpointError)
     if layout.format == "maelens" and isinstance(layout.rest.get("extra"), dict):
         check_fields(layout.rest["extra"], RUN_EXTRA_FIELDS, f"{where} (its 'extra' run state)", CheckpointError)
@@ -230,14 +259,19 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     heads = {"num_heads": num_heads, "decoder_num_heads": decoder_num_heads}
     if layout.format == "maelens" and (is_simclr_config(layout.rest.get("config"))
                                        or is_cae_config(layout.rest.get("config"))):
-        return _method_checkpoint(layout, source.path, where, layout.notes + finite_notes, device,
-                                  given={**heads, "arch": arch}, image_size=image_size)
-    if arch is not None:
+        loaded = _method_checkpoint(layout, file_path, where, layout.notes + finite_notes, device,
+                                    given={**heads, "arch": arch}, image_size=image_size)
+        loaded.origin = where
+        return loaded
+    if timm_encoder is not None:
+        _no_heads_given(heads, "a timm model object")
+        found = _timm_found(layout, timm_encoder)
+    elif arch is not None:
         found = _timm_config(layout, arch, where, heads)
     elif layout.format == "maelens":
         found = _maelens_config(layout, where, heads, require_heads)
-    elif layout.format == "huggingface" and (hf := _vit_mae_config(source)) is not None:
-        found = _hf_config(layout, source, hf, where, heads)
+    elif layout.format == "huggingface" and hf is not None:
+        found = _hf_config(layout, hf, pre, hf_where, heads)
     else:
         found = _shape_config(layout, where, heads, require_heads)
     notes = layout.notes + found.notes + finite_notes
@@ -253,11 +287,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     epoch = found.epoch
     return LoadedCheckpoint(model=model, format=found.format or layout.format, config=config,
                             epoch=int(epoch) if isinstance(epoch, (int, float)) else None,
-                            train_config=found.train_config, raw=found.raw, path=source.path, notes=notes,
-                            provenance=provenance, classifier=layout.release)
+                            train_config=found.train_config, raw=found.raw, path=file_path, notes=notes,
+                            provenance=provenance, classifier=layout.release, origin=where)
 
 
-def _method_checkpoint(layout: Layout, path: Path, where: str, notes: list[str], device: str | torch.device, *,
+def _method_checkpoint(layout: Layout, path: Path | None, where: str, notes: list[str], device: str | torch.device, *,
                        given: dict[str, Any], image_size: int | None) -> LoadedCheckpoint:
     """The model of a maelens SimCLR or CAE run (:mod:`.simclr`, :mod:`.cae`), rebuilt from its stored config."""
     if is_cae_config(layout.rest.get("config")):
@@ -313,10 +347,10 @@ def position_provenance(config: ModelConfig, state: dict[str, torch.Tensor]) -> 
     return out
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+def load_model(path: str | os.PathLike | nn.Module, device: str | torch.device = "cpu",
                **kwargs: Any) -> MaskedAutoencoderViT | SimCLR:
-    """The model of any supported checkpoint, in eval mode (``kwargs`` as in :func:`load_checkpoint`): an MAE,
-    or the SimCLR model of a maelens SimCLR run."""
+    """The model of any supported checkpoint or model object in hand, in eval mode (``kwargs`` as in
+    :func:`load_checkpoint`): an MAE, or the SimCLR model of a maelens SimCLR run."""
     return load_checkpoint(path, device, **kwargs).model
 
 
@@ -361,11 +395,12 @@ def _given(heads: dict[str, int | None]) -> dict[str, str]:
     return {k: "given (--" + k.replace("_", "-") + ")" for k, v in heads.items() if v is not None}
 
 
-def _hf_config(layout: Layout, source: Source, hf: dict[str, Any], where: str,
+def _hf_config(layout: Layout, hf: dict[str, Any], pre: tuple[dict[str, Any], str] | None, where: str,
                heads: dict[str, int | None]) -> _Found:
-    pre = read_json(source.preprocessor_json) if source.preprocessor_json else None
-    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, str(source.config_json),
-                                               pre, str(source.preprocessor_json))
+    """``pre``: the preprocessor config and where it was read (a folder's ``preprocessor_config.json``);
+    ``where``: the config's origin (a folder's ``config.json``, or the model object)."""
+    config, notes, provenance = config_from_hf(hf, "decoder_embed.weight" in layout.state, where,
+                                               *(pre if pre is not None else (None,)))
     config = _override_heads(config, heads, notes, where)
     train_config = {"mask_ratio": hf.get("mask_ratio"), "norm_pix_loss": config.norm_pix_loss}
     return _Found(config, {"config": hf}, notes, None, train_config, {**provenance, **_given(heads)}, layout.head)
@@ -400,10 +435,17 @@ def _timm_config(layout: Layout, arch: str, where: str, heads: dict[str, int | N
     """A timm ViT (``--arch timm:NAME``) converted to a maelens encoder; its head counts come from timm."""
     if layout.format not in ("encoder-only", "official"):
         raise CheckpointError(f"arch={arch} takes timm weights; {where} is a {FORMATS[layout.format]}")
+    _no_heads_given(heads, f"arch={arch}")
+    return _timm_found(layout, load_timm_encoder(arch, layout.state, where))
+
+
+def _no_heads_given(heads: dict[str, int | None], what: str) -> None:
     given = [k for k, v in heads.items() if v is not None]
     if given:
-        raise ConfigError(f"{' and '.join(given)} cannot be combined with arch={arch}: timm's model gives the heads")
-    encoder = load_timm_encoder(arch, layout.state, where)
+        raise ConfigError(f"{' and '.join(given)} cannot be combined with {what}: timm's model gives the heads")
+
+
+def _timm_found(layout: Layout, encoder: TimmEncoder) -> _Found:
     return _Found(encoder.config, {**layout.rest}, encoder.notes, layout.rest.get("epoch"), None, encoder.provenance,
                   encoder.head, encoder.state, "timm")
 

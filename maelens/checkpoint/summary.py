@@ -18,7 +18,7 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         from .simclr import simclr_summary
 
         method_summary = cae_summary if ckpt.method == "cae" else simclr_summary
-        return {"path": str(ckpt.path), "format": ckpt.format, "format_description": FORMATS[ckpt.format],
+        return {"path": ckpt.where, "format": ckpt.format, "format_description": FORMATS[ckpt.format],
                 "release": ckpt.release, "architecture": config.name, "config": config.to_dict(),
                 "provenance": dict(ckpt.provenance), "trainable_parameters": model.num_trainable_parameters(),
                 "epoch": ckpt.epoch, "has_decoder": False, **method_summary(config, model), "notes": list(ckpt.notes)}
@@ -30,7 +30,7 @@ def summarize(ckpt: LoadedCheckpoint) -> dict[str, Any]:
         if ckpt.provenance.get(key) == NOT_STORED:
             shown[key] = None  # a placeholder was used to build the model; the file does not say
     return {
-        "path": str(ckpt.path),
+        "path": ckpt.where,
         "format": ckpt.format,
         "format_description": FORMATS[ckpt.format],
         "release": ckpt.release,

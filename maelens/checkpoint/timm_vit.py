@@ -88,6 +88,38 @@ def load_timm_encoder(arch: str, state: dict[str, torch.Tensor], where: str) -> 
                      f"{_shown({k: defaults[k] for k in changed})})")
     _load_strict(model, state, arch, where)
     model.eval()
+    return _convert_checked(model, name, notes)
+
+
+def convert_timm_vit(model: nn.Module) -> TimmEncoder:
+    """The exact maelens encoder of a timm ``VisionTransformer`` instance already in hand (a notebook's
+    ``timm.create_model(...)``): the conversion of ``--arch timm:NAME``, with the same checks, refusals and
+    provenance. The model is left as it was (its train/eval mode restored; nothing is copied to it).
+
+    Raises:
+        CheckpointError: ``model`` is not a plain timm VisionTransformer, or holds what a maelens encoder
+            cannot compute exactly (named, as for a file).
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    if not isinstance(model, VisionTransformer):
+        raise CheckpointError(f"model: expected a timm VisionTransformer, got a {type(model).__name__}")
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    name = str(cfg.get("architecture") or type(model).__name__)
+    notes = ["converted from a timm model object in memory"]
+    if not isinstance(getattr(model, "head", None), (nn.Identity, type(None))):
+        notes.append("classifier head not converted: maelens analyses the encoder")
+    training = model.training
+    model.eval()
+    try:
+        return _convert_checked(model, name, notes)
+    finally:
+        model.train(training)
+
+
+def _convert_checked(model: nn.Module, name: str, notes: list[str]) -> TimmEncoder:
+    """Refuse what a maelens encoder cannot represent, convert, and check the result against timm."""
+    arch = TIMM_PREFIX + name
     _check_representable(model, arch)
     encoder = _convert(model, name, notes)
     _check_equal(model, encoder, arch)
@@ -297,7 +329,7 @@ def _maelens_state(model: nn.Module, notes: list[str]) -> dict[str, torch.Tensor
     prepended to a table without one, ``head`` (an Identity here) dropped."""
     from timm.layers import LayerScale
 
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if model.no_embed_class:
         pos = state["pos_embed"]
         # the CLS token receives no position in timm: a zero row in maelens's table
@@ -308,7 +340,7 @@ def _maelens_state(model: nn.Module, notes: list[str]) -> dict[str, torch.Tensor
         for number, (ls, linear) in enumerate(((blk.ls1, "attn.proj"), (blk.ls2, "mlp.fc2")), start=1):
             if isinstance(ls, LayerScale):
                 # gamma * (W x + b) = (gamma W) x + gamma b
-                key, gamma = f"blocks.{i}.{linear}", ls.gamma.detach()
+                key, gamma = f"blocks.{i}.{linear}", ls.gamma.detach().cpu()
                 state[f"{key}.weight"] = state[f"{key}.weight"] * gamma[:, None]
                 if f"{key}.bias" in state:
                     state[f"{key}.bias"] = state[f"{key}.bias"] * gamma
@@ -318,7 +350,7 @@ def _maelens_state(model: nn.Module, notes: list[str]) -> dict[str, torch.Tensor
     biased = re.compile(r"^(patch_embed\.proj|blocks\.\d+\.(attn\.proj|mlp\.fc1|mlp\.fc2))$")
     zeros = [name for name, m in model.named_modules() if biased.match(name) and getattr(m, "bias", 0) is None]
     for name in zeros:
-        state[f"{name}.bias"] = torch.zeros(state[f"{name}.weight"].shape[0])
+        state[f"{name}.bias"] = torch.zeros(state[f"{name}.weight"].shape[0], dtype=state[f"{name}.weight"].dtype)
     if folded:
         notes.append(f"LayerScale folded into {folded} projection(s) (gamma W, gamma b)")
     if zeros:
@@ -332,8 +364,9 @@ def _check_equal(model: nn.Module, encoder: TimmEncoder, arch: str) -> None:
     c = encoder.config
     converted = build_model(c, encoder.state, arch, [], head=encoder.head).eval()
     x = torch.randn(1, c.in_chans, c.img_size, c.img_size, generator=torch.Generator().manual_seed(0))
+    device = next(model.parameters()).device  # a model in hand may live on a GPU; the converted one is on the CPU
     with torch.no_grad():
-        want = model.forward_features(x)
+        want = model.forward_features(x.to(device)).float().cpu()
         got = converted.encode(x, mask_ratio=0.0).tokens
     diff = math.inf
     finite = torch.isfinite(want)
@@ -348,4 +381,4 @@ def _check_equal(model: nn.Module, encoder: TimmEncoder, arch: str) -> None:
                                         f"difference {diff:.2g}")
 
 
-__all__ = ["TIMM_PREFIX", "TimmEncoder", "key_mismatch", "load_timm_encoder", "timm_name"]
+__all__ = ["TIMM_PREFIX", "TimmEncoder", "convert_timm_vit", "key_mismatch", "load_timm_encoder", "timm_name"]

@@ -26,7 +26,8 @@ import sys
 
 from ..errors import MaelensError
 
-COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes", "token_stats")
+COMMAND_MODULES = ("train", "info", "attention", "distfit", "evaluate", "data", "segment", "cka", "rollout", "layer_probes",
+                   "token_stats", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

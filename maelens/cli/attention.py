@@ -11,6 +11,7 @@ from ..choices import SPLITS
 from ..errors import ConfigError
 from . import launch
 from .common import (
+    DEVICE_HELP,
     add_checkpoint_arg,
     add_data_args,
     add_mask_args,
@@ -62,7 +63,7 @@ def register(subparsers) -> None:
     infl.add_argument("--no-overlay", action="store_true", help="draw the colours alone, not over the image")
     infl.add_argument("--out", type=Path, required=True, metavar="FIG", help="output figure (.png, .pdf, .svg)")
     infl.add_argument("--seed", type=seed_int, default=0, help="mask seed (default: %(default)s)")
-    infl.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    infl.add_argument("--device", default="auto", help=DEVICE_HELP)
     infl.set_defaults(func=run_influence_map)
 
 

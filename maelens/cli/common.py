@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import glob
 import math
 import os
 import re
@@ -14,6 +15,9 @@ from typing import Callable, NoReturn
 
 from ..choices import MASKINGS, SPLITS
 from ..errors import ConfigError
+
+#: Help of every ``--device``: ``auto`` is the default everywhere (:func:`resolve_device`).
+DEVICE_HELP = "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: %(default)s)"
 
 
 def positive_heads(text: str) -> int:
@@ -92,7 +96,7 @@ def add_run_args(parser: argparse.ArgumentParser, out_required: bool = True, out
     parser.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or tables")
     parser.add_argument("--seed", type=seed_int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
@@ -152,9 +156,17 @@ def note(args: argparse.Namespace, message: str) -> None:
     print(f"maelens {args.command}: note: {cli_words(message)}", file=sys.stderr)
 
 
+def warning(args: argparse.Namespace, message: str) -> None:
+    """Say on stderr that a set-up is known to be slow or useless (:mod:`maelens.setup_warnings`): shown
+    even with ``--quiet``, on rank 0 of a ``torchrun`` run only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    print(f"maelens {args.command}: warning: {cli_words(message)}", file=sys.stderr)
+
+
 # ---- checks made before any work: a bad device or output location fails in a second, not after an hour ----
 
-def check_device(name: str, *, allow_auto: bool = False) -> None:
+def check_device(name: str, *, allow_auto: bool = True) -> None:
     """Refuse a ``--device`` this machine cannot use (unknown name, no GPU, a GPU index beyond the count)
     with a ConfigError naming it, before any model or data is loaded (torch is imported only here, and not
     for ``cpu``: commands that never load a model, such as ``distfit --features-file``, start without it)."""
@@ -177,6 +189,19 @@ def check_device(name: str, *, allow_auto: bool = False) -> None:
     if available is None or not available():
         raise ConfigError(f"--device {name}: the {device.type} backend is not available on this machine "
                           f"(expected {expected})")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` (the default ``--device``): ``cuda`` when a CUDA GPU is usable, else ``cpu``; any other name
+    unchanged. torch is asked only where the kernel shows an NVIDIA device (``/dev/nvidia*``), so the
+    commands that run no model (``distfit --features-file``) still start without torch on a CPU machine."""
+    if name != "auto":
+        return name
+    if not glob.glob("/dev/nvidia[0-9]*") and "torch" not in sys.modules:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _check_cuda(name: str, index: int | None) -> None:
@@ -242,11 +267,14 @@ def _check_writable(folder: Path, option: str, shown: Path | None = None) -> Non
 
 
 def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: bool = False) -> None:
-    """The checks every command makes before loading anything: ``--device`` exists here and ``--out``
+    """The checks every command makes before loading anything: ``--device`` exists here (``auto`` is resolved
+    to ``cuda`` or ``cpu`` by :func:`resolve_device` unless ``allow_auto``: the command resolves it) and ``--out``
     can be written as ``out`` says (``dir``, ``file``, ``figure`` or None); an output folder that
     already holds files needs ``--overwrite`` (commands that have the option)."""
     if getattr(args, "device", None) is not None:
-        check_device(args.device, allow_auto=allow_auto)
+        check_device(args.device)
+        if not allow_auto:  # commands that resolve auto themselves (train, segment: one GPU per rank) keep it
+            args.device = resolve_device(args.device)
     warn_slow_paths(args)
     path = getattr(args, "out", None)
     if path is None or out is None:
@@ -257,6 +285,7 @@ def preflight(args: argparse.Namespace, out: str | None = "dir", *, allow_auto: 
         from ..io import check_output_folder
 
         check_output_folder(Path(path), args.overwrite)
+
 
 def warn_slow_paths(args: argparse.Namespace) -> None:
     """Say once, before any work, when a value given forces a known slow path (issue 30): ``--precision bf16``

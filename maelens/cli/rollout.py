@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..choices import DISCARD_SCOPES, HEAD_FUSIONS, SPLITS
 from .common import (
+    DEVICE_HELP,
     _number_type,
     add_checkpoint_arg,
     add_overwrite_arg,
@@ -57,7 +58,7 @@ def register(subparsers) -> None:
     roll.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     roll.add_argument("--json", action="store_true", help="print the JSON summary to stdout")
     roll.add_argument("--quiet", action="store_true", help="no messages")
-    roll.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    roll.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_overwrite_arg(roll)
     roll.set_defaults(func=run_rollout)
 

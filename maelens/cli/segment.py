@@ -78,6 +78,7 @@ def _segment(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..plots.segmentation import epoch_figures
     from ..segmentation import SCRATCH, finetune
+    from .eta import EpochClock
 
     preflight(args, "dir", allow_auto=True)
     # the shared loader honours every --ckpt option (head counts, --arch, --image-size)
@@ -92,7 +93,13 @@ def _segment(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, layer_decay=args.layer_decay, optimizer=args.optimizer, seed=args.seed,
         device=args.device, num_workers=args.num_workers, out=str(args.out), figure_images=args.figure_images,
         quiet=args.quiet, **options)
-    result = finetune(config, encoder=encoder, on_epoch_end=epoch_figures)
+    clock = EpochClock("segment", config.epochs, args.quiet)
+
+    def epoch_end(event) -> None:  # the figures, then the overall ETA at the pace so far
+        epoch_figures(event)
+        clock.epoch_done(event.epoch)
+
+    result = finetune(config, encoder=encoder, on_epoch_end=epoch_end)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     s = result.summary

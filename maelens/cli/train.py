@@ -10,6 +10,7 @@ from pathlib import Path
 from ..choices import DEFAULT_WARMUP_EPOCHS, LOSSES, TRAINING_METHODS
 from ..train.config import RECIPE_FIELDS, TrainConfig
 from .common import (
+    DEVICE_HELP,
     add_checkpoint_arg,
     add_data_args,
     add_mask_args,
@@ -21,6 +22,7 @@ from .common import (
     positive_float,
     preflight,
     seed_int,
+    warning,
 )
 from .runargs import add_run_loop_args, config_defaults, run_loop_options
 
@@ -140,7 +142,7 @@ def _register_reconstruct(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="FIG", help="figure file (.png, .pdf, .svg)")
     p.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the masks (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=_reconstruct)
 
 
@@ -148,8 +150,12 @@ def _train(args: argparse.Namespace) -> int:
     from ..io import to_json
     from ..models.presets import preset_recipe
     from ..plots.reconstruction import epoch_reconstruction
+    from ..plots.training import epoch_loss_curve, read_records
+    from ..run_files import LOG_JSONL
+    from ..setup_warnings import WarnOnce, config_warnings, log_warnings
     from ..train import train
     from ..train.config import recipe_options
+    from .eta import EpochClock
 
     preflight(args, "dir", allow_auto=True)
     method = _method_options(args)  # the method, and the preset it implies when none is given
@@ -167,7 +173,21 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, compile=args.compile, fused_attention=args.fused_attn, device=args.device,
         num_workers=args.num_workers, out=str(args.out), recon_images=args.recon_images, quiet=args.quiet,
         **{k: v for k, v in run_loop_options(args).items() if k not in RECIPE_FIELDS}, **options)
-    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_reconstruction)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    warn = WarnOnce(lambda message: warning(args, message))
+    model_config = config.model_config()
+    warn(config_warnings(method=config.method, image_size=model_config.img_size,
+                         stem=getattr(model_config, "stem", None), peak_lr=config.peak_lr(world_size)))
+    clock = EpochClock("train", config.epochs, args.quiet)
+
+    def epoch_end(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
+        epoch_reconstruction(event)
+        epoch_loss_curve(event)
+        last = event.epoch + 1 == config.epochs
+        warn(log_warnings(read_records(event.out_dir / LOG_JSONL), world_size=world_size, finished=last))
+        clock.epoch_done(event.epoch)
+
+    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_end)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:

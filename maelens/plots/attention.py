@@ -48,7 +48,7 @@ def plot_influence_map(fields: InfluenceFields, index: int = 0, image: np.ndarra
     rows, cols = fields.grid_size
     size = image.shape[0] if image is not None else 8 * max(rows, cols)
     panels = n_layers + (image is not None)
-    fig = Figure(figsize=(2.2 * panels, 2.5), layout="constrained")
+    fig = Figure(figsize=(2.2 * panels + 1.2, 3.0), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     if image is not None:
         dim = _patch_image(np.where(visible[:, None], 1.0, 0.35).repeat(3, 1), fields.grid_size, size)
@@ -66,10 +66,25 @@ def plot_influence_map(fields: InfluenceFields, index: int = 0, image: np.ndarra
         for r, c in zip(vr, vc):
             ax.add_patch(Rectangle((c * step[1] - 0.5, r * step[0] - 0.5), step[1], step[0],
                                        fill=False, edgecolor="white", linewidth=0.6))
-        ax.set_title(f"layer {layer}" + ("" if consistent[layer] else " (inconsistent)"), fontsize=9)
+        ax.set_title(f"layer {layer}" + ("" if consistent[layer] else " (inconsistent*)"), fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    # the key from colour to rank: rank r's colour marks the visible patch of rank r and every patch it influences
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    key = ScalarMappable(norm=BoundaryNorm(np.arange(k + 2) - 0.5, k + 1),
+                         cmap=ListedColormap(np.vstack([rank_colours(k), np.zeros((1, 3))])))
+    ticks = sorted({0, k // 2, max(k - 1, 0)}) + [k]
+    bar = fig.colorbar(key, ax=list(axes), shrink=0.9, ticks=ticks)
+    bar.ax.set_yticklabels([str(t) for t in ticks[:-1]] + ["black"], fontsize=7)
+    bar.set_label("importance rank of the influencer\n(0 = most important); black: none", fontsize=7)
+    note = "White outline: visible patch."
+    if not consistent.all():
+        note += (" *inconsistent: the layer's most important patches are not exactly the visible ones "
+                 "(IPOL sec. 5).")
+    fig.supxlabel(note, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig

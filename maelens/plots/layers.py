@@ -24,7 +24,12 @@ def plot_cka(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str],
     size = max(3.5, 0.45 * max(rows, cols) + 1.5)
     fig = Figure(figsize=(size + 1.0, size), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="magma", origin="lower")
+    # the scale spans the values measured (rounded out to 0.05): CKA near 1 everywhere must still show its
+    # structure, not one flat colour
+    finite = matrix[np.isfinite(matrix)]
+    low = float(np.floor(finite.min() * 20) / 20) if finite.size else 0.0
+    low = min(low, 0.95)
+    image = ax.imshow(matrix, vmin=low, vmax=1.0, cmap="magma", origin="lower")
     ax.set_xticks(range(cols), [str(n) for n in names_b], rotation=90, fontsize=7)
     ax.set_yticks(range(rows), [str(n) for n in names_a], fontsize=7)
     ax.set_xlabel(label_b)
@@ -33,8 +38,8 @@ def plot_cka(matrix: np.ndarray, names_a: Sequence[str], names_b: Sequence[str],
         for i in range(rows):
             for j in range(cols):
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if matrix[i, j] < 0.6 else "black")
-    fig.colorbar(image, ax=ax, label="CKA", shrink=0.8)
+                        color="white" if matrix[i, j] < low + 0.6 * (1 - low) else "black")
+    fig.colorbar(image, ax=ax, label=f"CKA (scale {low:.2f} to 1)", shrink=0.8)
     ax.set_title(title, fontsize=10)
     return fig
 
@@ -78,7 +83,9 @@ def plot_token_stats(layers: Sequence[dict[str, Any]], hist_counts: np.ndarray, 
     for i, row in enumerate(layers):
         colour = cmap(i / max(len(layers) - 1, 1))
         centres = (hist_edges[i][1:] + hist_edges[i][:-1]) / 2
-        ax_hist.plot(centres, np.maximum(hist_counts[i], 0.5), color=colour, lw=1, label=row["layer"])
+        # empty bins are left out (a log axis has no 0), not drawn as a floor
+        counts = np.where(hist_counts[i] > 0, hist_counts[i], np.nan).astype(float)
+        ax_hist.plot(centres, counts, color=colour, lw=1, marker=".", ms=2, label=row["layer"])
         ax_hist.axvline(row["threshold"], color=colour, lw=0.6, ls=":")
     ax_hist.set_yscale("log")
     ax_hist.set_xlabel("token norm")
@@ -87,11 +94,17 @@ def plot_token_stats(layers: Sequence[dict[str, Any]], hist_counts: np.ndarray, 
     if len(layers) <= 12:
         ax_hist.legend(fontsize=6, ncol=2)
     x = np.arange(len(layers))
-    ax_layer.plot(x, [r["median"] for r in layers], marker="o", ms=3, color="tab:blue", label="median norm")
     ax_layer.set_ylabel("median norm", color="tab:blue")
     ax_layer.set_xticks(x, [r["layer"] for r in layers], rotation=90, fontsize=7)
     twin = ax_layer.twinx()
-    twin.plot(x, [100 * r["outlier_share"] for r in layers], marker="s", ms=3, color="tab:red")
+    # one line per part: the encoder's last block and the decoder's first are not neighbours
+    parts = [str(r["layer"]).split(".")[0] for r in layers]
+    for part in dict.fromkeys(parts):
+        idx = [i for i, p in enumerate(parts) if p == part]
+        ax_layer.plot(x[idx], [layers[i]["median"] for i in idx], marker="o", ms=3, color="tab:blue")
+        twin.plot(x[idx], [100 * layers[i]["outlier_share"] for i in idx], marker="s", ms=3, color="tab:red")
+        if idx[0] > 0:
+            ax_layer.axvline(idx[0] - 0.5, color="0.6", lw=0.8, ls="--")
     twin.set_ylabel("outlier tokens (%)", color="tab:red")
     ax_layer.set_title("by layer", fontsize=9)
     worst = int(np.argmax([r["outlier_share"] for r in layers]))

@@ -22,9 +22,11 @@ COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 
 
 def reconstruction_figure(rec: Reconstruction, title: str | None = None, panel_inches: float = 1.5) -> Figure:
-    """One row per image, the four columns of :data:`COLUMNS`; each row labelled with its loss."""
+    """One row per image, the four columns of :data:`COLUMNS`; each row labelled with its masked MSE in RGB
+    (the units of :func:`~maelens.analysis.reconstruction.reconstruction_error`'s ``masked_mse``), and a
+    note under the panels saying what grey and the visible patches of the reconstruction are."""
     rows = rec.original.shape[0]
-    fig = Figure(figsize=(len(COLUMNS) * panel_inches, rows * panel_inches + (0.4 if title else 0.1)))
+    fig = Figure(figsize=(len(COLUMNS) * panel_inches, rows * panel_inches + (0.4 if title else 0.1) + 0.45))
     axes = fig.subplots(rows, len(COLUMNS), squeeze=False)
     ratio = float(rec.mask.float().mean())
     panels = (rec.original, rec.masked, rec.reconstruction, rec.pasted)
@@ -36,10 +38,15 @@ def reconstruction_figure(rec: Reconstruction, title: str | None = None, panel_i
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(COLUMNS[c] if c != 1 else f"masked ({ratio:.0%})", fontsize=8)
-        axes[r, 0].set_ylabel(f"loss {float(rec.loss[r]):.3f}", fontsize=7)
+        label = (f"masked MSE {float(rec.rgb_mse[r]):.4f}" if rec.rgb_mse is not None
+                 else f"loss {float(rec.loss[r]):.3f}")
+        axes[r, 0].set_ylabel(label, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
+    fig.text(0.5, 0.02, "masked MSE: RGB error on the removed patches. Grey: removed patches. The reconstruction\n"
+             "column is the decoder's output everywhere; visible patches carry no loss, so their odd colours\n"
+             "mean nothing (the last column pastes the originals back there).", ha="center", va="bottom", fontsize=6)
     return fig
 
 

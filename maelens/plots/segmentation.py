@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from ..segmentation.loop import SegmentEpochEnd
 
 IGNORE_COLOUR = (0.0, 0.0, 0.0)
+#: Epochs are counted from 0 in the figures, as in ``log.csv`` and ``metrics.json``.
+EPOCH_LABEL = "epoch (counted from 0, as log.csv)"
+
+
+def _whole_epochs(*axes) -> None:
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -63,17 +71,18 @@ def prediction_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, c
 
 def training_curves_figure(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
     """Training and evaluation cross-entropy per epoch (left) and pixel accuracy / mIoU (right)."""
-    epochs = [h["epoch"] + 1 for h in history]
+    epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     loss_ax, score_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     loss_ax.plot(epochs, [h["eval_loss"] for h in history], marker="o", label="evaluation")
-    loss_ax.set(xlabel="epoch", ylabel="pixel cross-entropy", title="loss")
+    loss_ax.set(xlabel=EPOCH_LABEL, ylabel="pixel cross-entropy", title="loss")
     loss_ax.legend()
     score_ax.plot(epochs, [h["pixel_accuracy"] for h in history], marker="o", label="pixel accuracy")
     score_ax.plot(epochs, [h["miou"] for h in history], marker="o", label="mIoU")
-    score_ax.set(xlabel="epoch", ylabel="score", title="evaluation scores", ylim=(0, 1))
+    score_ax.set(xlabel=EPOCH_LABEL, ylabel="score", title="evaluation scores", ylim=(0, 1))
     score_ax.legend()
+    _whole_epochs(loss_ax, score_ax)
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
@@ -89,8 +98,9 @@ def eval_loss_figure(curves: Mapping[str, Sequence[float]], final_miou: Mapping[
         label = name
         if final_miou and name in final_miou:
             label = f"{name} (final mIoU {100 * final_miou[name]:.1f}%)"
-        ax.plot(np.arange(1, len(losses) + 1), losses, marker="o", markersize=3, label=label)
-    ax.set(xlabel="epoch", ylabel="evaluation cross-entropy", title=title)
+        ax.plot(np.arange(len(losses)), losses, marker="o", markersize=3, label=label)
+    ax.set(xlabel=EPOCH_LABEL, ylabel="evaluation cross-entropy", title=title)
+    _whole_epochs(ax)
     ax.legend(fontsize=8)
     return fig
 
