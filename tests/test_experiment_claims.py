@@ -1,0 +1,120 @@
+"""The experiments' verdicts (experiments/claims.py) on made-up result numbers whose answers are worked
+out by hand: each claim's interval, the undertrained gate, too few seeds and stale result files."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+
+from claims import CLAIMS, NEEDS, STALE, render, verdict  # noqa: E402
+
+from maelens.verdict import newcombe_interval, wilson_interval  # noqa: E402
+
+
+def _iv(low, high, estimate=None):
+    return {"estimate": (low + high) / 2 if estimate is None else estimate, "low": low, "high": high,
+            "level": 0.95, "method": "paired-bootstrap", "n": 100}
+
+
+def test_every_experiment_has_a_claim_citing_the_paper_and_its_needs():
+    assert set(CLAIMS) == set(NEEDS)
+    for name, claim in CLAIMS.items():
+        assert any(ref in claim.statement for ref in ("Fig", "Table", "sec.")), name
+
+
+def test_every_claim_without_its_numbers_is_stale():
+    for name, needs in NEEDS.items():
+        v = verdict(name, {"masked_mse": 0.01})
+        if needs:
+            assert (v.word, v.reason) == ("n/a", STALE), name
+        else:
+            assert v.word == "n/a" and v.reason != STALE, name  # qualitative: n/a for its own reason
+
+
+def test_reconstruction_judges_the_bootstrap_interval_of_model_minus_fill():
+    assert verdict("reconstruction", {"interval": _iv(-0.01, -0.008)}).word == "holds"
+    assert verdict("reconstruction", {"interval": _iv(-0.001, 0.002)}).word == "tie"
+    assert verdict("reconstruction", {"interval": _iv(0.001, 0.002)}).word == "opposite"
+
+
+def test_consistency_grid_minus_random_by_newcombe():
+    # the paper-cpu file: 1,125 of 1,125 for both masks, a difference of exactly 0: a tie
+    tie = verdict("consistency", {"counts": {"random": [1125, 1125], "grid": [1125, 1125]}})
+    assert tie.word == "tie" and tie.interval.estimate == 0 and tie.interval.low < 0 < tie.interval.high
+    # the quick numbers (411 / 416 random, 414 / 416 grid): overlapping Wilson intervals, a tie as well
+    assert verdict("consistency", {"counts": {"random": [411, 416], "grid": [414, 416]}}).word == "tie"
+    # 990 / 1000 vs 900 / 1000: far apart
+    assert verdict("consistency", {"counts": {"random": [900, 1000], "grid": [990, 1000]}}).word == "holds"
+
+
+def test_fig10_needs_all_three_trends():
+    falls = {"consistency": [[100, 100], [10, 100]], "locality": [[90, 100], [20, 100]],
+             "black_fraction": [[0, 100], [40, 100]]}
+    v = verdict("attention-layers", {"first_last": falls})
+    assert v.word == "holds" and v.reason == "consistency holds; locality holds; black_fraction holds"
+    # no black patch in any layer (the paper-cpu model): black fraction a tie, so the claim as a whole a tie
+    flat = dict(falls, black_fraction=[[0, 54000], [0, 54000]])
+    assert verdict("attention-layers", {"first_last": flat}).word == "tie"
+    rises = dict(falls, consistency=[[10, 100], [100, 100]])
+    assert verdict("attention-layers", {"first_last": rises}).word == "opposite"
+
+
+def test_positional_bias_by_p_value():
+    assert verdict("positional-bias", {"min_p_layer0": 0.0}).word == "holds"
+    assert verdict("positional-bias", {"min_p_layer0": 0.3}).word == "tie"
+
+
+def test_synthetic_ks_is_judged_on_calibrated_rejections_against_the_margin():
+    # the issue's numbers: 27% rejected under the bootstrap p-values: opposite to "never rejected"
+    assert verdict("synthetic-ks", {"rejected_calibrated": [272, 1000]}).word == "opposite"
+    # 31 of 1,000 (the asymptotic rate): Wilson [0.022, 0.044] below the 10% margin
+    assert wilson_interval(31, 1000).high < 0.10
+    assert verdict("synthetic-ks", {"rejected_calibrated": [31, 1000]}).word == "holds"
+    # 9 of 100: Wilson [0.048, 0.162] straddles 10%
+    assert verdict("synthetic-ks", {"rejected_calibrated": [9, 100]}).word == "tie"
+
+
+def test_encoder_ks_student_minus_gaussian():
+    assert verdict("encoder-ks", {"not_rejected": {"t": [1123, 1125], "norm": [1123, 1125]}}).word == "tie"
+    assert verdict("encoder-ks", {"not_rejected": {"t": [329, 416], "norm": [236, 416]}}).word == "holds"
+
+
+def test_ranking_t_below_gaussian_on_most_images():
+    assert verdict("ranking", {"t_below_norm": [45, 50]}).word == "holds"
+    assert verdict("ranking", {"t_below_norm": [26, 50]}).word == "tie"
+    assert verdict("ranking", {"t_below_norm": [5, 50]}).word == "opposite"
+
+
+def test_knn_table_and_parametric_by_newcombe_on_counts():
+    # paper-cpu Table 3: PCA 3,722 / 5,000 vs t-SNE 3,536 / 5,000 (74.4% vs 70.7%)
+    v = verdict("knn-table", {"correct": {"pca-knn": [3722, 5000], "tsne-knn": [3536, 5000]}})
+    assert v.word == "holds" and v.interval == newcombe_interval(3722, 5000, 3536, 5000)
+    # the demo's Table 4: Student VAE 55.5% vs Gaussian VAE 55.3% of 1,000: a tie, not "yes"
+    assert verdict("parametric", {"correct": {"vae-t": [555, 1000], "vae-gauss": [553, 1000]}}).word == "tie"
+
+
+def test_trained_comparisons_need_three_seeds_and_trained_models():
+    three = {"random": [0.55, 0.56, 0.57], "grid": [0.52, 0.53, 0.535]}
+    assert verdict("masking-pretrain", {"per_seed": three}).word == "holds"
+    one = verdict("masking-pretrain", {"per_seed": {"random": [0.538], "grid": [0.555]}})
+    assert one.word == "n/a" and "1 seed(s)" in one.reason
+    gated = verdict("masking-pretrain", {"per_seed": three, "undertrained": ["grid seed 1"]})
+    assert gated.word == "n/a" and render(gated) == "undertrained (grid seed 1 not better than the mean-colour fill)"
+    # MAE behind SimCLR on every seed: opposite
+    behind = {"mae": [0.50, 0.52, 0.51], "simclr": [0.66, 0.69, 0.67]}
+    assert verdict("mae-vs-simclr", {"per_seed": behind, "undertrained": []}).word == "opposite"
+
+
+def test_similarity_judges_knn_accuracy_not_retrieval():
+    assert verdict("similarity", {"knn_interval": _iv(0.005, 0.03)}).word == "holds"
+    assert verdict("similarity", {"knn_interval": _iv(-0.005, 0.03)}).word == "tie"
+    with pytest.raises(ValueError, match="no claim"):
+        verdict("nope", {})
+
+
+def test_render_shows_word_interval_and_reason():
+    text = render(verdict("reconstruction", {"interval": _iv(-0.01, -0.008, -0.009)}))
+    assert text == "holds (paired-bootstrap 95% interval [-0.01, -0.008] vs 0)"
+    assert render(verdict("influence-maps", {})) == "n/a (qualitative (a figure))"
