@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from claims import SCALE_NOTES  # noqa: E402
 from common import Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
 from run import summary_frame, verdict_text  # noqa: E402
@@ -38,6 +39,8 @@ def build_report(ctx: Context, outcomes, seconds: float) -> Report:
     for outcome in outcomes:
         report.heading(f"{outcome.name} ({outcome.paper_ref})")
         report.text(f"Paper: {outcome.paper}. Ours: {outcome.ours}. Verdict: {verdict_text(outcome)}.")
+        if outcome.holds != "holds" and outcome.name in SCALE_NOTES:
+            report.text(f"Needs more scale: {SCALE_NOTES[outcome.name]}.")
         report.text(outcome.interpretation)
         for name, frame in outcome.tables.items():
             if len(frame) <= TABLE_ROWS:

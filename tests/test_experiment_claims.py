@@ -118,3 +118,22 @@ def test_render_shows_word_interval_and_reason():
     text = render(verdict("reconstruction", {"interval": _iv(-0.01, -0.008, -0.009)}))
     assert text == "holds (paired-bootstrap 95% interval [-0.01, -0.008] vs 0)"
     assert render(verdict("influence-maps", {})) == "n/a (qualitative (a figure))"
+
+
+def test_scale_notes_name_known_experiments_in_one_line():
+    from claims import SCALE_NOTES
+
+    assert set(SCALE_NOTES) <= set(CLAIMS)
+    assert all("\n" not in note and len(note) < 120 for note in SCALE_NOTES.values())
+
+
+def test_demo_report_says_verdict_and_scale(tmp_path):
+    """The demo report's verdict part: the rule's word with its interval, and a scale note when not held."""
+    from common import Context, Outcome
+    from demo import build_report
+
+    tie = verdict("knn-table", {"correct": {"pca-knn": [500, 1000], "tsne-knn": [490, 1000]}})
+    outcome = Outcome("knn-table", "Table 3", "PCA 84.7%", "PCA 50.0%", tie.word, "reading", verdict=tie)
+    text = build_report(Context(out=tmp_path, quiet=True), [outcome], 60.0).to_markdown()
+    assert "Verdict: tie (newcombe 95% interval" in text
+    assert "Needs more scale: the PCA vs t-SNE gap" in text
