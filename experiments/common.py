@@ -124,7 +124,8 @@ class Context:
         """Epochs of each model in the comparisons that pretrain several (masking, YCbCr, MAE vs SimCLR), sized
         so that the models beat the mean-visible-colour fill on held-out images (otherwise they are
         "undertrained" and the comparison gives no verdict). Measured: the quick ``tiny`` model does not at 9
-        epochs (RGB MSE 0.0228 against the fill's 0.022) and does at 20; ``ipol64`` at 10 epochs does not
+        epochs (RGB MSE 0.0228 against the fill's 0.022) and does at 20 (0.0161 against 0.0219, interval of
+        the difference [-0.0070, -0.0047]; 74 s of one CPU thread); ``ipol64`` at 10 epochs does not
         (0.0223 against 0.0207, the committed paper-cpu files) and its 100-epoch run's training loss first
         falls below the level matching the fill's error after about 21 epochs, so 30 (at about 80 images/s
         on an idle 2-core CPU without bf16, 30 minutes a model)."""

@@ -137,3 +137,58 @@ def test_demo_report_says_verdict_and_scale(tmp_path):
     text = build_report(Context(out=tmp_path, quiet=True), [outcome], 60.0).to_markdown()
     assert "Verdict: tie (newcombe 95% interval" in text
     assert "Needs more scale: the PCA vs t-SNE gap" in text
+
+
+def _fake_mae_vs_simclr(monkeypatch, tmp_path, trained_seeds=(0, 1, 2)):
+    """mae-vs-simclr with its training, features and evaluation replaced by fakes: MAE PCA kNN 0.6 + seed/100,
+    SimCLR 0.5 + seed/100, random encoders 0.3; the MAE of a seed outside ``trained_seeds`` loses to the fill."""
+    from types import SimpleNamespace
+
+    import budget
+    import pandas as pd
+    import paper
+    from common import Context
+
+    from maelens.verdict import Interval
+
+    summary = {"steps_per_epoch": 26, "epochs_completed": 20, "effective_batch_size": 32}
+    ctx = Context(out=tmp_path, quiet=True)
+    monkeypatch.setattr(ctx, "run", lambda epochs=None, seed=None, **_: SimpleNamespace(
+        model=SimpleNamespace(eval=lambda: ("mae", seed)), summary=summary))
+    monkeypatch.setattr(ctx, "fill_test", lambda model: (
+        SimpleNamespace(model_mse=0.01, baseline_mse=0.02),
+        Interval(-0.01, -0.012, -0.008 if model[1] in trained_seeds else 0.001, 0.95, "paired-bootstrap", 10)))
+    monkeypatch.setattr(paper, "_simclr_run", lambda ctx, seed: SimpleNamespace(
+        model=SimpleNamespace(eval=lambda: ("simclr", seed)), summary=summary))
+    monkeypatch.setattr(paper, "_random_encoder", lambda ctx, method, seed: ("random", seed))
+    monkeypatch.setattr(paper, "_labelled", lambda ctx, model, **_: (model, model))
+    monkeypatch.setattr(budget, "mae_step_flops", lambda preset: 1e6)
+    monkeypatch.setattr(budget, "simclr_step_flops", lambda img_size: 1e7)
+
+    def evaluate(train, test, methods, **_):
+        kind, seed = train
+        acc = {"mae": 0.6, "simclr": 0.5, "random": 0.3}[kind] + seed / 100
+        frame = pd.DataFrame({"method": methods, "accuracy": [acc] * len(methods)})
+        return SimpleNamespace(to_frame=lambda: frame, maps={})
+
+    monkeypatch.setattr(paper, "evaluate_features", evaluate)
+    return paper.EXPERIMENTS["mae-vs-simclr"](ctx)
+
+
+def test_mae_vs_simclr_compares_seeds_at_equal_budgets(tmp_path, monkeypatch):
+    outcome = _fake_mae_vs_simclr(monkeypatch, tmp_path)
+    assert outcome.metrics["per_seed"] == {"mae": [0.6, 0.61, 0.62], "simclr": [0.5, 0.51, 0.52]}
+    # a constant difference of 0.1 over the seeds: the paired t interval is the point 0.1
+    assert outcome.holds == "holds" and outcome.verdict.interval.low == pytest.approx(0.1)
+    seeds = outcome.tables["table3_seeds"]
+    assert len(seeds) == 12 and set(seeds["init"]) == {"pretrained", "random init"}
+    assert seeds[seeds["init"] == "random init"]["tsne-knn"].isna().all()
+    budgets = outcome.metrics["budget"]
+    assert budgets["mae"]["steps"] == budgets["simclr"]["steps"] == 520
+    assert budgets["mae"]["images_seen"] == budgets["simclr"]["images_seen"] == 520 * 32
+    assert budgets["simclr"]["total_flops"] == 10 * budgets["mae"]["total_flops"]
+
+
+def test_mae_vs_simclr_undertrained_mae_gives_no_verdict(tmp_path, monkeypatch):
+    outcome = _fake_mae_vs_simclr(monkeypatch, tmp_path, trained_seeds=(0, 2))
+    assert outcome.holds == "n/a" and render(outcome.verdict).startswith("undertrained (MAE seed 1")
