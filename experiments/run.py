@@ -5,7 +5,9 @@ paper number, our number and the verdict on the paper's finding. The data option
 sets (or any ``--data`` value) for each role; without them the experiments use the data installed here.
 
 ``python experiments/run.py tables [--check]`` rewrites the results tables of experiments/README.md and
-README.md from the committed result files under experiments/results/ (see ``tables.py``).
+README.md from the committed result files under experiments/results/ (see ``tables.py``);
+``python experiments/run.py collect RUN_DIR experiments/results/SCALE`` copies a run's result files there
+(no checkpoints).
 """
 
 from __future__ import annotations
@@ -69,10 +71,28 @@ def tables_main(argv: list[str]) -> int:
     return 1 if args.check and changed else 0
 
 
+def collect_main(argv: list[str]) -> int:
+    """``run.py collect RUN_DIR DEST``: copy a run's result files (no checkpoints) to be committed."""
+    from tables import collect
+
+    parser = argparse.ArgumentParser(prog="run.py collect", description="copy a run's result files, no checkpoints")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        print(f"experiments collect: error: {args.run_dir}: no such directory", file=sys.stderr)
+        return 2
+    written = collect(args.run_dir, args.dest)
+    print(f"{len(written)} files copied to {args.dest}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["tables"]:
         return tables_main(argv[1:])
+    if argv[:1] == ["collect"]:
+        return collect_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["all"], help=f"experiments: all or {', '.join(EXPERIMENTS)}")
     mode = parser.add_mutually_exclusive_group()

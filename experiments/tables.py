@@ -22,8 +22,8 @@ from claims import CLAIMS, STALE, UNDERTRAINED, render, verdict
 
 from maelens.io import write_text
 
-__all__ = ["BLOCKS", "FILES", "OLD_WORDS", "RESULTS", "block_names", "fill", "load_results", "stored_metrics",
-           "write_tables"]
+__all__ = ["BLOCKS", "FILES", "OLD_WORDS", "RESULTS", "block_names", "collect", "fill", "load_results",
+           "stored_metrics", "write_tables"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
@@ -180,6 +180,27 @@ BLOCKS: dict[str, Callable[[], str]] = {
 }
 #: The files whose blocks are generated (paths relative to the repository root).
 FILES = ("experiments/README.md", "README.md")
+
+
+def collect(src: Path, dst: Path) -> list[Path]:
+    """Copy a run folder's result files into ``dst`` (e.g. ``experiments/results/quick``): every experiment's
+    ``result.json`` with the CSV and PNG files beside it, and each model's ``log.csv``, ``summary.json`` and
+    last reconstruction figure; no checkpoint, no fine-tuning run folder. Returns the files written."""
+    import shutil
+
+    files = [p for p in src.glob("*/*") if p.parent.name != "models" and p.suffix in (".json", ".csv", ".png")
+             and (p.parent / "result.json").is_file()]
+    for model in src.glob("models/*"):
+        files += [model / n for n in ("log.csv", "summary.json") if (model / n).is_file()]
+        files += sorted(model.glob("recon_epoch_*.png"))[-1:]
+    files += [p for p in (src / "summary.csv", src / "summary.md") if p.is_file()]
+    written = []
+    for path in files:
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        written.append(target)
+    return written
 
 
 def block_names(text: str) -> list[str]:

@@ -141,3 +141,22 @@ def test_stale_files_are_rejudged_from_their_tables(tmp_path):
     assert "| tie (newcombe" in rows["`knn-table` (Table 3)"]   # 52.5% vs 50.0% of 1,000: intervals overlap
     assert "n/a (stale: re-run)" in rows["`similarity` (Fig. 11)"]
     assert "not re-run" in rows["`reconstruction`"]
+
+
+def test_collect_copies_result_files_without_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "knn-table").mkdir(parents=True)
+    (run / "knn-table" / "result.json").write_text("{}")
+    (run / "knn-table" / "table3.csv").write_text("a\n")
+    (run / "segmentation" / "runs" / "scratch").mkdir(parents=True)
+    (run / "segmentation" / "result.json").write_text("{}")
+    (run / "segmentation" / "runs" / "scratch" / "checkpoint.pt").write_text("x")
+    model = run / "models" / "tiny-random-pixel-e30"
+    model.mkdir(parents=True)
+    for name in ("log.csv", "summary.json", "checkpoint.pt", "recon_epoch_000.png", "recon_epoch_029.png"):
+        (model / name).write_text("x")
+    written = tables.collect(run, tmp_path / "out")
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in written) == [
+        "knn-table/result.json", "knn-table/table3.csv", "models/tiny-random-pixel-e30/log.csv",
+        "models/tiny-random-pixel-e30/recon_epoch_029.png", "models/tiny-random-pixel-e30/summary.json",
+        "segmentation/result.json"]
