@@ -461,7 +461,8 @@ def parametric(ctx: Context) -> Outcome:
                     f"Parametric 2-D maps fitted on {ctx.pretrain_data} features, applied to {ctx.table4_data}; "
                     f"tsne-knn is fitted on all the evaluated images as the paper's (\"fitted on the same data\"), "
                     f"tsne-knn (transform) on the training images only. The paper's claim tested is Student-t VAE "
-                    f"> Gaussian VAE (Newcombe interval of the difference).", accuracy=acc, correct=correct)
+                    f"> Gaussian VAE and the rest of the paper's order, each adjacent pair by the Newcombe interval of "
+                    f"its difference: {holds.reason}.", accuracy=acc, correct=correct)
 
 
 def _fill_row(ctx: Context, model) -> dict:
