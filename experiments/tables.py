@@ -185,7 +185,8 @@ FILES = ("experiments/README.md", "README.md")
 def collect(src: Path, dst: Path) -> list[Path]:
     """Copy a run folder's result files into ``dst`` (e.g. ``experiments/results/quick``): every experiment's
     ``result.json`` with the CSV and PNG files beside it, and each model's ``log.csv``, ``summary.json`` and
-    last reconstruction figure; no checkpoint, no fine-tuning run folder. Returns the files written."""
+    last reconstruction figure; no checkpoint, no fine-tuning run folder, no ``summary.*`` (a run of some
+    experiments lists only those; the tables read the result files). Returns the files written."""
     import shutil
 
     files = [p for p in src.glob("*/*") if p.parent.name != "models" and p.suffix in (".json", ".csv", ".png")
@@ -193,7 +194,6 @@ def collect(src: Path, dst: Path) -> list[Path]:
     for model in src.glob("models/*"):
         files += [model / n for n in ("log.csv", "summary.json") if (model / n).is_file()]
         files += sorted(model.glob("recon_epoch_*.png"))[-1:]
-    files += [p for p in (src / "summary.csv", src / "summary.md") if p.is_file()]
     written = []
     for path in files:
         target = dst / path.relative_to(src)
