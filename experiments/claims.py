@@ -125,6 +125,10 @@ def _seeds(claim: Claim, metrics: Mapping[str, Any], a: str, b: str) -> Verdict:
 
 
 def _fig10(claim: Claim, metrics: Mapping[str, Any]) -> Verdict:
+    """Fig. 10's three trends, last against first decoder layer. Consistency counts images; locality and the
+    black fraction count patches, which Newcombe's interval treats as independent although the patches of one
+    image are not: those two intervals are narrower than an interval over images would be (the attention
+    statistics keep counts, not per-image values)."""
     parts = {}
     for prop, direction in FIG10_TRENDS.items():
         (k0, n0), (k1, n1) = metrics["first_last"][prop]
