@@ -11,9 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from claims import SCALE_NOTES  # noqa: E402
 from common import Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
-from run import summary_frame  # noqa: E402
+from run import summary_frame, verdict_text  # noqa: E402
 
 from maelens.errors import MaelensError  # noqa: E402
 from maelens.io import write_csv  # noqa: E402
@@ -33,11 +34,14 @@ def build_report(ctx: Context, outcomes, seconds: float) -> Report:
                 f"use `{ctx.labelled_data}`. Numbers come from a small model trained for minutes, so they show "
                 f"the analyses working, not the paper's values.")
     report.heading("Summary")
-    report.table(summary_frame(outcomes).drop(columns=["seconds"]),
-                 caption="Each row: the paper's number, ours, and whether the paper's finding holds here.")
+    report.table(summary_frame(outcomes).drop(columns=["seconds", "verdict"]),
+                 caption="Each row: the paper's number, ours, and the verdict on the paper's finding here (holds / "
+                         "tie / opposite / n/a, computed from an interval by maelens.verdict).")
     for outcome in outcomes:
         report.heading(f"{outcome.name} ({outcome.paper_ref})")
-        report.text(f"Paper: {outcome.paper}. Ours: {outcome.ours}. Holds: {outcome.holds}.")
+        report.text(f"Paper: {outcome.paper}. Ours: {outcome.ours}. Verdict: {verdict_text(outcome)}.")
+        if outcome.holds != "holds" and outcome.name in SCALE_NOTES:
+            report.text(f"Needs more scale: {SCALE_NOTES[outcome.name]}.")
         report.text(outcome.interpretation)
         for name, frame in outcome.tables.items():
             if len(frame) <= TABLE_ROWS:
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in DEMO_EXPERIMENTS:
             outcome = EXPERIMENTS[name](ctx)
             outcomes.append(outcome)
-            print(f"[{name}] {outcome.ours} | holds: {outcome.holds}", flush=True)
+            print(f"[{name}] {outcome.ours} | verdict: {verdict_text(outcome)}", flush=True)
     except MaelensError as err:
         print(f"demo: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,13 @@
 """Regenerate the paper's results: ``python experiments/run.py [NAME ...|all] [--quick|--full] [data options]``.
 
 Each experiment writes CSV/JSON/PNG under ``OUT/NAME``; ``OUT/summary.csv`` and ``summary.md`` list
-paper number, our number and whether the finding holds. The data options give the paper's own data sets
-(or any ``--data`` value) for each role; without them the experiments use the data installed here.
+paper number, our number and the verdict on the paper's finding. The data options give the paper's own data
+sets (or any ``--data`` value) for each role; without them the experiments use the data installed here.
+
+``python experiments/run.py tables [--check]`` rewrites the results tables of experiments/README.md and
+README.md from the committed result files under experiments/results/ (see ``tables.py``);
+``python experiments/run.py collect RUN_DIR experiments/results/SCALE`` copies a run's result files there
+(no checkpoints).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cae  # noqa: E402, F401 - registers the CAE study (issue 26) in EXPERIMENTS
+from claims import render  # noqa: E402
 from common import SCALES, Context  # noqa: E402
 from paper import EXPERIMENTS  # noqa: E402
 from segmentation_study import STUDIES  # noqa: E402
@@ -26,9 +32,16 @@ from maelens.io import write_csv, write_text  # noqa: E402
 EXPERIMENTS = {**EXPERIMENTS, **STUDIES}
 
 
+def verdict_text(outcome) -> str:
+    """The outcome's verdict as the tables show it (word, interval, reason; see ``claims.render``)."""
+    return render(outcome.verdict) if outcome.verdict is not None else outcome.holds
+
+
 def summary_frame(outcomes) -> pd.DataFrame:
+    """One row per outcome: the paper's number, ours, the verdict word and its full text."""
     return pd.DataFrame([{"experiment": o.name, "paper_ref": o.paper_ref, "paper": o.paper, "ours": o.ours,
-                          "holds": o.holds, "seconds": round(o.seconds, 1)} for o in outcomes])
+                          "holds": o.holds, "verdict": verdict_text(o), "seconds": round(o.seconds, 1)}
+                         for o in outcomes])
 
 
 def _missing(spec: str | None) -> str | None:
@@ -44,7 +57,46 @@ def _missing(spec: str | None) -> str | None:
     return f"{spec}: no such file or directory"
 
 
+def tables_main(argv: list[str]) -> int:
+    """``run.py tables [--check]``: regenerate (or check) the README results blocks."""
+    from tables import write_tables
+
+    parser = argparse.ArgumentParser(prog="run.py tables", description="write the README results tables from the "
+                                                                       "committed result files")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
+    args = parser.parse_args(argv)
+    try:
+        changed = write_tables(check=args.check)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"experiments tables: error: {err}", file=sys.stderr)
+        return 2
+    for path in changed:
+        print(f"{'differs' if args.check else 'written'}: {path}")
+    return 1 if args.check and changed else 0
+
+
+def collect_main(argv: list[str]) -> int:
+    """``run.py collect RUN_DIR DEST``: copy a run's result files (no checkpoints) to be committed."""
+    from tables import collect
+
+    parser = argparse.ArgumentParser(prog="run.py collect", description="copy a run's result files, no checkpoints")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if not args.run_dir.is_dir():
+        print(f"experiments collect: error: {args.run_dir}: no such directory", file=sys.stderr)
+        return 2
+    written = collect(args.run_dir, args.dest)
+    print(f"{len(written)} files copied to {args.dest}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tables"]:
+        return tables_main(argv[1:])
+    if argv[:1] == ["collect"]:
+        return collect_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["all"], help=f"experiments: all or {', '.join(EXPERIMENTS)}")
     mode = parser.add_mutually_exclusive_group()
@@ -93,15 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             outcome = EXPERIMENTS[name](ctx)
             outcomes.append(outcome)
-            print(f"[{name}] {outcome.ours} | paper: {outcome.paper} | holds: {outcome.holds} "
+            print(f"[{name}] {outcome.ours} | paper: {outcome.paper} | verdict: {verdict_text(outcome)} "
                   f"({outcome.seconds:.0f} s)", flush=True)
     except MaelensError as err:
         print(f"experiments: error: {err}", file=sys.stderr)
         return 2
     frame = summary_frame(outcomes)
     write_csv(out / "summary.csv", frame)
-    lines = ["| experiment | paper | ours | holds |", "|---|---|---|---|"]
-    lines += [f"| {r.experiment} ({r.paper_ref}) | {r.paper} | {r.ours} | {r.holds} |" for r in frame.itertuples()]
+    lines = ["| experiment | paper | ours | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r.experiment} ({r.paper_ref}) | {r.paper} | {r.ours} | {r.verdict} |" for r in frame.itertuples()]
     write_text(out / "summary.md", "\n".join(lines) + "\n")
     return 0
 

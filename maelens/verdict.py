@@ -12,13 +12,20 @@ this module, so that the words mean the same everywhere:
 
 The intervals are two-sided at level ``1 - ALPHA``:
 
-- :func:`wilson_interval` for a proportion measured on one model (a rejection rate, an accuracy);
+- :func:`wilson_interval` for a proportion measured on one model (a rejection rate, an accuracy), and
+  :func:`newcombe_interval` for the difference of two such proportions (two methods scored on the same
+  images when only their counts are kept: conservative then, since paired outcomes are positively
+  correlated);
 - :func:`paired_t_interval` for the mean paired difference over seeds when two training set-ups are
   compared (seed ``i`` of both arms shares data order and initialisation where the set-up allows); at
   least :data:`MIN_SEEDS` seeds are required by :func:`compare_over_seeds`;
 - :func:`bootstrap_interval` (percentile bootstrap) for any statistic of one sample, and
   :func:`paired_bootstrap_interval` for the difference of a statistic between two measurements of the
   same items (e.g. kNN accuracy with and without masking on the same test images).
+
+A test that gives only a p-value (a goodness-of-fit test against "no effect") is judged by
+:func:`judge_pvalue`: ``holds`` when ``p < ALPHA`` (the confidence set of the effect excludes "none"),
+``tie`` otherwise; such a test cannot come out ``opposite``.
 
 Only this module decides; experiments state the :class:`Claim` and hand over the measurements.
 """
@@ -42,6 +49,8 @@ __all__ = [
     "compare_over_seeds",
     "decide",
     "judge",
+    "judge_pvalue",
+    "newcombe_interval",
     "paired_bootstrap_interval",
     "paired_t_interval",
     "wilson_interval",
@@ -143,6 +152,27 @@ def wilson_interval(successes: int, n: int, alpha: float = ALPHA) -> Interval:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), 1 - alpha, "wilson", n)
+
+
+def newcombe_interval(successes_a: int, n_a: int, successes_b: int, n_b: int, alpha: float = ALPHA) -> Interval:
+    """Newcombe's hybrid score interval (Newcombe 1998, method 10) for the difference of two proportions
+    ``successes_a / n_a - successes_b / n_b``, built from the two :func:`wilson_interval` s: for
+    independent samples it has near-nominal coverage; for two measurements of the same items it is wider
+    than a paired interval (conservative), the price of keeping only counts."""
+    a, b = wilson_interval(successes_a, n_a, alpha), wilson_interval(successes_b, n_b, alpha)
+    d = a.estimate - b.estimate
+    low = d - float(np.hypot(a.estimate - a.low, b.high - b.estimate))
+    high = d + float(np.hypot(a.high - a.estimate, b.estimate - b.low))
+    return Interval(d, low, high, 1 - alpha, "newcombe", min(n_a, n_b))
+
+
+def judge_pvalue(claim: Claim, p_value: float, alpha: float = ALPHA) -> Verdict:
+    """Verdict on a ``claim`` of an effect (the quantity differs from ``claim.null``) tested by a p-value:
+    ``holds`` when ``p_value < alpha``, else ``tie``; the p-value is given in the reason."""
+    if not 0 <= p_value <= 1:
+        raise ValueError(f"p_value must lie in [0, 1], got {p_value!r}")
+    _check_alpha(alpha)
+    return Verdict(claim, "holds" if p_value < alpha else "tie", None, f"p = {p_value:.3g} against alpha {alpha:g}")
 
 
 def paired_t_interval(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> Interval:

@@ -92,7 +92,7 @@ def test_fig7_and_table2_use_every_image_of_the_table4_set(tmp_path):
 
     ctx = OneEpoch(out=tmp_path / "out", pretrain=str(pretrain), table4=str(weather), quiet=True)
     outcome = paper.EXPERIMENTS["encoder-ks"](ctx)
-    assert "(12 images)" in outcome.ours
+    assert "(12 images, " in outcome.ours
     record = json.loads((tmp_path / "out" / "encoder-ks" / "result.json").read_text())
     assert record["table4_data"] == str(weather) and record["pretrain_data"] == str(pretrain)
     models = [p.name for p in (tmp_path / "out" / "models").iterdir()]

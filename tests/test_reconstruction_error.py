@@ -25,3 +25,14 @@ def test_flat_images_are_free_for_the_baseline():
     assert result.baseline_mse == pytest.approx(0.0, abs=1e-10)
     assert result.patches == 4 * 48 and result.model_mse >= 0
     assert reconstruction_error(model, data, seed=1) == result
+
+
+def test_per_image_errors_average_to_the_totals():
+    """Every image has the same number of removed patches, so the mean of the per-image errors is the
+    overall mean; the per-image arrays are what the interval over images (experiments) resamples."""
+    model = create_model("tiny")
+    imgs = torch.rand(5, 3, 32, 32)
+    result = reconstruction_error(model, torch.utils.data.TensorDataset(imgs, torch.zeros(5)), seed=2, batch_size=2)
+    assert result.model_per_image.shape == result.baseline_per_image.shape == (5,)
+    assert result.model_per_image.mean() == pytest.approx(result.model_mse, rel=1e-5)
+    assert result.baseline_per_image.mean() == pytest.approx(result.baseline_mse, rel=1e-5)

@@ -10,6 +10,8 @@ from maelens.verdict import (
     compare_over_seeds,
     decide,
     judge,
+    judge_pvalue,
+    newcombe_interval,
     paired_bootstrap_interval,
     paired_t_interval,
     wilson_interval,
@@ -97,3 +99,27 @@ def test_bootstrap_is_seeded():
     assert bootstrap_interval(x, seed=3) == bootstrap_interval(x, seed=3)
     iv = bootstrap_interval(x)
     assert iv.low < iv.estimate < iv.high
+
+
+def test_newcombe_by_hand():
+    # equal proportions: the interval is symmetric about 0 with half-widths from the two Wilson intervals
+    a = wilson_interval(5, 10)
+    iv = newcombe_interval(5, 10, 5, 10)
+    assert iv.estimate == 0.0
+    assert iv.high == pytest.approx(np.hypot(a.high - 0.5, 0.5 - a.low), abs=1e-12) and iv.low == pytest.approx(-iv.high)
+    # 90 of 100 against 50 of 100: worked from the Wilson bounds 0.8256..0.9448 and 0.4038..0.5962:
+    # low = 0.4 - hypot(0.0744, 0.0962) = 0.2784, high = 0.4 + hypot(0.0448, 0.0962) = 0.5061
+    iv = newcombe_interval(90, 100, 50, 100)
+    w1, w2 = wilson_interval(90, 100), wilson_interval(50, 100)
+    assert iv.low == pytest.approx(0.4 - np.hypot(0.9 - w1.low, w2.high - 0.5))
+    assert 0.27 < iv.low < 0.29 and 0.50 < iv.high < 0.52
+    assert decide(iv.low, iv.high, "greater") == "holds"
+
+
+def test_judge_pvalue():
+    claim = Claim("IPOL sec. 5: rank positions are not uniform", "KS p-value", "greater")
+    assert judge_pvalue(claim, 0.001).word == "holds"
+    assert judge_pvalue(claim, 0.2).word == "tie"
+    assert judge_pvalue(claim, 0.05).word == "tie"     # p must be below alpha
+    with pytest.raises(ValueError):
+        judge_pvalue(claim, 1.5)

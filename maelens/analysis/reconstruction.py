@@ -10,8 +10,9 @@ model's output is de-normalised with the model's mean/std.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -91,11 +92,15 @@ def reconstruct(model: MaskedAutoencoderViT, imgs: torch.Tensor, *, mask_ratio: 
 
 @dataclass
 class ReconstructionError:
-    """Mean squared error per pixel and channel (RGB in [0, 1]) over ``patches`` removed patches."""
+    """Mean squared error per pixel and channel (RGB in [0, 1]) over ``patches`` removed patches;
+    ``model_per_image`` and ``baseline_per_image`` (N,) are each image's own MSE over its removed patches
+    (for intervals over images)."""
 
     model_mse: float
     baseline_mse: float
     patches: int
+    model_per_image: np.ndarray | None = field(default=None, compare=False)
+    baseline_per_image: np.ndarray | None = field(default=None, compare=False)
 
 
 def mean_colour_fill_error(patches: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
@@ -123,15 +128,21 @@ def reconstruction_error(model: MaskedAutoencoderViT, dataset: Dataset, *, maski
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     total = baseline = count = 0.0
+    per_model, per_base = [], []
     for imgs, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="reconstruction", disable=quiet):
         imgs = imgs.to(device)
         _, pred, removed = model(imgs, mask_ratio, masking=masking, generator=generator)
         target = model.patchify(to_rgb(model, imgs))
         pred = model.patchify(predictions_to_rgb(model, imgs, pred))
-        total += float((((pred - target) ** 2).mean(-1) * removed).sum())
-        baseline += float((mean_colour_fill_error(target, removed) * removed).sum())
+        model_err = ((pred - target) ** 2).mean(-1) * removed
+        base_err = mean_colour_fill_error(target, removed) * removed
+        per_model.append((model_err.sum(1) / removed.sum(1)).cpu().double().numpy())
+        per_base.append((base_err.sum(1) / removed.sum(1)).cpu().double().numpy())
+        total += float(model_err.sum())
+        baseline += float(base_err.sum())
         count += float(removed.sum())
-    return ReconstructionError(model_mse=total / count, baseline_mse=baseline / count, patches=int(count))
+    return ReconstructionError(model_mse=total / count, baseline_mse=baseline / count, patches=int(count),
+                               model_per_image=np.concatenate(per_model), baseline_per_image=np.concatenate(per_base))
 
 __all__ = ["Reconstruction", "ReconstructionError", "mean_colour_fill_error", "predictions_to_rgb", "reconstruct",
     "reconstruction_error", "to_rgb"]
