@@ -149,3 +149,15 @@ def test_a_data_loader_batch_of_the_evaluation_transform_equals_the_items():
     assert labels.tolist() == [label for _, label in items]
     augmented = dataset(n=10, train=True)
     assert len(augmented.__getitems__([1, 2])) == 2  # item by item (each draws its own crop)
+
+
+def test_batched_evaluation_items_equal_item_by_item_bit_for_bit():
+    """ImageDataset.__getitems__ (one batched normalisation) gives exactly the per-item transform's values."""
+    import torch
+
+    from maelens.data import load_dataset
+
+    data = load_dataset("bundled", image_size=32, split="test", limit=10)
+    one_by_one = torch.stack([data[i][0] for i in range(10)])
+    batched = torch.stack([img for img, _ in data.__getitems__(list(range(10)))])
+    assert torch.equal(one_by_one, batched)

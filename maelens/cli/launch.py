@@ -53,7 +53,10 @@ def join(args: argparse.Namespace) -> None:
 
     from ..analysis.distributed import timeout_seconds
 
-    device = torch.device(getattr(args, "device", None) or "cpu")
+    from .common import resolve_device
+
+    device = torch.device(resolve_device(getattr(args, "device", None) or "cpu"))  # auto: CUDA when present
+    args.device = str(device)
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1))

@@ -86,10 +86,11 @@ class BatchPretrainAugment:
         return self.normalise(out.clamp_(0, 255) if self.interpolation == "bicubic" else out)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8-range pixels -> (pixels / 255 - mean) / std, float32 (torchvision's ToDtype + Normalize)."""
+        """uint8-range pixels -> (pixels / 255 - mean) / std, float32, bit for bit as torchvision's ToDtype
+        (which multiplies by 1 / 255 rather than dividing) + Normalize."""
         mean = torch.tensor(self.mean, device=pixels.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=pixels.device).view(1, 3, 1, 1)
-        return (pixels.float() / 255 - mean) / std
+        return (pixels.float().mul(1.0 / 255) - mean) / std
 
 
 __all__ = ["BatchPretrainAugment", "INTERPOLATIONS", "PRETRAIN_RATIO"]
