@@ -52,7 +52,6 @@ def join(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     from ..analysis.distributed import timeout_seconds
-
     from .common import resolve_device
 
     device = torch.device(resolve_device(getattr(args, "device", None) or "cpu"))  # auto: CUDA when present
