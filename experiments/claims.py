@@ -112,13 +112,17 @@ def _newcombe(claim: Claim, a, b) -> Verdict:
     return judge(claim, newcombe_interval(int(a[0]), int(a[1]), int(b[0]), int(b[1])))
 
 
-def _undertrained(metrics: Mapping[str, Any]) -> str:
-    models = metrics.get("undertrained") or []
+def _undertrained(metrics: Mapping[str, Any], arms: tuple[str, ...]) -> str:
+    """Why no verdict: the models of the compared ``arms`` (entries ``"ARM seed K"``) that do not beat the
+    mean-colour fill; a model of another arm (e.g. block masking when random and grid are compared) does not
+    stop the comparison."""
+    compared = {arm.lower() for arm in arms}
+    models = [m for m in metrics.get("undertrained") or [] if m.rsplit(" seed ", 1)[0].lower() in compared]
     return f"{UNDERTRAINED}: {', '.join(models)} not better than the mean-colour fill" if models else ""
 
 
 def _seeds(claim: Claim, metrics: Mapping[str, Any], a: str, b: str) -> Verdict:
-    reason = _undertrained(metrics)
+    reason = _undertrained(metrics, (a, b))
     if reason:
         return judge(claim, None, reason)
     return compare_over_seeds(claim, metrics["per_seed"][a], metrics["per_seed"][b])

@@ -111,6 +111,9 @@ def test_trained_comparisons_need_three_seeds_and_trained_models():
     assert one.word == "n/a" and "1 seed(s)" in one.reason
     gated = verdict("masking-pretrain", {"per_seed": three, "undertrained": ["grid seed 1"]})
     assert gated.word == "n/a" and render(gated) == "undertrained (grid seed 1 not better than the mean-colour fill)"
+    # an undertrained model of an arm the claim does not compare (block masking) does not stop the verdict
+    other = verdict("masking-pretrain", {"per_seed": three, "undertrained": ["block seed 0", "block seed 2"]})
+    assert other.word == "holds"
     # MAE behind SimCLR on every seed: opposite
     behind = {"mae": [0.50, 0.52, 0.51], "simclr": [0.66, 0.69, 0.67]}
     assert verdict("mae-vs-simclr", {"per_seed": behind, "undertrained": []}).word == "opposite"
