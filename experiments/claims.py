@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from maelens.verdict import (
+    ALPHA,
+    MIN_SEEDS,
     Claim,
     Interval,
     Verdict,
@@ -73,6 +75,11 @@ CLAIMS: dict[str, Claim] = {
                           "- scratch", "less"),
     "ycbcr-pretrain": Claim("IPOL sec. 6: no claim on the MAE's reconstruction with YCbCr targets (the faster "
                             "convergence concerns the segmenter, Fig. 12)", "RGB masked MSE", "less"),
+    "segmentation-canvas": Claim("IPOL sec. 6 'Pre-training', Fig. 12: a Segmenter whose encoder was MAE-pretrained "
+                                 "reaches a lower evaluation loss than one trained from scratch (canvas set)",
+                                 "final evaluation loss, pretrained - scratch", "less"),
+    "cae": Claim("CAE Fig. 4: with the alignment the encoder -> decoder reconstruction of a whole image works, "
+                 "without it the reconstruction is noisy", "Fig. 4 reconstruction MSE, lambda 0 - lambda 2", "greater"),
 }
 
 #: For the findings that a few minutes of CPU training cannot settle, one line on the scale they need (said
@@ -97,6 +104,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "encoder-ks": ("not_rejected",), "ranking": ("t_below_norm",), "similarity": ("knn_interval",),
     "knn-table": ("correct",), "mae-vs-simclr": ("per_seed",), "parametric": ("correct",),
     "masking-pretrain": ("per_seed",), "segmentation": ("per_seed",), "ycbcr-pretrain": (),
+    "segmentation-canvas": ("fitness", "verdicts"), "cae": ("verdicts",),
 }
 
 #: Fig. 10's three trends: the property and the direction of last - first layer the paper reports.
@@ -168,6 +176,31 @@ def combine(claim: Claim, parts: Mapping[str, Verdict]) -> Verdict:
     return Verdict(claim, word, None, "; ".join(f"{name} {v.word}" for name, v in parts.items()))
 
 
+def _canvas(claim: Claim, metrics: Mapping[str, Any]) -> Verdict:
+    """Issue 24's study: no verdict unless the canvas set is fit (scratch beats the colour lookup clearly);
+    then the headline arm's (MAE RGB, full fine-tuning, fewest labels) paired interval over seeds."""
+    fitness = metrics["fitness"]
+    if not fitness.get("fit"):
+        return judge(claim, None, "set not fit: the from-scratch Segmenter does not beat the colour lookup clearly "
+                                  f"(mIoU margin {fitness.get('margin', float('nan')):+.3f})")
+    rows = [r for r in metrics["verdicts"] if r.get("arm") == "MAE RGB" and r.get("mode") == "fine-tune"]
+    if not rows:
+        return judge(claim, None, STALE)
+    head = min(rows, key=lambda r: r["labels"])
+    if head.get("interval") is None:
+        return judge(claim, None, head.get("reason") or "no interval")
+    return judge(claim, _interval(head["interval"]))
+
+
+def _cae_fig4(claim: Claim, metrics: Mapping[str, Any]) -> Verdict:
+    """The CAE study's headline (Fig. 4, the alignment's effect) from its per-claim row: a paired t interval over
+    at least 3 seeds."""
+    row = next((r for r in metrics["verdicts"] if r.get("claim") == "fig4"), None)
+    if row is None or row.get("low") is None or row.get("seeds", 0) < MIN_SEEDS:
+        return judge(claim, None, (row or {}).get("reason") or STALE)
+    return judge(claim, Interval(row["estimate"], row["low"], row["high"], 1 - ALPHA, row["method"], row["seeds"]))
+
+
 _RULES: dict[str, Callable[[Claim, Mapping[str, Any]], Verdict]] = {
     "reconstruction": lambda c, m: judge(c, _interval(m["interval"])),
     "consistency": lambda c, m: _newcombe(c, m["counts"]["grid"], m["counts"]["random"]),
@@ -184,6 +217,8 @@ _RULES: dict[str, Callable[[Claim, Mapping[str, Any]], Verdict]] = {
     "masking-pretrain": lambda c, m: _seeds(c, m, "random", "grid"),
     "segmentation": lambda c, m: _seeds(c, m, "MAE RGB", "scratch"),
     "ycbcr-pretrain": lambda c, m: judge(c, None, "no claim of the paper on the MAE's reconstruction: a measurement"),
+    "segmentation-canvas": _canvas,
+    "cae": _cae_fig4,
 }
 
 

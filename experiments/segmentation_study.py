@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from claims import CLAIMS as PAPER_CLAIMS
 from common import Context, Outcome, Recorder
 
 from maelens.analysis.reconstruction import reconstruction_error
@@ -54,9 +55,7 @@ from maelens.train import TrainConfig, train_or_load
 from maelens.verdict import Claim, compare_over_seeds, judge, paired_t_interval
 
 NAME = "segmentation-canvas"
-CLAIM = Claim("IPOL sec. 6 'Pre-training', Fig. 12: a Segmenter whose encoder was MAE-pretrained reaches a lower "
-              "evaluation loss than one trained from scratch", "final evaluation loss, pretrained - scratch",
-              "less")
+CLAIM = PAPER_CLAIMS["segmentation-canvas"]  # judged again from result files by experiments/claims.py
 FIT_CLAIM = Claim("issue 24: the set can show what an encoder learns only if the from-scratch Segmenter beats "
                   "the colour lookup clearly", "mIoU, scratch - best colour lookup", "greater", 0.02)
 #: mIoU by which scratch must beat the better colour lookup with 95% confidence over seeds (the null of

@@ -204,3 +204,21 @@ def test_mae_vs_simclr_compares_seeds_at_equal_budgets(tmp_path, monkeypatch):
 def test_mae_vs_simclr_undertrained_mae_gives_no_verdict(tmp_path, monkeypatch):
     outcome = _fake_mae_vs_simclr(monkeypatch, tmp_path, trained_seeds=(0, 2))
     assert outcome.holds == "n/a" and render(outcome.verdict).startswith("undertrained (MAE seed 1")
+
+
+def test_canvas_study_needs_a_fit_set_then_judges_the_headline_arm():
+    unfit = {"fitness": {"fit": False, "margin": -0.027}, "verdicts": []}
+    assert verdict("segmentation-canvas", unfit).word == "n/a"
+    iv = {"estimate": -0.05, "low": -0.08, "high": -0.02, "level": 0.95, "method": "paired-t", "n": 3}
+    rows = [{"arm": "MAE RGB", "mode": "fine-tune", "labels": 1024, "interval": None, "reason": "x"},
+            {"arm": "MAE RGB", "mode": "fine-tune", "labels": 256, "interval": iv, "reason": ""},
+            {"arm": "MAE RGB", "mode": "frozen", "labels": 256, "interval": None, "reason": "y"}]
+    # fewest labels, full fine-tuning: the interval lies below 0 and the paper claims "less"
+    assert verdict("segmentation-canvas", {"fitness": {"fit": True, "margin": 0.03}, "verdicts": rows}).word == "holds"
+
+
+def test_cae_headline_is_judged_again_from_its_row():
+    row = {"claim": "fig4", "estimate": 1.8, "low": 1.1, "high": 2.5, "method": "paired-t", "seeds": 3}
+    assert verdict("cae", {"verdicts": [row]}).word == "holds"
+    assert verdict("cae", {"verdicts": [{**row, "low": -0.2}]}).word == "tie"
+    assert verdict("cae", {"verdicts": [{**row, "seeds": 2, "reason": "2 seed(s)"}]}).word == "n/a"
