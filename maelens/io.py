@@ -159,14 +159,16 @@ def write_csv(path: str | os.PathLike, frame: "Any") -> Path:
     return Path(path)
 
 
-def save_figure(fig: "Any", path: str | os.PathLike, dpi: int = 120) -> Path:
+def save_figure(fig: "Any", path: str | os.PathLike, dpi: int = 120, *, format: str | None = None) -> Path:
     """Save a matplotlib figure atomically; a figure made through pyplot is closed (released) too.
+    ``format``: the file format when ``path``'s own suffix does not say it (a staging name); default: the
+    suffix, or PNG without one.
 
     maelens's plots build ``matplotlib.figure.Figure`` objects without pyplot, which need neither a
     backend nor closing; pyplot figures (a user's, or a notebook's) are handed back to pyplot."""
     target = Path(path)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=target.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=format or target.suffix.lstrip(".") or "png")
     close_if_pyplot(fig)
     return target
 

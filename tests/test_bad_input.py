@@ -383,3 +383,12 @@ def test_library_errors_speak_python_and_the_cli_translates_them():
     assert cli_words("the training data in /runs/batch_size_x, blr=1e-3") == \
         "the training data in /runs/batch_size_x, --blr 1e-3"
     assert cli_words("the learning rate lr=0.1 and my_top_n") == "the learning rate --lr 0.1 and my_top_n"
+
+
+def test_similarity_figure_without_an_extension_is_a_png(files, tmp_path, capsys):
+    """check_figure_path says no extension means PNG: the figure is written as one, the CSV beside it."""
+    out = tmp_path / "sim"
+    argv = _device_commands(files, out)["similarity"][:-1] + [str(out)]
+    code, err = run(argv, capsys)[:2]
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.with_suffix(".csv").is_file()

@@ -341,7 +341,7 @@ def run_similarity(args: argparse.Namespace) -> int:
     figure, csv = args.out, args.out.with_suffix(".csv")
     # both files are renamed into place only once both are written: a crash leaves neither
     with atomic_path(figure) as figure_tmp, atomic_path(csv) as csv_tmp:
-        save_figure(fig, figure_tmp)
+        save_figure(fig, figure_tmp, format=figure.suffix.lstrip(".") or "png")  # the staging name's suffix is not it
         write_csv(csv_tmp, table)
     if args.json:
         print(to_json({"figure": str(figure), "csv": str(csv), "results": table.to_dict(orient="records")}))
