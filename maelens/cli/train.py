@@ -73,6 +73,9 @@ def _register_train(subparsers) -> None:
                    help="timm's fused attention (default: on for CUDA, off on CPU)")
     p.add_argument("--recon-images", type=non_negative_int, default=config_defaults(TrainConfig)["recon_images"], metavar="N",
                    help="images in each epoch's figure (0: none; default: %(default)s)")
+    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                   help="also write the step and epoch loss, lr and images/s as TensorBoard event files in DIR "
+                        "(optional extra: pip install tensorboard)")
     p.set_defaults(func=_train)
 
 
@@ -179,15 +182,28 @@ def _train(args: argparse.Namespace) -> int:
     warn(config_warnings(method=config.method, image_size=model_config.img_size,
                          stem=getattr(model_config, "stem", None), peak_lr=config.peak_lr(world_size)))
     clock = EpochClock("train", config.epochs, args.quiet)
+    board = None
+    if args.tensorboard is not None:
+        from ..tensorboard_log import TensorBoardLog, check_tensorboard
+
+        check_tensorboard()  # refused before the run starts when the extra is missing
+        board = TensorBoardLog(args.tensorboard) if int(os.environ.get("RANK", "0")) == 0 else None
 
     def epoch_end(event) -> None:  # the trainer draws nothing itself: recon_epoch_NNN.png and loss.png here
         epoch_reconstruction(event)
         epoch_loss_curve(event)
         last = event.epoch + 1 == config.epochs
-        warn(log_warnings(read_records(event.out_dir / LOG_JSONL), world_size=world_size, finished=last))
+        records = read_records(event.out_dir / LOG_JSONL)
+        warn(log_warnings(records, world_size=world_size, finished=last))
+        if board is not None:
+            board.write(records)
         clock.epoch_done(event.epoch)
 
-    result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_end)
+    try:
+        result = train(config, notify=lambda message: note(args, message), on_epoch_end=epoch_end)
+    finally:
+        if board is not None:
+            board.close()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
