@@ -68,11 +68,18 @@ def join(args: argparse.Namespace) -> None:
 
 
 def leave() -> None:
-    """Destroy the process group if :func:`join` created it."""
+    """Destroy the process group if :func:`join` created it, every rank together: a rank that tears its gloo
+    context down while another still writes could abort at exit ("terminate called without an active
+    exception"), so the ranks meet at a barrier first (a rank that died is handled by torchrun, which ends
+    the others)."""
     if _OWNED:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            try:
+                dist.barrier()
+            except Exception:  # noqa: BLE001 - a broken group is destroyed all the same
+                pass
             dist.destroy_process_group()
         _OWNED.clear()
 
