@@ -11,7 +11,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
 from ..choices import SPLITS
@@ -216,5 +216,15 @@ def select_split(raw: RawSet, is_test: np.ndarray, split: str) -> RawSet:
         return raw
     return raw.take(np.flatnonzero(is_test if split == "test" else ~is_test))
 
-__all__ = ["ImageDataset", "RawSet", "SPLITS", "TEST_FRACTION_PERCENT", "balanced_subset", "is_test_id",
+def subset_base(dataset: Dataset) -> tuple[Dataset, np.ndarray]:
+    """The dataset under any nesting of :class:`~torch.utils.data.Subset` and the indices into it of
+    ``dataset``'s items, in order."""
+    indices = np.arange(len(dataset))
+    while isinstance(dataset, Subset):
+        indices = np.asarray(dataset.indices)[indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
+__all__ = ["ImageDataset", "RawSet", "SPLITS", "TEST_FRACTION_PERCENT", "balanced_subset", "is_test_id", "subset_base",
     "select_classes", "select_split"]

@@ -18,9 +18,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from .dataset import ImageDataset
+from .dataset import ImageDataset, subset_base
 from .pretrain_augment import BatchPretrainAugment
 
 #: Images are moved to a CUDA device once when they take at most this many bytes, else batch by batch.
@@ -69,10 +69,7 @@ class DeviceBatches:
 def stored_images(dataset: Dataset) -> tuple[ImageDataset, np.ndarray] | None:
     """The :class:`ImageDataset` under ``dataset`` (through Subsets) and the indices into it, when it keeps
     its images in memory (uint8 pixels or float model inputs); None for image files or other datasets."""
-    indices = np.arange(len(dataset))
-    while isinstance(dataset, Subset):
-        indices = np.asarray(dataset.indices)[indices]
-        dataset = dataset.dataset
+    dataset, indices = subset_base(dataset)
     if not isinstance(dataset, ImageDataset) or isinstance(dataset.raw.images, list):
         return None
     return dataset, indices

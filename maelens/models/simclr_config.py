@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..choices import SIMCLR  # the ``method`` value of a run and of a checkpoint's config holding a SimCLR
 from ..choices import SIMCLR_AUGMENTATION as _AUGMENT
 from ..errors import ConfigError
 from ..validation import MAX_IMAGE_SIDE, MAX_WIDTH, Field, check_fields
@@ -33,8 +34,6 @@ from .presets import IMAGENET_MEAN, IMAGENET_STD, from_table
 STEMS = ("imagenet", "cifar")
 #: Backbones (torchvision architectures, never pretrained weights) and the width of their pooled feature.
 BACKBONES = {"resnet18": 512, "resnet50": 2048}
-#: The ``method`` value of a training run and of a checkpoint's config that holds a SimCLR model.
-SIMCLR = "simclr"
 
 
 _PROBABILITY = Field("float", low=0, high=1)

@@ -238,10 +238,9 @@ def _stored_float_images(dataset: Dataset) -> tuple[Any, np.ndarray] | None:
     """(float images (N, ...), the dataset's indices into them) when ``dataset`` keeps its images as an
     in-memory float array (an :class:`~maelens.data.ImageDataset` of model inputs, a TensorDataset, or a
     Subset of either), else None. Only float images can hold NaN or inf: pixels are uint8."""
-    indices = np.arange(len(dataset))
-    while isinstance(dataset, Subset):
-        indices = np.asarray(dataset.indices)[indices]
-        dataset = dataset.dataset
+    from ..data.dataset import subset_base
+
+    dataset, indices = subset_base(dataset)
     raw = getattr(dataset, "raw", None)
     if raw is not None and getattr(raw, "normalized", False) and not isinstance(raw.images, list):
         return raw.images, indices
