@@ -91,3 +91,35 @@ def test_run_logs_and_records_the_choice(tmp_path):
 def test_threads_follow_affinity(monkeypatch):
     monkeypatch.setattr(precision_mod.os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
     assert usable_cpu_threads() == 3
+
+
+@pytest.mark.parametrize("precision, fused_attention, device, expected", [
+    ("fp32", None, "cpu", True),     # fused is the faster fp32 CPU step (benchmarks/attention_kernel.py)
+    ("bf16", None, "cpu", False),    # ...and 3x slower under CPU bf16 autocast: eager
+    ("bf16", True, "cpu", True),     # a given choice is used as given
+    ("fp32", False, "cpu", False),
+    ("bf16", None, "cuda", True),    # CUDA: fused whatever the precision
+])
+def test_attention_kernel_follows_the_precision(precision, fused_attention, device, expected):
+    from maelens.train.methods import use_fused_attention
+
+    config = TrainConfig(preset="tiny", precision=precision, fused_attention=fused_attention)
+    assert use_fused_attention(config, torch.device(device)) is expected
+
+
+def test_auto_precision_picks_the_kernel_of_the_resolved_precision(monkeypatch):
+    from maelens.train.methods import use_fused_attention
+
+    config = TrainConfig(preset="tiny", precision="auto")
+    monkeypatch.setattr(precision_mod, "cpu_bf16_flags", lambda: ["avx512_bf16"])
+    assert use_fused_attention(config, torch.device("cpu")) is False
+    monkeypatch.setattr(precision_mod, "cpu_bf16_flags", lambda: [])
+    assert use_fused_attention(config, torch.device("cpu")) is True
+
+
+def test_trained_model_carries_the_chosen_kernel(tmp_path):
+    data = TensorDataset(torch.randn(8, 3, 32, 32), torch.zeros(8))
+    result = train(TrainConfig(preset="tiny", epochs=1, batch_size=8, warmup_epochs=0, precision="fp32",
+                               recon_images=0, quiet=True, out=str(tmp_path / "run")), dataset=data)
+    kernels = {m.fused_attn for m in result.model.modules() if hasattr(m, "fused_attn") and hasattr(m, "qkv")}
+    assert kernels == {True}

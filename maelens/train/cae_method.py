@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..models.cae_config import CAE, CAE_MASK_RATIO, CAE_MASKING
-from .methods import MAEMethod
+from .methods import MAEMethod, use_fused_attention
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -43,8 +43,7 @@ class CAEMethod(MAEMethod):
         from ..models.mae import set_fused_attention
 
         model = ContextAutoencoder(model_config)
-        fused = config.fused_attention if config.fused_attention is not None else info.device.type == "cuda"
-        set_fused_attention(model, fused)  # the encoder's and decoder's self-attention blocks
+        set_fused_attention(model, use_fused_attention(config, info.device))  # the encoder's and decoder's self-attention blocks
         return model.to(info.device)
 
 

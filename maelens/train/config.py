@@ -48,7 +48,8 @@ class TrainConfig(RunConfig):
     the device computes it natively, else float32; see :mod:`maelens.train.precision`), ``fp32`` or
     ``bf16``; the resolved choice and its reason go to the run's log and summary. The old ``bf16=True`` is
     still accepted by :meth:`from_dict` as ``precision="bf16"``. ``fused_attention=None`` picks timm's
-    fused kernel on CUDA and the eager path on CPU (faster there).
+    fused kernel on CUDA and for float32 steps on CPU, the eager path under CPU bf16 autocast (the faster
+    of the two in each case: :func:`maelens.train.methods.use_fused_attention`).
 
     Attributes:
         preset: the architecture (:data:`~maelens.models.presets.PRESETS`, or a SimCLR preset).
@@ -60,7 +61,7 @@ class TrainConfig(RunConfig):
         decay_tokens, betas: AdamW's; ``decay_tokens`` decays the CLS and mask tokens too (the official
             grouping; False: timm's exemption).
         masking, mask_ratio: the MAE's masking strategy and the share of patches removed.
-        fused_attention: timm's fused attention kernel (None: on CUDA only).
+        fused_attention: timm's fused attention kernel (None: where it is the faster, see above).
         recon_images: images of the per-epoch reconstruction figure handed to ``on_epoch_end`` (0: none).
         settings_from: where each recipe setting came from (a record only).
     """
