@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 23's benchmarks, for an IDLE machine: about 8 minutes (at most 11 min 50 s: every step has a time limit).
+# Issue 23's benchmarks, for an IDLE machine: about 10 minutes (at most 15 min 30 s: every step has a time limit).
 # Appends one section to benchmarks/RESULTS.md: the CPU (lscpu model name, avx2 / avx512_bf16 / amx flags),
 # the load (/proc/loadavg) before each step, and each benchmark's output.
 #
@@ -24,9 +24,10 @@ RESULTS=${RESULTS:-benchmarks/RESULTS.md}
 SHORT=${IDLE_SUITE_SHORT:-}
 if [ -n "$SHORT" ]; then  # every benchmark at its smallest: a check that the suite runs, no figures
     STEP_ARGS=(--presets tiny --steps 1 --warmup 1); DATA_ARGS=(--short --presets tiny)
-    SHARED_ARGS=(--seconds 2 --preset tiny); DEMO_ARGS=(--only synthetic-ks)
+    SHARED_ARGS=(--seconds 2 --preset tiny); DEMO_ARGS=(--only synthetic-ks); KERNEL_ARGS=(--short --presets tiny)
 else
-    STEP_ARGS=(--presets tiny ipol64 --steps 10 --warmup 2); DATA_ARGS=(); SHARED_ARGS=(--seconds 30); DEMO_ARGS=()
+    STEP_ARGS=(--presets tiny ipol64 --steps 10 --warmup 2); DATA_ARGS=(); SHARED_ARGS=(--seconds 60); DEMO_ARGS=()
+    KERNEL_ARGS=()
 fi
 START=$(date +%s)
 flag() { grep -qw "$1" /proc/cpuinfo && echo yes || echo no; }
@@ -79,12 +80,16 @@ fi
 step "2. model step, fp32 (benchmarks/train_throughput.py)" 160 \
     "${AVX2[@]}" "$PY" benchmarks/train_throughput.py --modes "${MODES[@]}" "${STEP_ARGS[@]}" "${OFFICIAL_ARGS[@]}"
 
+# 2b. which attention kernel the trainer should use in float32 (1 thread, CPU time: eager / fused)
+step "2b. attention kernel in a float32 step (benchmarks/attention_kernel.py)" 120 \
+    "${AVX2[@]}" "$PY" benchmarks/attention_kernel.py --precisions fp32 "${KERNEL_ARGS[@]}"
+
 # 3. the data path: maelens train end to end vs the bare step (device batches, and the former DataLoader)
 step "3. end-to-end training vs the bare step (benchmarks/data_path.py)" 150 \
     "${AVX2[@]}" "$PY" benchmarks/data_path.py "${DATA_ARGS[@]}"
 
 # 4. sharing the machine: beside a busy loop, n threads fixed vs the thread governor, relative to idle
-step "4. training beside a busy process (benchmarks/shared_machine.py)" 140 \
+step "4. training beside a busy process (benchmarks/shared_machine.py)" 240 \
     "${AVX2[@]}" "$PY" benchmarks/shared_machine.py "${SHARED_ARGS[@]}"
 
 # 5. make demo, from scratch, as the AVX2 kind runs it (fp32)

@@ -7,7 +7,10 @@ Which is faster depends on the load of the moment, so the governor measures it: 
 ``recheck_every`` steps it times ``trial_steps`` steps at n threads and as many at n - 1 (the first step
 after each switch is not counted: the thread pool restarts), keeps the faster by median step time (n - 1
 only when it is faster by more than ``margin``), and says so through ``notify`` when the choice changes.
-The cost is a few steps at the slower setting per check.
+The cost is a few steps at the slower setting per check: two timed steps per setting by default, because
+under load the slower setting is several times slower (on 2 cores beside one busy process, 2.9 s against
+0.8 s a step for ``ipol64``) and each of its steps costs as much as three or four of the faster; the gap
+it must find is large (a factor 1.8 when idle, 3-4 under load), so two samples tell it apart.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class ThreadGovernor:
     before the first check (the first steps of a run allocate and are slow).
     """
 
-    def __init__(self, threads: int, *, enabled: bool = True, trial_steps: int = 4, recheck_every: int = 300,
+    def __init__(self, threads: int, *, enabled: bool = True, trial_steps: int = 2, recheck_every: int = 300,
                  warmup: int = 3, margin: float = 0.05, notify: Callable[[str], None] | None = None,
                  set_threads: Callable[[int], None] = torch.set_num_threads):
         if trial_steps < 1 or recheck_every < 1:
