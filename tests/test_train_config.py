@@ -174,3 +174,21 @@ def test_bad_values_raise_config_error(bad):
 def test_unknown_preset_is_reported_when_building_the_model():
     with pytest.raises(ConfigError, match="preset"):
         TrainConfig(preset="vit-gigantic").model_config()
+
+
+def test_masking_defaults_to_the_methods_own_paper_recipe():
+    """A library caller naming method="cae" gets the CAE paper's block-wise 50% (not MAE's random 75%);
+    given values are used as given; resumed runs stored with explicit values compare equal."""
+    from maelens.train.config import default_masking
+    from maelens.train.resume import comparable
+
+    cae = TrainConfig(method="cae", preset="cae-tiny")
+    assert (cae.masking, cae.mask_ratio) == ("block", 0.5) == default_masking("cae")
+    assert (TrainConfig().masking, TrainConfig().mask_ratio) == ("random", 0.75)
+    given = TrainConfig(method="cae", preset="cae-tiny", masking="random", mask_ratio=0.6)
+    assert (given.masking, given.mask_ratio) == ("random", 0.6)
+    stored = cae.to_dict()
+    assert comparable(stored, TrainConfig)["masking"] == "block"
+    older = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("masking", "mask_ratio")}
+    assert comparable(older, TrainConfig)["masking"] == "random"
+    assert comparable(older, TrainConfig)["mask_ratio"] == 0.75

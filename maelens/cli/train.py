@@ -130,8 +130,7 @@ def _method_options(args: argparse.Namespace) -> dict:
     cae = {k: v for k, v in cae.items() if v is not None}
     if cae and method != "cae":
         raise ConfigError("--cae-target and --alignment-weight are CAE options: add --method cae")
-    masking = {"masking": args.mask or ("block" if method == "cae" else "random"),
-               "mask_ratio": args.mask_ratio if args.mask_ratio is not None else 0.5 if method == "cae" else 0.75}
+    masking = {"masking": args.mask, "mask_ratio": args.mask_ratio}  # None: the method's own (TrainConfig)
     return {"method": method, "preset": preset, "model_overrides": {**overrides, **cae}, **masking}
 
 

@@ -4,9 +4,9 @@ reconstruction + lambda * alignment, which the model computes itself; the loader
 and flip), the optimizer, schedule, accumulation, DDP, precision, NaN stop, checkpoints and resume are the
 trainer's (:mod:`maelens.train.loop`).
 
-The paper masks 50% of the patches block-wise (BEiT): ``maelens train --method cae`` uses that when
-``--mask`` / ``--mask-ratio`` are not given, and :func:`cae_train_config` does the same for library callers
-(:class:`~maelens.train.config.TrainConfig`'s own defaults are MAE's, random 75%).
+The paper masks 50% of the patches block-wise (BEiT): a :class:`~maelens.train.config.TrainConfig` with
+``method="cae"`` (``maelens train --method cae``, :func:`cae_train_config`) uses that when ``masking`` /
+``mask_ratio`` are not given (:func:`~maelens.train.config.default_masking`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from ..models.cae_config import CAE, CAE_MASK_RATIO, CAE_MASKING
+from ..models.cae_config import CAE
 from .methods import MAEMethod, use_fused_attention
 
 if TYPE_CHECKING:
@@ -52,8 +52,7 @@ def cae_train_config(**kwargs: Any) -> "TrainConfig":
     masking of 50% unless ``masking`` / ``mask_ratio`` are given."""
     from .config import TrainConfig
 
-    defaults = {"method": CAE, "preset": "cae-tiny", "masking": CAE_MASKING, "mask_ratio": CAE_MASK_RATIO}
-    return TrainConfig(**{**defaults, **kwargs})
+    return TrainConfig(**{"method": CAE, "preset": "cae-tiny", **kwargs})
 
 
 __all__ = ["CAEMethod", "cae_train_config"]

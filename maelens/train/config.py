@@ -29,13 +29,19 @@ from ..choices import (
     TRAINING_METHODS,
 )
 from ..errors import ConfigError
-from ..models.cae_config import CAE_PRESETS
+from ..models.cae_config import CAE_MASK_RATIO, CAE_MASKING, CAE_PRESETS
 from ..models.presets import LOSS_TARGETS, ModelConfig, preset_recipe
 from ..models.simclr_config import SIMCLR_PRESETS, SimCLRConfig
 from .runconfig import RunConfig
 
 #: What a run trains (kept under this name for callers of earlier versions; :data:`maelens.choices.TRAINING_METHODS`).
 METHODS = TRAINING_METHODS
+
+
+def default_masking(method: str) -> tuple[str, float]:
+    """The masking strategy and ratio a ``method``'s paper pretrains with: block-wise 50% for a CAE (CAE sec.
+    4.1, BEiT's masking), random 75% otherwise (MAE sec. 4; SimCLR does not mask)."""
+    return (CAE_MASKING, CAE_MASK_RATIO) if method == CAE else ("random", 0.75)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ class TrainConfig(RunConfig):
         split: the split of ``data`` trained on.
         decay_tokens, betas: AdamW's; ``decay_tokens`` decays the CLS and mask tokens too (the official
             grouping; False: timm's exemption).
-        masking, mask_ratio: the MAE's masking strategy and the share of patches removed.
+        masking, mask_ratio: the masking strategy and the share of patches removed; None (the default): the
+            method's own, random 75% for an MAE (MAE sec. 4) and block-wise 50% for a CAE (CAE sec. 4.1,
+            BEiT's masking), so that a library caller gets the paper's recipe of the method it names.
         fused_attention: timm's fused attention kernel (None: where it is the faster, see above).
         recon_images: images of the per-epoch reconstruction figure handed to ``on_epoch_end`` (0: none).
         settings_from: where each recipe setting came from (a record only).
@@ -74,8 +82,8 @@ class TrainConfig(RunConfig):
     split: str = "train"
     decay_tokens: bool = True
     betas: tuple[float, float] = (0.9, 0.95)
-    masking: str = "random"
-    mask_ratio: float = 0.75
+    masking: str | None = None
+    mask_ratio: float | None = None
     fused_attention: bool | None = None
     out: str = "runs/mae"
     recon_images: int = 8
@@ -88,6 +96,11 @@ class TrainConfig(RunConfig):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
         object.__setattr__(self, "settings_from", dict(self.settings_from))
+        masking, mask_ratio = default_masking(self.method)
+        if self.masking is None:
+            object.__setattr__(self, "masking", masking)
+        if self.mask_ratio is None:
+            object.__setattr__(self, "mask_ratio", mask_ratio)
         if self.recon_images < 0:
             raise ConfigError(f"recon_images must be >= 0, got {self.recon_images!r}")
         if self.masking not in MASKINGS:
@@ -179,5 +192,5 @@ def recipe_options(preset: str, given: dict[str, Any]) -> dict[str, Any]:
         origin[name] = f"preset {preset} recipe ({recipe.source})"
     return {**out, "settings_from": origin}
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_WARMUP_EPOCHS", "LOSSES", "MAE", "METHODS", "RECIPE_FIELDS", "SCHEDULES",
+__all__ = ["DEFAULT_BATCH_SIZE", "default_masking", "DEFAULT_WARMUP_EPOCHS", "LOSSES", "MAE", "METHODS", "RECIPE_FIELDS", "SCHEDULES",
     "TrainConfig", "recipe_options"]

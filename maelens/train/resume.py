@@ -15,6 +15,7 @@ from typing import Any
 
 from ..choices import DEFAULT_BATCH_SIZE, DEFAULT_WARMUP_EPOCHS
 from ..errors import ConfigError
+from .config import default_masking
 from .runconfig import RunConfig
 
 #: Where the run lives and how it reports: never compared.
@@ -38,6 +39,10 @@ def comparable(settings: dict[str, Any], config_type: type[RunConfig]) -> dict[s
     out = json.loads(json.dumps({**defaults, **BEFORE_THE_FIELD, **_older_names(settings)}, default=str))
     if out.get("warmup_epochs") is None:  # the default since issue 16; earlier versions stored 2.0
         out["warmup_epochs"] = min(DEFAULT_WARMUP_EPOCHS, float(out.get("epochs", 0)))
+    if "masking" in out and "mask_ratio" in out:  # None stands for the method's own (TrainConfig)
+        masking, ratio = default_masking(out.get("method") or "mae")
+        out["masking"] = masking if out["masking"] is None else out["masking"]
+        out["mask_ratio"] = ratio if out["mask_ratio"] is None else out["mask_ratio"]
     if out.get("batch_size") is None:  # a stored 64 never stood for a lowered default: those runs were refused
         out["batch_size"] = DEFAULT_BATCH_SIZE
     return out
