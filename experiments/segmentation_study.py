@@ -321,6 +321,24 @@ def run_study(ctx: Context, s: StudySettings | None = None) -> Outcome:
 RATES = {"pretrain": 400.0, "finetune": 300.0, "forward": 1000.0}
 
 
+def scratch_ceiling(ctx: Context, s: StudySettings, n: int) -> dict[str, Any]:
+    """What supervision alone reaches on the set: the from-scratch Segmenter with the scale's recipe on ``n``
+    labelled canvases (e.g. all 4,096), over ``s.seeds`` seeds, against the colour lookup fitted on the same
+    ``n`` canvases, judged by :data:`FIT_CLAIM` like the study's fitness check. It says how far above the lookup
+    the set's labels can take a model, which the few-label arms cannot show; runs cached under ``ctx.out``."""
+    train_raw = load_segmentation("canvas", image_size=get_config(s.preset).img_size, split="train", limit=n,
+                                  seed=0).raw
+    test = _eval_data(s).raw
+    lookup = colour_lookup_scores(train_raw.images, train_raw.masks, test.images, test.masks,
+                                  len(test.classes)).to_dict()
+    runs = [full_finetune(ctx, s, ctx.out / "runs" / f"scratch-n{n}-s{seed}", None, n, seed)
+            for seed in range(ctx.seed, ctx.seed + s.seeds)]
+    return {"labels": n, "settings": s.to_dict(), "lookup": lookup, "fitness": fitness(runs, lookup),
+            "scratch_miou": [r["final"]["miou"] for r in runs],
+            "scratch_eval_loss": [r["final"]["eval_loss"] for r in runs],
+            "seconds": [r["seconds"] for r in runs]}
+
+
 def estimate_seconds(s: StudySettings, rates: dict[str, float] = RATES, photos_images: int = 4600) -> dict[str, float]:
     """Planned work of the study divided by ``rates``: seconds per part and in all (data preparation not counted:
     10-20 s). ``photos_images``: training images of the second pretraining source."""
@@ -358,6 +376,14 @@ def _verdict_cell(row: dict[str, Any]) -> str:
     return f"{word} ({reason.split(':')[0].split(';')[0]})" if isinstance(reason, str) and reason else word
 
 
+def _points_interval(fit: dict[str, Any]) -> str:
+    """The fitness margin's 95% interval in mIoU points (empty when there was too little to compute one)."""
+    iv = fit.get("interval")
+    if not iv or not all(np.isfinite([iv["low"], iv["high"]])):
+        return ""
+    return f", 95% interval [{100 * iv['low']:+.1f}, {100 * iv['high']:+.1f}] against the {100 * fit['claim']['null']:.0f}-point null"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The study's table in Markdown, every number read from ``result`` (a result.json)."""
     m = result["metrics"]
@@ -374,7 +400,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += ["", f"Colour lookup (16 levels per channel): pixel accuracy {100 * b['pixel_accuracy']:.1f}%, mIoU "
               f"{100 * b['miou']:.1f}%; with the 4x4 vote {100 * b['vote_pixel_accuracy']:.1f}% / "
               f"{100 * b['vote_miou']:.1f}%. Fitness: scratch mIoU {100 * f['scratch_miou_mean']:.1f}% - best lookup "
-              f"{100 * f['best_lookup_miou']:.1f}% = margin {100 * f['margin']:+.1f} points "
+              f"{100 * f['best_lookup_miou']:.1f}% = margin {100 * f['margin']:+.1f} points{_points_interval(f)} "
               f"({'fit' if f['fit'] else 'not fit'}: {f['verdict']}). Headline verdict: **{result['holds']}** "
               f"(mode {result['mode']}, {result['seconds']:.0f} s)."]
     return "\n".join(lines)
@@ -404,13 +430,21 @@ def lookup_scores(specs: list[str], image_size: int) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     # python experiments/segmentation_study.py readme RESULT_JSON: fill experiments/README.md's table
     # python experiments/segmentation_study.py lookup OUT_JSON SIZE SPEC...: the colour lookup on each set
+    # python experiments/segmentation_study.py ceiling SCALE LABELS OUT_DIR: scratch_ceiling, to OUT_DIR/ceiling.json
     if len(sys.argv) == 3 and sys.argv[1] == "readme":
         update_readme(Path(__file__).resolve().parent / "README.md", Path(sys.argv[2]))
     elif len(sys.argv) >= 5 and sys.argv[1] == "lookup":
         write_json(Path(sys.argv[2]), {"colour_lookup": lookup_scores(sys.argv[4:], int(sys.argv[3])),
                                        "maelens_data_formats": {"mosaic": 2, "canvas": 2}})
+    elif len(sys.argv) == 5 and sys.argv[1] == "ceiling":
+        scale, labels, out = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+        ctx = Context(out=out, scale=scale, quiet=True)
+        write_json(out / "ceiling.json", {"note": f"scratch with {labels} labels at the {scale} recipe",
+                                          **scratch_ceiling(ctx, SETTINGS[scale], labels)})
     else:
-        sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC...")
+        sys.exit("usage: python experiments/segmentation_study.py readme RESULT_JSON | lookup OUT_JSON SIZE SPEC... "
+                 "| ceiling SCALE LABELS OUT_DIR")
 
 __all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "RATES", "STUDIES",
-           "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study", "update_readme"]
+           "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study", "scratch_ceiling",
+           "update_readme"]

@@ -186,11 +186,18 @@ def collect(src: Path, dst: Path) -> list[Path]:
     """Copy a run folder's result files into ``dst`` (e.g. ``experiments/results/quick``): every experiment's
     ``result.json`` with the CSV and PNG files beside it, and each model's ``log.csv``, ``summary.json`` and
     last reconstruction figure; no checkpoint, no fine-tuning run folder, no ``summary.*`` (a run of some
-    experiments lists only those; the tables read the result files). Returns the files written."""
+    experiments lists only those; the tables read the result files). An experiment copied replaces its folder
+    in ``dst``: result files of an earlier run that this run did not write (renamed tables and figures) are
+    removed, so no stale file sits beside a new ``result.json``. Returns the files written."""
     import shutil
 
     files = [p for p in src.glob("*/*") if p.parent.name != "models" and p.suffix in (".json", ".csv", ".png")
              and (p.parent / "result.json").is_file()]
+    new = {path.relative_to(src) for path in files}
+    for experiment in {path.parent.name for path in files}:
+        for old in (dst / experiment).glob("*"):
+            if old.suffix in (".json", ".csv", ".png") and old.relative_to(dst) not in new:
+                old.unlink()
     for model in src.glob("models/*"):
         files += [model / n for n in ("log.csv", "summary.json") if (model / n).is_file()]
         files += sorted(model.glob("recon_epoch_*.png"))[-1:]

@@ -164,3 +164,19 @@ def test_collect_copies_result_files_without_checkpoints(tmp_path):
         "knn-table/result.json", "knn-table/table3.csv", "models/tiny-random-pixel-e30/log.csv",
         "models/tiny-random-pixel-e30/recon_epoch_029.png", "models/tiny-random-pixel-e30/summary.json",
         "segmentation/result.json"]
+
+
+def test_collect_removes_an_experiments_files_the_new_run_did_not_write(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "out"
+    (run / "synthetic-ks").mkdir(parents=True)
+    (run / "synthetic-ks" / "result.json").write_text("{}")
+    (run / "synthetic-ks" / "fits_asymptotic.csv").write_text("a\n")
+    (out / "synthetic-ks").mkdir(parents=True)
+    (out / "synthetic-ks" / "fits.csv").write_text("old\n")         # renamed since: stale
+    (out / "synthetic-ks" / "notes.txt").write_text("kept\n")        # not a result file
+    (out / "knn-table").mkdir(parents=True)
+    (out / "knn-table" / "result.json").write_text("{}")             # another experiment: untouched
+    tables.collect(run, out)
+    assert sorted(p.name for p in (out / "synthetic-ks").iterdir()) == ["fits_asymptotic.csv", "notes.txt",
+                                                                         "result.json"]
+    assert (out / "knn-table" / "result.json").is_file()

@@ -46,6 +46,20 @@ def test_smoke_study_runs_caches_and_tables(tmp_path):
     assert cached.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.skipif(not FASHION.exists(), reason="needs Debian's dataset-fashion-mnist")
+def test_scratch_ceiling_fits_scratch_on_the_labels_and_the_lookup_on_the_same_canvases(tmp_path):
+    from dataclasses import replace
+
+    settings = replace(study.SMOKE, seeds=3)
+    result = study.scratch_ceiling(Context(out=tmp_path, scale="quick", quiet=True), settings, 24)
+    assert result["labels"] == 24 and len(result["scratch_miou"]) == 3
+    assert result["lookup"]["train_pixels"] == 24 * 32 * 32      # fitted on the same 24 canvases
+    assert result["fitness"]["margin"] == pytest.approx(
+        np.mean(result["scratch_miou"]) - max(result["lookup"]["miou"], result["lookup"]["vote_miou"]))
+    assert result["fitness"]["verdict"] in ("holds", "tie", "opposite")   # three seeds: a word from the interval
+    assert (tmp_path / "runs" / "scratch-n24-s2" / "result.json").is_file()
+
+
 def _runs(values):
     return [{"final": {"eval_loss": v, "miou": 0.5, "pixel_accuracy": 0.5}} for v in values]
 
