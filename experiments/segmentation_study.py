@@ -406,11 +406,26 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def ceiling_line(ceiling: dict[str, Any]) -> str:
+    """One sentence on :func:`scratch_ceiling`'s result (a ``ceiling.json``), every number read from it."""
+    f, lookup = ceiling["fitness"], ceiling["lookup"]
+    miou = ceiling["scratch_miou"]
+    return (f"Ceiling of the labels: from scratch on all {ceiling['labels']:,} labelled canvases (same recipe, "
+            f"{len(miou)} seeds) the Segmenter reaches {100 * float(np.mean(miou)):.1f}% mIoU against "
+            f"{100 * f['best_lookup_miou']:.1f}% for the better colour lookup fitted on the same canvases (per pixel "
+            f"{100 * lookup['miou']:.1f}%, 4x4 vote {100 * lookup['vote_miou']:.1f}%): margin "
+            f"{100 * f['margin']:+.1f} points{_points_interval(f)} ({f['verdict']}).")
+
+
 def update_readme(readme: Path, result_file: Path) -> None:
-    """Replace the text between the canvas-table markers of ``readme`` with :func:`markdown_table`."""
+    """Replace the text between the canvas-table markers of ``readme`` with :func:`markdown_table` (and
+    :func:`ceiling_line` when ``segmentation-canvas-ceiling/ceiling.json`` sits beside the result's folder)."""
     text = readme.read_text()
     begin, end = text.index(MARK_BEGIN) + len(MARK_BEGIN), text.index(MARK_END)
     table = markdown_table(json.loads(result_file.read_text()))
+    ceiling = result_file.parent.parent / "segmentation-canvas-ceiling" / "ceiling.json"
+    if ceiling.is_file():
+        table += f"\n\n<!-- and from {ceiling} -->\n" + ceiling_line(json.loads(ceiling.read_text()))
     write_text(readme, text[:begin] + f"\n<!-- generated from {result_file} -->\n" + table + "\n" + text[end:])
 
 
@@ -446,5 +461,5 @@ if __name__ == "__main__":
                  "| ceiling SCALE LABELS OUT_DIR")
 
 __all__ = ["CLAIM", "FIT_CLAIM", "SETTINGS", "SMOKE", "RATES", "STUDIES",
-           "StudySettings", "estimate_seconds", "lookup_scores", "markdown_table", "run_study", "scratch_ceiling",
+           "StudySettings", "ceiling_line", "estimate_seconds", "lookup_scores", "markdown_table", "run_study", "scratch_ceiling",
            "update_readme"]

@@ -60,6 +60,17 @@ def test_scratch_ceiling_fits_scratch_on_the_labels_and_the_lookup_on_the_same_c
     assert (tmp_path / "runs" / "scratch-n24-s2" / "result.json").is_file()
 
 
+def test_ceiling_line_reads_every_number_from_the_file():
+    ceiling = {"labels": 4096, "scratch_miou": [0.20, 0.21, 0.22],
+               "lookup": {"miou": 0.098, "vote_miou": 0.088},
+               "fitness": {"best_lookup_miou": 0.098, "margin": 0.112, "verdict": "holds", "claim": {"null": 0.02},
+                           "interval": {"low": 0.105, "high": 0.119}}}
+    assert study.ceiling_line(ceiling) == (
+        "Ceiling of the labels: from scratch on all 4,096 labelled canvases (same recipe, 3 seeds) the Segmenter "
+        "reaches 21.0% mIoU against 9.8% for the better colour lookup fitted on the same canvases (per pixel 9.8%, "
+        "4x4 vote 8.8%): margin +11.2 points, 95% interval [+10.5, +11.9] against the 2-point null (holds).")
+
+
 def _runs(values):
     return [{"final": {"eval_loss": v, "miou": 0.5, "pixel_accuracy": 0.5}} for v in values]
 
