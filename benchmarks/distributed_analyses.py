@@ -76,6 +76,7 @@ def worker(args: argparse.Namespace) -> None:
         result[f"{name}_img_per_s"] = round(args.images / min(times), 2)
         result[f"{name}_s"] = [round(t, 4) for t in times]
     if world > 1:
+        dist.barrier()  # every rank together, as maelens.cli.launch.leave: a lone teardown may abort at exit
         dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print("RESULT " + json.dumps(result), flush=True)

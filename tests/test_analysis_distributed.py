@@ -90,6 +90,11 @@ WORKER = textwrap.dedent('''
         codes["failing_setup"] = main(setup)
     with open(os.path.join(out, f"rank{{rank}}.json"), "w") as f:
         json.dump({{"codes": codes, "stderr": err.getvalue(), "setup_stderr": setup_err.getvalue()}}, f)
+    # the group is this script's: end it as maelens ends its own (cli.launch.leave), every rank together, or a
+    # rank leaving while the other still talks to gloo aborts now and then ("terminate called without an
+    # active exception", exit status 1 after every command succeeded)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 ''')
 
 
