@@ -1,4 +1,5 @@
-"""Sizing check of the paper-cpu comparison floor: seed 0's MAE at ctx.comparison_epochs against the fill."""
+"""Sizing check of the paper-cpu comparison floor: a seed's MAE (argv[2], default 0) at ctx.comparison_epochs
+against the mean-visible-colour fill; writes OUT/fill_check.json."""
 import json
 import sys
 import time
@@ -9,9 +10,11 @@ from common import Context, trained  # noqa: E402
 
 ctx = Context(out=Path(sys.argv[1]), scale="paper-cpu", quiet=True)
 start = time.time()
-run = ctx.run(epochs=ctx.comparison_epochs, seed=0)
+seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+run = ctx.run(epochs=ctx.comparison_epochs, seed=seed)
 error, fill = ctx.fill_test(run.model.eval())
-out = {"note": "paper-cpu comparison MAE (seed 0) at the step floor, against the mean-visible-colour fill",
+out = {"note": f"paper-cpu comparison MAE (seed {seed}) at the step floor, against the mean-visible-colour fill",
+       "seed": seed,
        "pretrain_data": ctx.pretrain_data, "pretrain_images": ctx.pretrain_images, "epochs": ctx.comparison_epochs,
        "batch_size": ctx.batch_size, "steps": ctx.comparison_epochs * (ctx.pretrain_images // ctx.batch_size),
        "masked_mse": error.model_mse, "mean_fill_mse": error.baseline_mse, "difference": fill.to_dict(),
