@@ -11,7 +11,10 @@ the same data for the same number of steps, with the verdict rule of :mod:`maele
 
 Each arm is trained by the same trainer with the same data, epochs, batch size, learning-rate recipe and seeds;
 each method keeps its own paper's masking (MAE: random 75%; CAE: block-wise 50%). Seed ``i`` of every arm shares
-the data order and the initialisation seed, so the differences are paired by seed.
+the data order and the initialisation seed, so the differences are paired by seed. The epochs are the scale's
+``Context.comparison_epochs`` (issue 25: at paper-cpu at least 510 optimizer steps), and every model must beat the
+mean-visible-colour fill on the held-out images under its own masking (:meth:`Context.fill_test`): a claim whose
+compared arms hold a model that does not gets ``n/a`` with the reason ``undertrained`` instead of a verdict.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 from claims import CLAIMS as PAPER_CLAIMS
-from common import Context, Outcome, Recorder, pct
+from claims import UNDERTRAINED
+from common import Context, Outcome, Recorder, pct, trained
 from paper import experiment
 
 from maelens.analysis.cka import layer_cka
@@ -31,14 +35,18 @@ from maelens.analysis.encoder_attention import encoder_attention_stats
 from maelens.analysis.evaluate import evaluate_features
 from maelens.analysis.features import extract_features
 from maelens.analysis.reconstruction import predictions_to_rgb
+from maelens.models.cae_config import CAE_MASK_RATIO, CAE_MASKING
 from maelens.plots.cae import plot_image_rows, plot_layer_comparison
 from maelens.plots.layers import plot_cka
 from maelens.train import TrainConfig, TrainResult, train_or_load
 from maelens.train.cae_method import cae_train_config
-from maelens.verdict import Claim, compare_over_seeds
+from maelens.verdict import Claim, compare_over_seeds, judge
 
 #: The three arms: MAE, CAE with the paper's alignment weight, and CAE without alignment (Fig. 4, Table 5).
 ARMS = ("mae", "cae", "cae-noalign")
+#: Each arm's masking (strategy, ratio) in training and in its fill test: each method keeps its paper's.
+ARM_MASKING = {"mae": ("random", 0.75), "cae": (CAE_MASKING, CAE_MASK_RATIO),
+               "cae-noalign": (CAE_MASKING, CAE_MASK_RATIO)}
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ class Sizes:
 
     @classmethod
     def for_scale(cls, ctx: Context) -> "Sizes":
-        return cls(epochs=ctx.n(8, 100, 10), seeds=3, batch_size=ctx.n(32, 256), blr=ctx.n(1e-2, 1.5e-4),
+        return cls(epochs=ctx.comparison_epochs, seeds=3, batch_size=ctx.n(32, 256), blr=ctx.n(1e-2, 1.5e-4),
                    probe_train=ctx.n(2000, 20000, 10000), probe_test=ctx.n(1000, 10000, 5000),
                    probe_epochs=ctx.n(20, 100, 50), analysis_images=ctx.n(128, 2000, 1000))
 
@@ -79,7 +87,8 @@ def arm_run(ctx: Context, arm: str, seed: int, sizes: Sizes) -> TrainResult:
                   seed=seed, device=ctx.device, out=str(ctx.out / "models" / name), quiet=ctx.quiet,
                   recon_images=0, precision="auto")
     if arm == "mae":
-        config = TrainConfig(**common, masking="random", mask_ratio=0.75)
+        masking, ratio = ARM_MASKING[arm]
+        config = TrainConfig(**common, masking=masking, mask_ratio=ratio)
     else:
         config = cae_train_config(**common, model_overrides={"alignment_weight": 2.0 if arm == "cae" else 0.0})
     ctx._runs[name] = train_or_load(config, device=ctx.device)
@@ -97,6 +106,15 @@ def fig4_error(model, imgs: torch.Tensor, batch_size: int = 256) -> float:
     straight to the decoder."""
     errors = [model.reconstruction_error(imgs[i:i + batch_size]) for i in range(0, len(imgs), batch_size)]
     return float(torch.cat(errors).mean())
+
+
+def fill_row(ctx: Context, model, arm: str) -> dict:
+    """The model's RGB error on the patches its own masking removes from the held-out images, against each image's
+    mean visible colour (same masks), and whether it beats it (:func:`common.trained`)."""
+    masking, ratio = ARM_MASKING[arm]
+    error, fill = ctx.fill_test(model, masking=masking, mask_ratio=ratio)
+    return {"masked_mse": error.model_mse, "mean_fill_mse": error.baseline_mse, "fill_difference_low": fill.low,
+            "fill_difference_high": fill.high, "trained": trained(fill)}
 
 
 def probe_accuracies(ctx: Context, model, sizes: Sizes, seed: int) -> dict[str, float]:
@@ -130,26 +148,41 @@ CLAIMS = {
 }
 
 
+#: What each claim compares: (arm, column) of the first and of the second term of the paired difference.
+PAIRS = {
+    "fig4": (("cae-noalign", "fig4_mse"), ("cae", "fig4_mse")),
+    "att-lin-mae": (("mae", "attentive"), ("mae", "linear")),
+    "att-lin-cae": (("cae", "attentive"), ("cae", "linear")),
+    "cae-mae-att": (("cae", "attentive"), ("mae", "attentive")),
+    "cae-mae-lin": (("cae", "linear"), ("mae", "linear")),
+    "align-att": (("cae", "attentive"), ("cae-noalign", "attentive")),
+    "align-lin": (("cae", "linear"), ("cae-noalign", "linear")),
+}
+
+
+def undertrained_models(frame: pd.DataFrame) -> list[str]:
+    """``"ARM seed K"`` for every model of ``frame`` whose ``trained`` is false (none when the column is absent)."""
+    if "trained" not in frame:
+        return []
+    return [f"{r.arm} seed {r.seed}" for r in frame.sort_values(["arm", "seed"]).itertuples() if not r.trained]
+
+
 def verdicts(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS` from the per-(arm, seed) measurements ``frame`` (columns arm, seed,
-    fig4_mse, linear, attentive), through :func:`maelens.verdict.compare_over_seeds` (paired by seed)."""
+    fig4_mse, linear, attentive, and ``trained`` from the fill test), through
+    :func:`maelens.verdict.compare_over_seeds` (paired by seed). A claim whose compared arms hold a model that does
+    not beat the mean-colour fill gets ``n/a``, its reason ``undertrained: ...`` naming those models (issue 25)."""
     by = {arm: frame[frame["arm"] == arm].sort_values("seed") for arm in ARMS}
-
-    def col(arm: str, column: str) -> list[float]:
-        return by[arm][column].tolist()
-
-    pairs = {
-        "fig4": (col("cae-noalign", "fig4_mse"), col("cae", "fig4_mse")),
-        "att-lin-mae": (col("mae", "attentive"), col("mae", "linear")),
-        "att-lin-cae": (col("cae", "attentive"), col("cae", "linear")),
-        "cae-mae-att": (col("cae", "attentive"), col("mae", "attentive")),
-        "cae-mae-lin": (col("cae", "linear"), col("mae", "linear")),
-        "align-att": (col("cae", "attentive"), col("cae-noalign", "attentive")),
-        "align-lin": (col("cae", "linear"), col("cae-noalign", "linear")),
-    }
+    weak = undertrained_models(frame)
     rows = []
-    for key, (a, b) in pairs.items():
-        verdict = compare_over_seeds(CLAIMS[key], a, b)
+    for key, ((arm_a, col_a), (arm_b, col_b)) in PAIRS.items():
+        a, b = by[arm_a][col_a].tolist(), by[arm_b][col_b].tolist()
+        models = [m for m in weak if m.rsplit(" seed ", 1)[0] in (arm_a, arm_b)]
+        if models:
+            verdict = judge(CLAIMS[key], None,
+                            f"{UNDERTRAINED}: {', '.join(models)} not better than the mean-colour fill")
+        else:
+            verdict = compare_over_seeds(CLAIMS[key], a, b)
         interval = verdict.interval
         rows.append({"claim": key, "statement": verdict.claim.statement, "quantity": verdict.claim.quantity,
                      "estimate": interval.estimate if interval else float("nan"),
@@ -198,6 +231,7 @@ def run_study(ctx: Context, sizes: Sizes) -> Outcome:
             if seed == ctx.seed:
                 models[arm] = model
             row = {"arm": arm, "seed": seed, "parameters": model.num_trainable_parameters(),
+                   **fill_row(ctx, model, arm),
                    "fig4_mse": fig4_error(model, imgs) if arm != "mae" else float("nan"),
                    **probe_accuracies(ctx, model, sizes, seed)}
             rows.append(row)
@@ -228,10 +262,14 @@ def run_study(ctx: Context, sizes: Sizes) -> Outcome:
                     "is noisy (Fig. 4); ViT-B attentive >> linear for MIM (MAE 74.2 vs 68.0, CAE 73.8 vs 64.1 with "
                     "the d-VAE target, Table 1); CAE >= MAE; the alignment helps (Table 5)", ours, holds,
                     f"{sizes.seeds} seeds per arm, {sizes.epochs} epochs each on {ctx.pretrain_data}; probes on "
-                    f"{ctx.labelled_data}. Verdicts: paired t interval over seeds (maelens.verdict): "
+                    f"{ctx.labelled_data}. Every model against the mean-colour fill under its own masking: "
+                    + (f"undertrained {', '.join(undertrained_models(frame))}" if undertrained_models(frame)
+                       else "all beat it")
+                    + ". Verdicts: paired t interval over seeds (maelens.verdict): "
                     + "; ".join(f"{k} {v}" for k, v in words.items()) + ". Parameters: "
                     + ", ".join(f"{a} {n:,}" for a, n in n_params.items()) + ".",
-                    sizes=asdict(sizes), verdicts=table.to_dict("records"), means=means.to_dict("index"),
+                    sizes=asdict(sizes), verdicts=table.to_dict("records"),
+                    undertrained=undertrained_models(frame), means=means.to_dict("index"),
                     side_by_side=ipol, parameters=n_params)
 
 

@@ -104,7 +104,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "encoder-ks": ("not_rejected",), "ranking": ("t_below_norm",), "similarity": ("knn_interval",),
     "knn-table": ("correct",), "mae-vs-simclr": ("per_seed",), "parametric": ("correct",),
     "masking-pretrain": ("per_seed",), "segmentation": ("per_seed",), "ycbcr-pretrain": (),
-    "segmentation-canvas": ("fitness", "verdicts"), "cae": ("verdicts",),
+    "segmentation-canvas": ("fitness", "verdicts"), "cae": ("verdicts", "undertrained"),
 }
 
 #: Fig. 10's three trends: the property and the direction of last - first layer the paper reports.

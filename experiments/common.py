@@ -214,11 +214,14 @@ class Context:
         """The MAE pretrained with ``masking``, ``loss`` and ``seed``, in eval mode."""
         return self.run(masking, loss, epochs, seed).model.eval()
 
-    def fill_test(self, model) -> tuple[ReconstructionError, Interval]:
+    def fill_test(self, model, *, masking: str = "random",
+                  mask_ratio: float = 0.75) -> tuple[ReconstructionError, Interval]:
         """The model's RGB error on removed patches of the held-out images against filling them with each
-        image's mean visible colour (same seeded masks), and the paired bootstrap interval over the images of
-        model - fill: a model enters a comparison only when the interval lies below 0 (see :func:`trained`)."""
-        error = reconstruction_error(model, self.images("test"), seed=self.seed)
+        image's mean visible colour (same seeded masks, ``masking`` at ``mask_ratio``: the model's own, e.g. a
+        CAE's block-wise 50%), and the paired bootstrap interval over the images of model - fill: a model enters
+        a comparison only when the interval lies below 0 (see :func:`trained`)."""
+        error = reconstruction_error(model, self.images("test"), masking=masking, mask_ratio=mask_ratio,
+                                     seed=self.seed)
         return error, paired_bootstrap_interval(error.model_per_image, error.baseline_per_image, seed=self.seed)
 
     def features(self, model, split: str, *, spec: str | None = None, mask_ratio: float = 0.0,

@@ -37,10 +37,31 @@ def test_verdicts_follow_the_paired_differences():
     assert set(study.verdicts(two[two["seed"] < 2])["verdict"]) == {"n/a"}  # fewer than 3 seeds
 
 
+def test_an_undertrained_model_stops_the_claims_of_its_arm_only():
+    frame = measurements(shift=0.1)
+    frame["trained"] = True
+    frame.loc[(frame["arm"] == "mae") & (frame["seed"] == 1), "trained"] = False
+    assert study.undertrained_models(frame) == ["mae seed 1"]
+    table = study.verdicts(frame).set_index("claim")
+    for claim in ("att-lin-mae", "cae-mae-att", "cae-mae-lin"):  # the claims that compare an MAE
+        assert table.loc[claim, "verdict"] == "n/a"
+        assert table.loc[claim, "reason"] == "undertrained: mae seed 1 not better than the mean-colour fill"
+    for claim in ("fig4", "att-lin-cae", "align-att", "align-lin"):  # CAE arms only: judged as before
+        assert table.loc[claim, "verdict"] == "holds" and table.loc[claim, "reason"] == ""
+    frame.loc[frame["arm"] == "cae-noalign", "trained"] = False
+    table = study.verdicts(frame).set_index("claim")
+    assert table.loc["fig4", "reason"].startswith("undertrained: cae-noalign seed 0, cae-noalign seed 1, ")
+    assert table.loc["att-lin-cae", "verdict"] == "holds"
+    assert study.undertrained_models(measurements(0.1)) == []  # measurements without a fill test: no gate
+
+
 def test_scales(tmp_path):
-    quick = study.Sizes.for_scale(Context(out=tmp_path, scale="quick"))
+    quick_ctx = Context(out=tmp_path, scale="quick")
+    quick = study.Sizes.for_scale(quick_ctx)
     paper = study.Sizes.for_scale(Context(out=tmp_path, scale="paper-cpu"))
     assert quick.seeds == paper.seeds == 3 and quick.epochs < paper.epochs
+    # the comparison budget of the other training comparisons (at paper-cpu at least 510 steps)
+    assert quick.epochs == quick_ctx.comparison_epochs == 20
     assert study._presets(Context(out=tmp_path, scale="paper-cpu")) == {"mae": "ipol64", "cae": "cae-ipol64",
                                                                          "cae-noalign": "cae-ipol64"}
 
@@ -59,6 +80,13 @@ def test_smoke_run_writes_tables_figures_and_verdicts(tmp_path):
     assert all(v["verdict"] in ("holds", "tie", "opposite", "n/a") for v in result["metrics"]["verdicts"])
     frame = pd.read_csv(folder / "measurements.csv")
     assert len(frame) == 9 and frame[frame["arm"] == "mae"]["fig4_mse"].isna().all()
+    # one epoch on 64 images: every model is worse than the mean-colour fill, so no claim gets a verdict
+    assert not frame["trained"].any() and len(result["metrics"]["undertrained"]) == 9
+    assert all(v["verdict"] == "n/a" and v["reason"].startswith("undertrained: ")
+               for v in result["metrics"]["verdicts"])
+    from claims import verdict
+
+    assert verdict("cae", result["metrics"]).reason.startswith("undertrained: cae seed 0, ")
     # the result's one word is the headline claim's (Fig. 4); every claim's word is in the interpretation
     assert outcome.holds == next(v["verdict"] for v in result["metrics"]["verdicts"] if v["claim"] == "fig4")
     assert all(f"{key} " in outcome.interpretation for key in study.CLAIMS)

@@ -219,6 +219,12 @@ def test_canvas_study_needs_a_fit_set_then_judges_the_headline_arm():
 
 def test_cae_headline_is_judged_again_from_its_row():
     row = {"claim": "fig4", "estimate": 1.8, "low": 1.1, "high": 2.5, "method": "paired-t", "seeds": 3}
-    assert verdict("cae", {"verdicts": [row]}).word == "holds"
-    assert verdict("cae", {"verdicts": [{**row, "low": -0.2}]}).word == "tie"
-    assert verdict("cae", {"verdicts": [{**row, "seeds": 2, "reason": "2 seed(s)"}]}).word == "n/a"
+    assert verdict("cae", {"verdicts": [row], "undertrained": []}).word == "holds"
+    assert verdict("cae", {"verdicts": [{**row, "low": -0.2}], "undertrained": []}).word == "tie"
+    assert verdict("cae", {"verdicts": [{**row, "seeds": 2, "reason": "2 seed(s)"}], "undertrained": []}).word == "n/a"
+    # a result file from before the fill test (no "undertrained" list): its models were never checked, so stale
+    assert verdict("cae", {"verdicts": [row]}).reason == "stale: re-run"
+    weak = {"claim": "fig4", "estimate": None, "low": None, "high": None, "method": "", "seeds": 3,
+            "reason": "undertrained: cae seed 2 not better than the mean-colour fill"}
+    judged = verdict("cae", {"verdicts": [weak], "undertrained": ["cae seed 2"]})
+    assert judged.word == "n/a" and render(judged) == "undertrained (cae seed 2 not better than the mean-colour fill)"
