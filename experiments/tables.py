@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from claims import CLAIMS, STALE, UNDERTRAINED, render, verdict
+from claims import CLAIMS, STALE, UNDERTRAINED, WITHDRAWN, render, verdict
 
 from maelens.io import write_text
 
@@ -91,6 +91,8 @@ RECOVER: dict[str, Callable[[Path], dict]] = {
 def stored_metrics(name: str, folder: Path, record: dict[str, Any]) -> dict[str, Any]:
     """The record's metrics; for a record predating the rule, plus what its committed tables hold."""
     metrics = dict(record.get("metrics") or {})
+    if name == "segmentation" and "data" not in metrics:  # the data is in the record; absent before it was a choice
+        metrics["data"] = record.get("segmentation_data") or "mosaic"
     if record.get("holds") in OLD_WORDS and name in RECOVER:
         try:
             metrics.update(RECOVER[name](folder))
@@ -124,6 +126,8 @@ def _word(v) -> str:
     """The verdict word, with ``stale`` or ``undertrained`` said for an ``n/a`` that has those reasons."""
     if v.reason == STALE:
         return "n/a (stale: re-run)"
+    if v.reason == WITHDRAWN:
+        return "n/a (withdrawn)"
     return UNDERTRAINED if v.reason.startswith(UNDERTRAINED) else v.word
 
 

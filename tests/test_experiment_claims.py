@@ -228,3 +228,17 @@ def test_cae_headline_is_judged_again_from_its_row():
             "reason": "undertrained: cae seed 2 not better than the mean-colour fill"}
     judged = verdict("cae", {"verdicts": [weak], "undertrained": ["cae seed 2"]})
     assert judged.word == "n/a" and render(judged) == "undertrained (cae seed 2 not better than the mean-colour fill)"
+
+
+def test_mosaic_segmentation_verdict_is_withdrawn_whatever_the_numbers():
+    from claims import WITHDRAWN
+
+    won = {"per_seed": {"MAE RGB": [1.0, 1.1, 1.2], "scratch": [2.0, 2.2, 2.1]}}
+    for data in ("mosaic", "mosaic:photos"):
+        assert verdict("segmentation", {**won, "data": data}).reason == WITHDRAWN
+    assert verdict("segmentation", {"miou": {}}).reason == WITHDRAWN  # a record from before data was a choice
+    assert verdict("segmentation", {**won, "data": "ade20k:/data/ade"}).word == "holds"
+    assert verdict("segmentation", {"data": "ade20k:/data/ade"}).reason == STALE
+    one = {"per_seed": {"MAE RGB": [1.0], "scratch": [2.0]}, "data": "ade20k:/data/ade"}
+    assert verdict("segmentation", one).word == "n/a"
+    assert render(verdict("segmentation", {"data": "mosaic"})) == f"n/a ({WITHDRAWN})"
