@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +117,17 @@ def results_table(scale: str, root: Path = RESULTS) -> str:
             continue
         v = verdict(name, stored_metrics(name, folder / name, record))
         stamp = f"{record['date']}, " if record.get("date") else ""
-        lines.append(f"| `{name}` ({_cell(record['paper_ref'])}) | {_cell(record['paper'])} | {_cell(record['ours'])} "
+        ours = record["ours"] + _undertrained_note(record)
+        lines.append(f"| `{name}` ({_cell(record['paper_ref'])}) | {_cell(record['paper'])} | {_cell(ours)} "
                      f"| {_cell(render(v))} | [{stamp}{record['seconds']:g} s]({SCALES[scale]}/{name}/result.json) |")
     return "\n".join(lines) + "\n"
+
+
+def _undertrained_note(record: Mapping[str, Any]) -> str:
+    """The models of a result that do not beat the mean-colour fill on held-out images (issue 25's gate), said
+    after its numbers whether or not they enter the verdict: their numbers are those of an undertrained model."""
+    models = (record.get("metrics") or {}).get("undertrained") or []
+    return f"; undertrained (not better than the mean-colour fill): {', '.join(models)}" if models else ""
 
 
 def _word(v) -> str:

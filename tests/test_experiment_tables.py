@@ -180,3 +180,11 @@ def test_collect_removes_an_experiments_files_the_new_run_did_not_write(tmp_path
     assert sorted(p.name for p in (out / "synthetic-ks").iterdir()) == ["fits_asymptotic.csv", "notes.txt",
                                                                          "result.json"]
     assert (out / "knn-table" / "result.json").is_file()
+
+
+def test_undertrained_models_are_named_after_the_numbers_whether_or_not_they_enter_the_verdict():
+    record = {"ours": "kNN 54.2%", "metrics": {"undertrained": ["block seed 0", "block seed 2"]}}
+    assert tables._undertrained_note(record) == ("; undertrained (not better than the mean-colour fill): "
+                                                 "block seed 0, block seed 2")
+    assert tables._undertrained_note({"ours": "x", "metrics": {"undertrained": []}}) == ""
+    assert tables._undertrained_note({"ours": "x"}) == ""
