@@ -563,11 +563,18 @@ def _pretrained(ctx: Context, target: str, seed: int | None = None, epochs: int 
         return ctx.run(loss=target, epochs=epochs, seed=seed)
     from dataclasses import replace
 
-    base = TrainConfig.from_dict(ctx.run(loss="pixel", epochs=epochs, seed=seed).summary["train_config"])
-    pixel = Path(base.out)  # the RGB run's folder, named by preset, epochs and pretraining data
-    out = pixel.with_name(pixel.name.replace("-random-pixel-", "-random-ycbcr-plain-", 1))
-    return train_or_load(replace(base, loss_target="ycbcr-plain", out=str(out)), device=ctx.device,
+    pixel = ctx.run(loss="pixel", epochs=epochs, seed=seed)
+    base = TrainConfig.from_dict(pixel.summary["train_config"])
+    return train_or_load(replace(base, loss_target="ycbcr-plain", out=str(plain_folder(ctx, pixel))), device=ctx.device,
                          on_epoch_end=epoch_reconstruction)
+
+
+def plain_folder(ctx: Context, pixel) -> Path:
+    """The plain-YCbCr run's folder: beside the RGB run's, under this context's ``models`` folder, named as it
+    with ``ycbcr-plain`` for ``pixel``. Not the RGB run's recorded ``out``: a run folder moved (a model reused from
+    another session's output) would send the plain run to the old place, where this context never looks."""
+    name = Path(pixel.checkpoint).parent.name if pixel.checkpoint else Path(pixel.summary["train_config"]["out"]).name
+    return ctx.out / "models" / name.replace("-random-pixel-", "-random-ycbcr-plain-", 1)
 
 
 def _slug(arm: str) -> str:

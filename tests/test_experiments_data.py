@@ -97,3 +97,14 @@ def test_fig7_and_table2_use_every_image_of_the_table4_set(tmp_path):
     assert record["table4_data"] == str(weather) and record["pretrain_data"] == str(pretrain)
     models = [p.name for p in (tmp_path / "out" / "models").iterdir()]
     assert models == [f"tiny-random-pixel-e2{_data_tag(str(pretrain))}"]
+
+
+def test_the_plain_ycbcr_run_goes_beside_the_rgb_run_in_this_contexts_models_folder(tmp_path):
+    # the RGB run was trained elsewhere and moved here: its recorded ``out`` is the old place
+    ctx = Context(out=tmp_path / "now")
+    moved = tmp_path / "now" / "models" / "ipol64-random-pixel-e57-s1"
+    pixel = SimpleNamespace(checkpoint=moved / "checkpoint.pt",
+                            summary={"train_config": {"out": "runs/before/models/ipol64-random-pixel-e57-s1"}})
+    assert paper.plain_folder(ctx, pixel) == tmp_path / "now" / "models" / "ipol64-random-ycbcr-plain-e57-s1"
+    pixel.checkpoint = None  # a run without a checkpoint: the folder name recorded in its summary
+    assert paper.plain_folder(ctx, pixel) == tmp_path / "now" / "models" / "ipol64-random-ycbcr-plain-e57-s1"
